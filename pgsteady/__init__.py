@@ -1,0 +1,11 @@
+"""pgsteady: calm background jobs and safe index changes for PostgreSQL.
+
+The public API is what this module exports; everything else is internal.
+"""
+
+from .app import App, JobRef
+from .errors import PgsteadyError
+from .tasks import Context, Discard, Retry, Task
+from .worker import Worker, run_worker
+
+__all__ = ["App", "Context", "Discard", "JobRef", "PgsteadyError", "Retry", "Task", "Worker", "run_worker"]

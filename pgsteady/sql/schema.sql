@@ -1,0 +1,122 @@
+-- The whole current schema, for a fresh install. Every change here is also a
+-- numbered migration; tests/test_migrations.py proves the two give the same schema.
+-- {schema} is replaced by the quoted schema name (psycopg.sql.Identifier).
+
+CREATE TYPE {schema}.job_state AS ENUM ('waiting', 'running', 'succeeded', 'failed', 'cancelled');
+
+CREATE TABLE {schema}.jobs (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    queue            text NOT NULL,
+    task             text NOT NULL,
+    args             jsonb NOT NULL,
+    -- The idempotency key as given; key_active says whether it still blocks a
+    -- new job with the same key (waiting, running, or succeeded within the
+    -- key retention). The unique index below enforces it.
+    key              text,
+    key_active       boolean NOT NULL DEFAULT false,
+    state            {schema}.job_state NOT NULL DEFAULT 'waiting',
+    priority         smallint NOT NULL DEFAULT 0,
+    run_at           timestamptz NOT NULL DEFAULT now(),
+    attempt          integer NOT NULL DEFAULT 0,
+    max_attempts     integer NOT NULL CHECK (max_attempts > 0),
+    -- The lease of the current attempt: every write about the attempt must
+    -- present lease_token, so a late worker cannot overwrite a newer attempt.
+    lease_token      uuid,
+    lease_expires_at timestamptz,
+    worker_id        text,
+    release          text,
+    cancel_requested boolean NOT NULL DEFAULT false,
+    checkpoint       jsonb,
+    errors           jsonb NOT NULL DEFAULT jsonb_build_array(),
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    started_at       timestamptz,
+    finished_at      timestamptz,
+    CONSTRAINT jobs_key_active_needs_key CHECK (NOT key_active OR key IS NOT NULL)
+);
+
+-- The claim query walks this index in claim order and stops at its LIMIT.
+CREATE INDEX jobs_claim_idx ON {schema}.jobs (priority, run_at, id) WHERE state = 'waiting';
+CREATE UNIQUE INDEX jobs_key_idx ON {schema}.jobs (key) WHERE key_active;
+CREATE INDEX jobs_lease_idx ON {schema}.jobs (lease_expires_at) WHERE state = 'running';
+
+CREATE FUNCTION {schema}.notify_jobs() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- One notification per queue per statement; delivered only on commit, so
+    -- a worker never wakes for a job it cannot see yet.
+    PERFORM pg_notify(TG_TABLE_SCHEMA || '_jobs', q.queue)
+    FROM (SELECT DISTINCT queue FROM new_rows WHERE run_at <= now()) AS q;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER jobs_notify AFTER INSERT ON {schema}.jobs
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION {schema}.notify_jobs();
+
+-- The history of each job: failures, retries, rescues, cancellations, manual
+-- actions, rejected late writes and ctx.log() lines. Partitioned by day so
+-- that old history is dropped a partition at a time, never row by row.
+CREATE SEQUENCE {schema}.events_id_seq;
+
+CREATE TABLE {schema}.events (
+    id         bigint NOT NULL DEFAULT nextval('{schema}.events_id_seq'),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    job_id     bigint,
+    attempt    integer,
+    worker_id  text,
+    release    text,
+    kind       text NOT NULL,
+    message    text,
+    data       jsonb
+) PARTITION BY RANGE (created_at);
+
+-- Catches rows for days whose partition does not exist yet; kept empty in
+-- practice because partitions are created days ahead.
+CREATE TABLE {schema}.events_default PARTITION OF {schema}.events DEFAULT;
+
+CREATE INDEX events_job_idx ON {schema}.events (job_id, created_at);
+
+-- Creates the daily partitions from yesterday to days_ahead days from now.
+-- Rows that already landed in the default partition for such a day are moved
+-- into the new partition, so creating a day late never fails.
+CREATE FUNCTION {schema}.ensure_event_partitions(days_ahead integer) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    day date;
+    lo timestamptz;
+    part text;
+    created integer := 0;
+    -- Days are UTC days whatever the session's TimeZone, so two sessions in
+    -- different zones never try to create overlapping partitions.
+    utc_today date := (now() AT TIME ZONE 'UTC')::date;
+BEGIN
+    -- Workers starting together would otherwise race to create the same day.
+    PERFORM pg_advisory_xact_lock(hashtext('{schema}.ensure_event_partitions'));
+    FOR day IN SELECT d::date FROM generate_series(utc_today - 1, utc_today + days_ahead, interval '1 day') AS d LOOP
+        part := 'events_' || to_char(day, 'YYYYMMDD');
+        lo := day::timestamp AT TIME ZONE 'UTC';
+        CONTINUE WHEN EXISTS (
+            SELECT 1 FROM pg_class c JOIN pg_inherits i ON i.inhrelid = c.oid
+            WHERE i.inhparent = '{schema}.events'::regclass AND c.relname = part);
+        EXECUTE format('CREATE TABLE {schema}.%I (LIKE {schema}.events INCLUDING DEFAULTS)', part);
+        EXECUTE format(
+            'WITH moved AS (DELETE FROM {schema}.events_default WHERE created_at >= %L AND created_at < %L RETURNING *) '
+            'INSERT INTO {schema}.%I SELECT * FROM moved', lo, lo + interval '1 day', part);
+        EXECUTE format('ALTER TABLE {schema}.events ATTACH PARTITION {schema}.%I FOR VALUES FROM (%L) TO (%L)',
+                       part, lo, lo + interval '1 day');
+        created := created + 1;
+    END LOOP;
+    RETURN created;
+END
+$$;
+
+CREATE TABLE {schema}.workers (
+    id           text PRIMARY KEY,
+    host         text NOT NULL,
+    pid          integer NOT NULL,
+    queues       text[],
+    concurrency  integer NOT NULL,
+    release      text,
+    started_at   timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at timestamptz NOT NULL DEFAULT now()
+);

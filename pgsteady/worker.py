@@ -1,0 +1,554 @@
+"""The worker: claim → run → complete, with leases, heartbeats and shutdown.
+
+One asyncio loop per process runs five small loops that share one pool of
+autocommit connections:
+
+    listen     LISTEN on <schema>_jobs / <schema>_control; wakes the claimer,
+               forwards cancellations (reconnects on its own when the server
+               goes away)
+    claim      claims up to the free slots in one statement (FOR UPDATE SKIP
+               LOCKED), starts each job, then sleeps until woken or until the
+               poll interval passes (the fallback when a notification is lost)
+    complete   marks finished attempts succeeded in batches, one statement
+               per batch, each row fenced by its lease token
+    heartbeat  renews the leases of every attempt this process holds; an
+               attempt whose lease is gone is told to stop
+    rescue     returns attempts whose lease expired (their worker died) to
+               waiting, or fails them when no attempt is left
+
+Sync task functions run in a thread pool; async ones on the loop. A
+transactional task runs in a transaction that also marks the job succeeded
+(complete_job_in_tx): if the lease was lost meanwhile, the whole transaction
+rolls back, so its database effects happen exactly once.
+
+Every write that fails because PostgreSQL is unreachable is retried with
+backoff; nothing is lost by a restart of the server, because a job whose
+outcome could not be written is still "running" with a lease that will expire
+and be rescued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Coroutine
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from . import database
+from .app import App
+from .errors import UnknownTask
+from .migrations import EVENT_DAYS_AHEAD, check_current
+from .tasks import Context, Discard, Task
+
+log = logging.getLogger("pgsteady.worker")
+
+
+class _LeaseLost(Exception):
+    """The attempt's lease token no longer matches: someone else owns the job."""
+
+
+class _TimedOut(Exception):
+    """The task ran past its timeout (kept apart from a TimeoutError the task raises itself)."""
+
+
+@dataclass
+class _Attempt:
+    id: int
+    token: Any
+    attempt: int
+    task_name: str
+    ctx: Context
+    runner: asyncio.Task | None = None
+    cancel_requested: bool = False
+    lost: bool = False
+    finished: bool = False
+
+
+@dataclass
+class WorkerStats:
+    claimed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    rejected: int = 0
+    rescued: int = 0
+    handed_back: int = 0
+    cancelled: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+
+
+class Worker:
+    def __init__(
+        self,
+        app: App,
+        *,
+        queues: list[str] | None = None,
+        concurrency: int = 10,
+        lease: float = 30.0,
+        poll_interval: float = 1.0,
+        grace: float = 30.0,
+        complete_batch: int = 200,
+        rescue_interval: float | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        if lease < 1:
+            raise ValueError("lease must be at least 1 second")
+        self.app = app
+        self.q = app.queries
+        self.queues = list(queues) if queues else None
+        self.concurrency = concurrency
+        self.lease = lease
+        self.poll_interval = poll_interval
+        self.grace = grace
+        self.complete_batch = complete_batch
+        self.rescue_interval = rescue_interval if rescue_interval is not None else max(lease / 3, 0.5)
+        # Unique per process (and per Worker in a process), never just a host name.
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.stats = WorkerStats()
+        self._active: dict[int, _Attempt] = {}
+        self._done: list[_Attempt] = []
+        self._running = 0
+        self._wake = asyncio.Event()
+        self._done_ready = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._pool: AsyncConnectionPool | None = None
+        self._sync_pool: ConnectionPool | None = None
+        self._threads = ThreadPoolExecutor(max_workers=concurrency + 4, thread_name_prefix="pgsteady-task")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._signals = 0
+
+    # -- public -------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop claiming; running jobs get the grace period to finish."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+
+    async def run(self, *, until_idle: bool = False, handle_signals: bool = False) -> WorkerStats:
+        """Run until stop() (or a signal); with ``until_idle`` return once no
+        job is claimable and none is running (handy for tests and scripts)."""
+        self._loop = asyncio.get_running_loop()
+        dsn = self.app.dsn
+        with database.connect(dsn, autocommit=True) as conn:
+            check_current(conn, self.app.schema)
+        self._pool = AsyncConnectionPool(dsn, min_size=2, max_size=self.concurrency + 4, open=False,
+                                         kwargs={"autocommit": True}, name="pgsteady-worker")
+        await self._pool.open(wait=True)
+        if any(t.transactional and not t.is_async for t in self.app.tasks.values()):
+            self._sync_pool = ConnectionPool(dsn, min_size=1, max_size=self.concurrency, open=True,
+                                             kwargs={"autocommit": True}, name="pgsteady-sync-tasks")
+        await self._write(self.q.register_worker, dict(
+            worker_id=self.id, host=socket.gethostname(), pid=os.getpid(), queues=self.queues,
+            concurrency=self.concurrency, release=self.app.release))
+        await self._write(self.q.ensure_event_partitions, dict(days_ahead=EVENT_DAYS_AHEAD))
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._loop.add_signal_handler(sig, self._on_signal, sig)
+        log.info("worker %s started: queues=%s concurrency=%d release=%s",
+                 self.id, ",".join(self.queues or ["*"]), self.concurrency, self.app.release)
+        helpers = [asyncio.create_task(coro) for coro in
+                   (self._listen_loop(), self._complete_loop(), self._heartbeat_loop(), self._rescue_loop())]
+        try:
+            await self._claim_loop(until_idle)
+            await self._shutdown()
+        finally:
+            for h in helpers:
+                h.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            try:
+                await self._write(self.q.unregister_worker, dict(worker_id=self.id), retry_for=2)
+            except psycopg.Error:
+                pass
+            await self._pool.close()
+            if self._sync_pool is not None:
+                self._sync_pool.close()
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            if handle_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    self._loop.remove_signal_handler(sig)
+        log.info("worker %s stopped: %s", self.id, self.stats)
+        return self.stats
+
+    def _on_signal(self, sig: int) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            log.warning("%s: finishing running jobs (up to %ss); send it again to stop at once",
+                        signal.Signals(sig).name, self.grace)
+            self._stopping.set()
+        else:
+            # Leases of what is still running expire and live workers rescue it.
+            log.warning("second signal: stopping at once")
+            os._exit(130)
+
+    # -- claiming -----------------------------------------------------------
+
+    async def _claim_loop(self, until_idle: bool) -> None:
+        while not self._stopping.is_set():
+            free = self.concurrency - self._running
+            got = 0
+            if free > 0:
+                self._wake.clear()
+                try:
+                    got = await self._claim(free)
+                except psycopg.OperationalError as exc:
+                    log.warning("claim failed (%s); retrying", database.scrub(str(exc)).strip())
+                    await self._sleep(1.0)
+                    continue
+                if got == free:
+                    continue
+                if until_idle and got == 0 and self._running == 0 and not self._done:
+                    return
+            await self._sleep(self.poll_interval, self._wake)
+
+    async def _claim(self, limit: int) -> int:
+        rows = await self._fetch(self.q.claim_jobs, dict(
+            queues=self.queues, limit=limit, lease=timedelta(seconds=self.lease),
+            worker_id=self.id, release=self.app.release))
+        for row in rows:
+            job_id, queue, task_name, args, key, attempt, max_attempts, token, checkpoint, *_ = row
+            ctx = Context(id=job_id, attempt=attempt, key=key, args=args, task=task_name, queue=queue,
+                          max_attempts=max_attempts, last_checkpoint=checkpoint, runtime=self, token=token)
+            att = _Attempt(job_id, token, attempt, task_name, ctx)
+            self._active[job_id] = att
+            self._running += 1
+            att.runner = asyncio.create_task(self._run(att))
+        self.stats.claimed += len(rows)
+        return len(rows)
+
+    # -- running ------------------------------------------------------------
+
+    async def _run(self, att: _Attempt) -> None:
+        try:
+            try:
+                task = self.app.get_task(att.task_name)
+            except UnknownTask as exc:
+                # Another release may know it; keep retrying with backoff.
+                await self._fail(att, f"{exc} (this worker's App does not define it)", "", retry=True,
+                                 backoff=min(60.0, 2.0 ** att.attempt))
+                return
+            try:
+                if task.transactional:
+                    await self._call_transactional(task, att)
+                    self._forget(att)
+                    self.stats.succeeded += 1
+                else:
+                    await self._call(task, att)
+                    att.finished = True
+                    self._done.append(att)
+                    self._done_ready.set()
+            except asyncio.CancelledError:
+                await self._after_cancel(att)
+            except _LeaseLost:
+                await self._record_rejected(att, "completion rejected: this attempt no longer holds the lease")
+            except _TimedOut:
+                await self._fail(att, f"timed out after {task.timeout}s", "", retry=True,
+                                 backoff=task.backoff(att.attempt))
+            except Discard as exc:
+                await self._fail(att, _describe(exc), traceback.format_exc(), retry=False)
+            except Exception as exc:  # the task's own failure
+                await self._fail(att, _describe(exc), traceback.format_exc(), retry=True,
+                                 backoff=task.backoff(att.attempt))
+        finally:
+            self._running -= 1
+            self._wake.set()
+
+    async def _call(self, task: Task, att: _Attempt) -> None:
+        call = _bind(task, att.ctx)
+        if task.is_async:
+            await _within(task.timeout, call())
+        else:
+            await _within(task.timeout, self._loop.run_in_executor(self._threads, call))
+
+    async def _call_transactional(self, task: Task, att: _Attempt) -> None:
+        args = dict(id=att.id, token=att.token)
+        if task.is_async:
+            async with self._pool.connection() as conn:
+                async with conn.transaction():
+                    att.ctx.conn = conn
+                    await _within(task.timeout, _bind(task, att.ctx)())
+                    if (await (await conn.execute(self.q.complete_job_in_tx, args)).fetchone()) is None:
+                        raise _LeaseLost()
+            return
+
+        def run_in_thread() -> None:
+            with self._sync_pool.connection() as conn:
+                with conn.transaction():
+                    att.ctx.conn = conn
+                    _bind(task, att.ctx)()
+                    if conn.execute(self.q.complete_job_in_tx, args).fetchone() is None:
+                        raise _LeaseLost()
+
+        await _within(task.timeout, self._loop.run_in_executor(self._threads, run_in_thread))
+
+    async def _after_cancel(self, att: _Attempt) -> None:
+        if att.lost or self._stopping.is_set() and not att.cancel_requested:
+            return  # lease gone, or shutting down: hand_back decides
+        if att.cancel_requested:
+            rows = await self._fetch(self.q.cancel_running_job, dict(
+                id=att.id, token=att.token, worker_id=self.id, release=self.app.release))
+            self._forget(att)
+            if rows:
+                self.stats.cancelled += 1
+            return
+        raise asyncio.CancelledError()
+
+    async def _fail(self, att: _Attempt, error: str, tb: str, *, retry: bool, backoff: float = 0.0) -> None:
+        rows = await self._fetch(self.q.fail_job, dict(
+            id=att.id, token=att.token, retry=retry, backoff=timedelta(seconds=backoff), error=error,
+            traceback=tb, worker_id=self.id, release=self.app.release), retry_for=self.lease)
+        self._forget(att)
+        if not rows:
+            self.stats.rejected += 1
+        elif rows[0][0] == "failed":
+            self.stats.failed += 1
+        else:
+            self.stats.retried += 1
+        log.info("job %s (%s) attempt %d failed: %s%s", att.id, att.task_name, att.attempt, error,
+                 "" if not rows else f" -> {rows[0][0]}")
+
+    async def _record_rejected(self, att: _Attempt, message: str) -> None:
+        self._forget(att)
+        self.stats.rejected += 1
+        await self._write(self.q.log_event, dict(job_id=att.id, attempt=att.attempt, worker_id=self.id,
+                                                 release=self.app.release, kind="late_write_rejected",
+                                                 message=message, data=None))
+
+    def _forget(self, att: _Attempt) -> None:
+        att.finished = True
+        self._active.pop(att.id, None)
+
+    # -- completing ---------------------------------------------------------
+
+    async def _complete_loop(self) -> None:
+        while True:
+            await self._done_ready.wait()
+            self._done_ready.clear()
+            await self._flush_done()
+
+    async def _flush_done(self) -> None:
+        async with self._flush_lock:
+            await self._flush_locked()
+
+    async def _flush_locked(self) -> None:
+        while self._done:
+            batch = self._done[: self.complete_batch]
+            try:
+                rows = await self._fetch(self.q.complete_jobs, dict(
+                    ids=[a.id for a in batch], tokens=[a.token for a in batch],
+                    worker_id=self.id, release=self.app.release))
+            except psycopg.OperationalError as exc:
+                log.warning("completing %d jobs failed (%s); retrying", len(batch), database.scrub(str(exc)).strip())
+                await self._sleep(1.0)
+                continue
+            del self._done[: len(batch)]
+            ok = {r[0] for r in rows}
+            for att in batch:
+                self._active.pop(att.id, None)
+            self.stats.succeeded += len(ok)
+            self.stats.rejected += len(batch) - len(ok)
+
+    # -- heartbeat, cancellation and rescue -----------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            held = [a for a in self._active.values() if not a.lost]
+            try:
+                rows = await self._fetch(self.q.heartbeat, dict(
+                    worker_id=self.id, lease=timedelta(seconds=self.lease),
+                    ids=[a.id for a in held], tokens=[a.token for a in held]))
+            except psycopg.OperationalError as exc:
+                log.warning("heartbeat failed (%s)", database.scrub(str(exc)).strip())
+                continue
+            renewed = {job_id: cancel for job_id, cancel in rows}
+            lost = [a for a in held if a.id not in renewed and not a.finished]
+            for a in lost:
+                a.lost = True
+                a.ctx._cancel.set()
+                if a.runner is not None and self.app.tasks.get(a.task_name, None) and self.app.tasks[a.task_name].is_async:
+                    a.runner.cancel()
+            if lost:
+                log.warning("lost the lease of jobs %s; stopping them", [a.id for a in lost])
+                await self._write(self.q.record_lost_leases, dict(
+                    ids=[a.id for a in lost], worker_id=self.id, release=self.app.release))
+                for a in lost:
+                    self._active.pop(a.id, None)
+            for job_id, cancel in renewed.items():
+                if cancel:
+                    self._cancel(job_id)
+
+    def _cancel(self, job_id: int) -> None:
+        att = self._active.get(job_id)
+        if att is None or att.cancel_requested or att.finished:
+            return
+        att.cancel_requested = True
+        att.ctx._cancel.set()
+        task = self.app.tasks.get(att.task_name)
+        if att.runner is not None and task is not None and task.is_async:
+            att.runner.cancel()
+
+    async def _rescue_loop(self) -> None:
+        last_partitions = time.monotonic()
+        while True:
+            try:
+                rows = await self._fetch(self.q.rescue_expired, dict(
+                    limit=1000, worker_id=self.id, release=self.app.release))
+                if rows:
+                    self.stats.rescued += len(rows)
+                    log.warning("rescued %d jobs whose worker stopped renewing its lease", len(rows))
+                    self._wake.set()
+                if time.monotonic() - last_partitions > 3600:
+                    await self._write(self.q.ensure_event_partitions, dict(days_ahead=EVENT_DAYS_AHEAD))
+                    last_partitions = time.monotonic()
+            except psycopg.OperationalError as exc:
+                log.warning("rescue pass failed (%s)", database.scrub(str(exc)).strip())
+            await asyncio.sleep(self.rescue_interval)
+
+    async def _listen_loop(self) -> None:
+        jobs_channel, control_channel = f"{self.app.schema}_jobs", f"{self.app.schema}_control"
+        delay = 0.5
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.app.dsn, autocommit=True)
+                async with conn:
+                    for channel in (jobs_channel, control_channel):
+                        await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                    self._wake.set()  # anything enqueued while we were not listening
+                    delay = 0.5
+                    async for note in conn.notifies():
+                        if note.channel == jobs_channel:
+                            if self.queues is None or note.payload in self.queues:
+                                self._wake.set()
+                        elif note.payload.isdigit():
+                            self._cancel(int(note.payload))
+            except psycopg.OperationalError as exc:
+                log.warning("listen connection lost (%s); reconnecting", database.scrub(str(exc)).strip())
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    # -- shutdown -----------------------------------------------------------
+
+    async def _shutdown(self) -> None:
+        running = [a.runner for a in self._active.values() if a.runner is not None and not a.runner.done()]
+        if running:
+            log.info("waiting up to %ss for %d running jobs", self.grace, len(running))
+            await asyncio.wait(running, timeout=self.grace)
+        await self._flush_done()
+        unfinished = [a for a in self._active.values() if not a.finished and not a.lost]
+        for a in unfinished:
+            a.ctx._cancel.set()
+            if a.runner is not None and not a.runner.done():
+                a.runner.cancel()
+        if unfinished:
+            rows = await self._fetch(self.q.hand_back, dict(
+                ids=[a.id for a in unfinished], tokens=[a.token for a in unfinished],
+                worker_id=self.id, release=self.app.release), retry_for=self.lease)
+            self.stats.handed_back += len(rows)
+            log.info("handed back %d unfinished jobs without charging an attempt", len(rows))
+        pending = [a.runner for a in unfinished if a.runner is not None]
+        if pending:
+            await asyncio.wait(pending, timeout=1.0)
+
+    # -- database helpers -----------------------------------------------------
+
+    async def _fetch(self, query: str, params: dict, *, retry_for: float = 0.0) -> list[tuple]:
+        """Run a statement on a pooled connection; rows if it returns any.
+        With ``retry_for`` a lost connection is retried with backoff for that
+        many seconds (used for writes whose loss would cost a whole lease)."""
+        deadline = time.monotonic() + retry_for
+        delay = 0.2
+        while True:
+            try:
+                async with self._pool.connection() as conn:
+                    cur = await conn.execute(query, params)
+                    return await cur.fetchall() if cur.description else []
+            except psycopg.OperationalError:
+                if time.monotonic() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _write(self, query: str, params: dict, *, retry_for: float = 5.0) -> None:
+        await self._fetch(query, params, retry_for=retry_for)
+
+    @staticmethod
+    async def _sleep(seconds: float, event: asyncio.Event | None = None) -> None:
+        try:
+            await asyncio.wait_for((event or asyncio.Event()).wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    # -- what Context calls ---------------------------------------------------
+
+    def submit(self, coro: Coroutine) -> asyncio.Future | None:
+        """Run a coroutine on the worker's loop: from the loop, return it as a
+        task; from a task thread, wait for it."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            return asyncio.ensure_future(coro)
+        asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        return None
+
+    async def log_event(self, ctx: Context, message: str, data: dict) -> None:
+        await self._write(self.q.log_event, dict(job_id=ctx.id, attempt=ctx.attempt, worker_id=self.id,
+                                                 release=self.app.release, kind="log", message=message,
+                                                 data=Jsonb(data) if data else None))
+
+    async def save_checkpoint(self, ctx: Context, value: Any) -> None:
+        rows = await self._fetch(self.q.save_checkpoint, dict(id=ctx.id, token=ctx._token, value=Jsonb(value)),
+                                 retry_for=self.lease)
+        if not rows:
+            await self._write(self.q.log_event, dict(job_id=ctx.id, attempt=ctx.attempt, worker_id=self.id,
+                                                     release=self.app.release, kind="late_write_rejected",
+                                                     message="checkpoint rejected: this attempt no longer holds the lease",
+                                                     data=None))
+            raise _LeaseLost()
+
+
+async def _within(seconds: float | None, awaitable: Any) -> Any:
+    """Await with an optional timeout; a timeout raises _TimedOut."""
+    async with asyncio.timeout(seconds) as scope:
+        try:
+            return await awaitable
+        except TimeoutError:
+            if scope.expired():
+                raise _TimedOut() from None
+            raise
+
+
+def _bind(task: Task, ctx: Context):
+    """A zero-argument callable that runs the task with the job's arguments."""
+    if task.takes_ctx:
+        return lambda: task.fn(ctx, **ctx.args)
+    return lambda: task.fn(**ctx.args)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def run_worker(app: App, **options: Any) -> WorkerStats:
+    """Run a worker in this thread until it is stopped (sync convenience)."""
+    until_idle = options.pop("until_idle", False)
+    handle_signals = options.pop("handle_signals", threading.current_thread() is threading.main_thread())
+    return asyncio.run(Worker(app, **options).run(until_idle=until_idle, handle_signals=handle_signals))
