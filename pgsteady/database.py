@@ -80,7 +80,9 @@ async def connect_async(dsn: str, *, autocommit: bool = False, **kwargs) -> psyc
 
 def unavailable(dsn: str, exc: BaseException) -> DatabaseUnavailable:
     lines = [ln.strip() for ln in scrub(str(exc)).splitlines() if ln.strip()]
-    reason = lines[-1] if lines else type(exc).__name__
+    # psycopg's first line reads "connection failed: connection to server at
+    # ... failed: <reason>"; the reason is the part worth showing.
+    reason = lines[0].rsplit("failed: ", 1)[-1] if lines else type(exc).__name__
     return DatabaseUnavailable(
         f"cannot connect to PostgreSQL at {describe(dsn)}: {reason}; "
         "check --dsn / PGSTEADY_DSN and that the server is running"

@@ -1,2 +1,50 @@
-def register(cli):
-    pass
+"""`pgsteady worker`: run jobs until stopped."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+
+import click
+
+from ..worker import run_worker
+
+
+def register(cli: click.Group) -> None:
+    @cli.command("worker")
+    @click.option("--queues", metavar="A,B", help="Comma-separated queues to take jobs from [default: all].")
+    @click.option("--concurrency", type=click.IntRange(1, 10_000), default=10, show_default=True,
+                  help="Jobs run at once by this process.")
+    @click.option("--lease", type=click.FloatRange(1), default=30.0, show_default=True,
+                  help="Seconds a claim lasts without a heartbeat; a dead worker's jobs are rescued after this.")
+    @click.option("--grace", type=click.FloatRange(0), default=30.0, show_default=True,
+                  help="Seconds running jobs get to finish after SIGTERM/SIGINT before they are handed back.")
+    @click.option("--poll", "poll_interval", type=click.FloatRange(0.05), default=1.0, show_default=True,
+                  help="Seconds between polls when no notification arrives.")
+    @click.option("--until-idle", is_flag=True, help="Exit once no job is waiting and none is running.")
+    @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+    @click.pass_obj
+    def worker_cmd(state, queues, concurrency, lease, grace, poll_interval, until_idle, verbose) -> None:
+        """Run jobs of your App's tasks (needs --app or PGSTEADY_APP).
+
+        Claims jobs in batches with FOR UPDATE SKIP LOCKED, wakes on
+        LISTEN/NOTIFY, renews its leases by heartbeat and rescues jobs whose
+        worker died. The first SIGTERM/SIGINT stops claiming and lets running
+        jobs finish within --grace, then hands the rest back without charging
+        an attempt; a second signal stops at once.
+        """
+        logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose + 1, 2)],
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        app = state.app()
+        qs = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+        stats = run_worker(app, queues=qs, concurrency=concurrency, lease=lease, grace=grace,
+                           poll_interval=poll_interval, until_idle=until_idle, handle_signals=True)
+        click.echo(f"worker stopped: {stats.succeeded} succeeded, {stats.retried} retried, {stats.failed} failed, "
+                   f"{stats.handed_back} handed back, {stats.rejected} late writes rejected", err=True)
+        # Threads still running sync tasks were handed back; do not wait for them.
+        if threading.active_count() > 1:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
