@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -21,6 +22,8 @@ from .tasks import Retry, RetryPolicy, Task
 DEFAULT_MAX_PAYLOAD = 256 * 1024
 DEFAULT_KEY_RETENTION = timedelta(hours=24)
 _KEY_ATTEMPTS = 3
+# An escaped NUL in JSON text: \u0000 not itself preceded by an escaping backslash.
+_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,8 @@ class App:
             encoded = json.dumps(args, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise InvalidPayload(f"args of task {task.name!r} are not JSON: {exc}; pass strings, numbers, lists and objects") from None
+        if _NUL.search(encoded):
+            raise InvalidPayload(f"args of task {task.name!r} contain a NUL character (\\u0000), which PostgreSQL's jsonb cannot store; remove it")
         size = len(encoded.encode())
         if size > self.max_payload_bytes:
             raise InvalidPayload(

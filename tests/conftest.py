@@ -90,3 +90,13 @@ def dsn(server_dsn: str, template_db: str):
 def conn(dsn: str):
     with psycopg.connect(dsn, autocommit=True) as c:
         yield c
+
+
+@pytest.fixture
+def app(dsn: str):
+    """An App on the test database; tests register their own tasks on it."""
+    from pgsteady import App
+
+    a = App(dsn=dsn, release="test-release")
+    yield a
+    a.close()

@@ -1,0 +1,241 @@
+"""Enqueueing: transactions, idempotency keys, bulk, and refusing bad input."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pgsteady import App
+from pgsteady.errors import ConfigError, DatabaseUnavailable, InvalidPayload, UnknownTask
+
+from .helpers import scalar
+
+
+def _register(app: App):
+    @app.task(name="send_digest", queue="mail", priority=3, max_attempts=5)
+    def send_digest(user_id: int) -> None: ...
+
+    @app.task(name="import_post")
+    def import_post(post_id: int) -> None: ...
+
+    return send_digest
+
+
+def _count(dsn: str) -> int:
+    return scalar(dsn, "SELECT count(*) FROM pgsteady.jobs")
+
+
+def test_task_enqueue_stores_task_defaults(app, dsn):
+    send_digest = _register(app)
+    ref = send_digest.enqueue(user_id=7)
+    assert ref.created
+    row = psycopg.connect(dsn).execute(
+        "SELECT task, queue, priority, max_attempts, args, state::text FROM pgsteady.jobs WHERE id = %s", [ref.id]).fetchone()
+    assert row == ("send_digest", "mail", 3, 5, {"user_id": 7}, "waiting")
+
+
+def test_enqueue_in_callers_transaction_is_visible_only_after_commit(app, dsn):
+    _register(app)
+    with psycopg.connect(dsn) as conn:
+        ref = app.enqueue("import_post", {"post_id": 1}, conn=conn)
+        assert _count(dsn) == 0  # not committed yet: no worker can see it
+        conn.commit()
+    assert _count(dsn) == 1 and ref.created
+    with psycopg.connect(dsn) as conn:
+        app.enqueue("import_post", {"post_id": 2}, conn=conn)
+        conn.rollback()
+    assert _count(dsn) == 1
+
+
+def test_same_key_while_waiting_returns_existing_job(app, dsn):
+    _register(app)
+    a = app.enqueue("import_post", {"post_id": 1}, key="post:1")
+    b = app.enqueue("import_post", {"post_id": 1}, key="post:1")
+    assert (a.created, b.created, a.id == b.id) == (True, False, True)
+    assert _count(dsn) == 1
+
+
+@pytest.mark.parametrize("state,finished_ago,expect_new", [
+    ("running", None, False),
+    ("succeeded", timedelta(hours=1), False),
+    ("succeeded", timedelta(hours=25), True),   # past the default 24 h key retention
+    ("failed", timedelta(minutes=1), True),
+    ("cancelled", timedelta(minutes=1), True),
+])
+def test_key_blocks_while_running_or_recently_succeeded(app, dsn, state, finished_ago, expect_new):
+    _register(app)
+    first = app.enqueue("import_post", {"post_id": 1}, key="k")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        # Put the job in the state under test the way the worker would.
+        conn.execute(
+            "UPDATE pgsteady.jobs SET state = %s::pgsteady.job_state, finished_at = now() - %s::interval,"
+            " key_active = %s WHERE id = %s",
+            [state, finished_ago or timedelta(0), state in ("running", "succeeded"), first.id])
+    second = app.enqueue("import_post", {"post_id": 1}, key="k")
+    assert second.created is expect_new
+    assert (second.id != first.id) is expect_new
+
+
+def test_eight_threads_enqueueing_one_key_make_one_job(app, dsn):
+    _register(app)
+    barrier = threading.Barrier(8)
+    refs = []
+
+    def go():
+        barrier.wait()
+        refs.append(app.enqueue("import_post", {"post_id": 1}, key="post:1"))
+
+    threads = [threading.Thread(target=go) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({r.id for r in refs}) == 1
+    assert sum(r.created for r in refs) == 1
+    assert _count(dsn) == 1
+
+
+def test_eight_connections_racing_in_open_transactions_make_one_job(app, dsn):
+    """The unique index decides even when the racing inserts are uncommitted."""
+    _register(app)
+    barrier = threading.Barrier(8)
+    created = []
+
+    def go():
+        with psycopg.connect(dsn) as conn:
+            barrier.wait()
+            created.append(app.enqueue("import_post", {"post_id": 1}, key="k", conn=conn).created)
+            conn.commit()
+
+    threads = [threading.Thread(target=go) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(created) == [False] * 7 + [True]
+    assert _count(dsn) == 1
+
+
+def test_enqueue_many_returns_refs_in_input_order(app, dsn):
+    _register(app)
+    existing = app.enqueue("import_post", {"post_id": 0}, key="post:0")
+    items = [("import_post", {"post_id": i}) for i in range(1, 6)]
+    items.insert(2, {"task": "import_post", "args": {"post_id": 0}, "key": "post:0"})
+    items.append({"task": "send_digest", "args": {"user_id": 9}, "key": "d:9"})
+    items.append({"task": "send_digest", "args": {"user_id": 9}, "key": "d:9"})  # same key twice in one batch
+    refs = app.enqueue_many(items)
+    assert refs[2].id == existing.id and not refs[2].created
+    assert refs[-1].id == refs[-2].id and refs[-2].created and not refs[-1].created
+    with psycopg.connect(dsn) as conn:
+        for item, ref in zip(items, refs):
+            args = item[1] if isinstance(item, tuple) else item["args"]
+            assert conn.execute("SELECT args FROM pgsteady.jobs WHERE id = %s", [ref.id]).fetchone()[0] == args
+    assert _count(dsn) == 1 + 5 + 1
+
+
+def test_enqueue_many_in_chunks(app, dsn):
+    _register(app)
+    refs = app.enqueue_many([("import_post", {"post_id": i}) for i in range(12_001)])
+    assert len({r.id for r in refs}) == 12_001
+    assert [r.id for r in refs] == sorted(r.id for r in refs)
+    assert _count(dsn) == 12_001
+
+
+def test_run_at_in_the_future(app, dsn):
+    _register(app)
+    ref = app.enqueue("import_post", {"post_id": 1}, run_at=timedelta(hours=1))
+    delay = scalar(dsn, "SELECT extract(epoch FROM run_at - now()) FROM pgsteady.jobs WHERE id = %s", [ref.id])
+    assert 3500 < delay <= 3600
+
+
+@pytest.mark.parametrize("call,error,message", [
+    (lambda a: a.enqueue("import_pots", {"post_id": 1}), UnknownTask, "did you mean 'import_post'"),
+    (lambda a: a.enqueue("import_post", [1, 2]), InvalidPayload, "must be a JSON object"),
+    (lambda a: a.enqueue("import_post", {"when": datetime.now()}), InvalidPayload, "not JSON"),
+    (lambda a: a.enqueue("import_post", {"x": float("nan")}), InvalidPayload, "not JSON"),
+    (lambda a: a.enqueue("import_post", {"blob": "x" * (256 * 1024)}), InvalidPayload, "over the 262,144-byte limit"),
+    (lambda a: a.enqueue("import_post", {}, run_at=datetime(2030, 1, 1)), InvalidPayload, "timezone-aware"),
+    (lambda a: a.enqueue("import_post", {}, key=""), InvalidPayload, "key"),
+    (lambda a: a.enqueue("import_post", {"title": "a\x00b"}), InvalidPayload, "NUL character"),
+    (lambda a: a.enqueue_many([("import_post", {"post_id": 1}), ("nope", {})]), UnknownTask, "unknown task 'nope'"),
+])
+def test_bad_input_is_refused_and_stores_nothing(app, dsn, call, error, message):
+    _register(app)
+    with pytest.raises(error, match=message) as info:
+        call(app)
+    assert "\n" not in str(info.value)
+    assert _count(dsn) == 0
+
+
+def test_payload_limit_is_configurable(dsn):
+    app = App(dsn=dsn, max_payload_bytes=100)
+    _register(app)
+    with pytest.raises(InvalidPayload, match="over the 100-byte limit"):
+        app.enqueue("import_post", {"blob": "x" * 100})
+    app.enqueue("import_post", {"blob": "x" * 50})
+    app.close()
+
+
+def test_bad_dsn_gives_one_line_without_the_password():
+    app = App(dsn="postgresql://someone:s3cret-pw@127.0.0.1:1/nowhere")
+
+    @app.task(name="t")
+    def t() -> None: ...
+
+    with pytest.raises(DatabaseUnavailable) as info:
+        app.enqueue("t", {})
+    text = str(info.value)
+    assert "s3cret-pw" not in text and "\n" not in text and "127.0.0.1:1/nowhere" in text
+
+
+def test_malformed_dsn_is_a_config_error():
+    with pytest.raises(ConfigError, match="not a valid PostgreSQL connection string"):
+        App(dsn="postgresql://a:b@host:notaport/db?foo=bar")
+
+
+def test_task_options_are_checked_when_the_app_is_built():
+    app = App(dsn="postgresql://x@127.0.0.1/x")
+    with pytest.raises(ConfigError, match="max_attempts"):
+        app.task(max_attempts=0)(lambda: None)
+    with pytest.raises(ConfigError, match="transactional task needs `ctx`"):
+        app.task(transactional=True)(lambda x: None)
+
+    @app.task(name="dup")
+    def a() -> None: ...
+
+    with pytest.raises(ConfigError, match="two tasks are named 'dup'"):
+        app.task(name="dup")(lambda: None)
+
+
+text = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=12)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**53, 2**53) | text
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(text, children, max_size=4),
+    max_leaves=20)
+
+
+def _numbers_as_float(value):
+    """jsonb keeps numbers as numeric: 1e16 comes back as the int 10000000000000000."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, list):
+        return [_numbers_as_float(v) for v in value]
+    return {k: _numbers_as_float(v) for k, v in value.items()}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(args=st.dictionaries(text, json_values, max_size=5))
+def test_any_json_object_round_trips(app, dsn, args):
+    if "import_post" not in app.tasks:
+        _register(app)
+    ref = app.enqueue("import_post", args)
+    stored = scalar(dsn, "SELECT args FROM pgsteady.jobs WHERE id = %s", [ref.id])
+    assert _numbers_as_float(stored) == _numbers_as_float(args)
