@@ -1,0 +1,128 @@
+"""`pgsteady indexes check`: the health of the existing indexes, for people and for CI.
+
+Exit codes: 0 when no finding reaches --fail-on, 1 when one does, 2 on an
+error (bad option, unreachable database), so a CI job can gate on it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ..indexes import SEVERITIES, Report, Thresholds, check as run_check
+from .base import echo_json, json_option
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|bytes|k|kb|m|mb|g|gb|t|tb)?\s*$", re.IGNORECASE)
+_UNITS = {"b": 1, "bytes": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2,
+          "g": 1024**3, "gb": 1024**3, "t": 1024**4, "tb": 1024**4}
+
+
+class Size(click.ParamType):
+    """A size like 8MB, 500kB or 1048576 (bytes); units are powers of 1024, as in PostgreSQL."""
+
+    name = "size"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        match = _SIZE.match(str(value))
+        if not match:
+            self.fail(f"{value!r} is not a size; use a number of bytes or a unit, like 500kB or 8MB", param, ctx)
+        return int(float(match.group(1)) * _UNITS[(match.group(2) or "b").lower()])
+
+
+class Fraction(click.ParamType):
+    name = "fraction"
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = -1.0
+        if not 0 <= number <= 1:
+            self.fail(f"{value!r} is not a fraction between 0 and 1 (for example 0.5)", param, ctx)
+        return number
+
+
+_STYLE = {"error": "bold red", "warn": "yellow", "info": "cyan"}
+_TITLE = {"error": "Errors", "warn": "Warnings", "info": "Notes"}
+
+
+def render(report: Report, console: Console) -> None:
+    """Findings as one table per severity, worst first, then skipped checks and a one-line summary."""
+    for level in reversed(SEVERITIES):
+        rows = [f for f in report.findings if f.severity == level]
+        if not rows:
+            continue
+        table = Table(title=f"{_TITLE[level]} ({len(rows)})", title_style=_STYLE[level], title_justify="left",
+                      show_lines=True, expand=True)
+        table.add_column("Check", style=_STYLE[level], no_wrap=True)
+        table.add_column("Objects", overflow="fold")
+        table.add_column("Finding", ratio=3)
+        table.add_column("Fix", ratio=2, overflow="fold")
+        for f in rows:
+            table.add_row(f.check, "\n".join(f.objects), f.message, f.fix_sql or "-")
+        console.print(table)
+    for name, reason in report.skipped:
+        console.print(f"[dim]skipped {name}: {reason}[/dim]", highlight=False)
+    counts = report.counts()
+    state = "clean" if not report.findings else ", ".join(
+        f"{counts[level]} {level}" for level in reversed(SEVERITIES) if counts[level])
+    console.print(
+        f"{report.database}: {report.indexes_checked} indexes, {len(report.checks_run)} checks run, "
+        f"{len(report.skipped)} notes on skipped checks: {state} ({report.duration_seconds:.2f}s)",
+        highlight=False,
+    )
+
+
+def register(cli: click.Group) -> None:
+    @cli.group()
+    def indexes() -> None:
+        """Health checks of the existing indexes."""
+
+    defaults = Thresholds()
+
+    @indexes.command("check")
+    @click.option("--schema", "scope_schema", metavar="S", help="Only this schema (default: every non-system schema).")
+    @click.option("--table", metavar="T", help="Only this table (schema.table, or a table in --schema / search_path).")
+    @click.option("--also", multiple=True, metavar="DSN",
+                  help="A replica whose index scans also count before an index is called unused (repeatable).")
+    @click.option("--fail-on", type=click.Choice(["warn", "error"]), default="warn", show_default=True,
+                  help="Exit 1 when a finding is at least this severe.")
+    @click.option("--unused-min-size", type=Size(), default=defaults.unused_min_bytes, show_default="1MB",
+                  help="Smaller unused indexes are not reported.")
+    @click.option("--bloat-min-size", type=Size(), default=defaults.bloat_min_bytes, show_default="10MB",
+                  help="Smaller indexes are not estimated for bloat.")
+    @click.option("--bloat-ratio", type=Fraction(), default=defaults.bloat_ratio, show_default=True,
+                  help="Estimated share of empty space that makes an index bloated.")
+    @click.option("--null-fraction", type=Fraction(), default=defaults.null_fraction, show_default=True,
+                  help="Share of NULLs in the leading column that makes an index mostly NULL.")
+    @click.option("--seq-scan-min-size", type=Size(), default=defaults.seq_scan_min_bytes, show_default="10MB",
+                  help="Smaller tables are not reported for sequential scans.")
+    @click.option("--min-seq-scans", type=click.IntRange(min=0), default=defaults.min_seq_scans, show_default=True,
+                  help="Fewer sequential scans than this are not a pattern.")
+    @json_option
+    @click.pass_context
+    def check_command(ctx: click.Context, scope_schema, table, also, fail_on, unused_min_size, bloat_min_size,
+                      bloat_ratio, null_fraction, seq_scan_min_size, min_seq_scans, as_json) -> None:
+        """Check the existing indexes: invalid, duplicate, redundant, unused, missing for a
+        foreign key, bloated, badly shaped; and tables read mostly by sequential scans.
+
+        Every finding comes with SQL that fixes it without blocking writes
+        (CONCURRENTLY) and SQL that undoes the fix.
+        """
+        thresholds = Thresholds(
+            unused_min_bytes=unused_min_size, bloat_min_bytes=bloat_min_size, bloat_ratio=bloat_ratio,
+            null_fraction=null_fraction, seq_scan_min_bytes=seq_scan_min_size, min_seq_scans=min_seq_scans,
+        )
+        report = run_check(ctx.obj.resolved_dsn(), schema=scope_schema, table=table, also=also,
+                           thresholds=thresholds)
+        if as_json:
+            echo_json(report.to_dict())
+        else:
+            render(report, Console())
+        if report.reaches(fail_on):
+            ctx.exit(1)

@@ -1,0 +1,153 @@
+-- Catalogue reads for the index health checks.
+--
+-- Each query returns every row the checks need in one round trip, so a
+-- database with thousands of indexes costs a handful of queries, not one per
+-- index. Scope parameters are the same everywhere: %(schema)s (NULL = every
+-- non-system schema) and %(table_oid)s (NULL = every table). Names come back
+-- already passed through quote_ident() where they end up in generated SQL.
+
+-- name: resolve_table
+-- to_regclass() parses the name the way PostgreSQL does (quotes, case,
+-- search_path) and returns NULL instead of failing when it does not exist.
+SELECT c.oid, c.relkind::text AS relkind,
+       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.oid = to_regclass(%(name)s)
+
+-- name: schema_exists
+SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %(schema)s) AS found
+
+-- name: server
+SELECT current_setting('server_version') AS server_version,
+       current_setting('block_size')::int AS block_size,
+       current_user AS role,
+       (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
+       d.stats_reset,
+       now() AS now
+  FROM pg_stat_database d
+ WHERE d.datname = current_database()
+
+-- name: indexes
+-- One row per index. Arrays are rebuilt with ORDER BY ordinality because the
+-- int2vector/oidvector columns have a lower bound of 0, which clients do not
+-- all keep. "elements" is pg_get_indexdef(oid, k): the deparsed text of each
+-- key or INCLUDE column, so a column and an expression compare the same way.
+SELECT i.indexrelid AS oid,
+       i.indrelid AS table_oid,
+       n.nspname AS schema,
+       t.relname AS table,
+       c.relname AS name,
+       quote_ident(c.relname) AS quoted_name,
+       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified,
+       quote_ident(n.nspname) || '.' || quote_ident(t.relname) AS table_qualified,
+       c.relkind::text AS relkind,
+       t.relkind::text AS table_relkind,
+       am.amname AS method,
+       i.indisunique AS is_unique,
+       i.indisprimary AS is_primary,
+       i.indisvalid AS is_valid,
+       i.indisready AS is_ready,
+       i.indislive AS is_live,
+       i.indnkeyatts AS key_count,
+       (SELECT array_agg(x ORDER BY o) FROM unnest(i.indkey) WITH ORDINALITY u(x, o)) AS attnums,
+       (SELECT array_agg(pg_get_indexdef(i.indexrelid, k::int, true) ORDER BY k)
+          FROM generate_series(1, i.indnatts) k) AS elements,
+       (SELECT array_agg(x ORDER BY o) FROM unnest(i.indclass) WITH ORDINALITY u(x, o)) AS opclasses,
+       (SELECT array_agg(x ORDER BY o) FROM unnest(i.indcollation) WITH ORDINALITY u(x, o)) AS collations,
+       (SELECT array_agg(x ORDER BY o) FROM unnest(i.indoption) WITH ORDINALITY u(x, o)) AS options,
+       -- Type category of each key column ('A' array, 'B' boolean, '' for an
+       -- expression) and the table column names (NULL for an expression).
+       (SELECT array_agg(coalesce(ty.typcategory::text, '') ORDER BY u.o)
+          FROM unnest(i.indkey) WITH ORDINALITY u(x, o)
+          LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = u.x AND u.x > 0
+          LEFT JOIN pg_type ty ON ty.oid = a.atttypid) AS categories,
+       (SELECT array_agg(a.attname::text ORDER BY u.o)
+          FROM unnest(i.indkey) WITH ORDINALITY u(x, o)
+          LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = u.x AND u.x > 0) AS columns,
+       (SELECT array_agg(a.attname::text ORDER BY a.attnum)
+          FROM pg_attribute a WHERE a.attrelid = i.indexrelid AND a.attnum > 0) AS index_attnames,
+       pg_get_expr(i.indpred, i.indrelid, true) AS predicate,
+       pg_get_indexdef(i.indexrelid) AS indexdef,
+       con.contype::text AS constraint_type,
+       con.conname::text AS constraint_name,
+       EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid) AS is_partition,
+       pg_relation_size(i.indexrelid) AS bytes,
+       c.reltuples::float8 AS reltuples,
+       (SELECT option_value::int FROM pg_options_to_table(c.reloptions)
+         WHERE option_name = 'fillfactor') AS fillfactor,
+       s.idx_scan,
+       -- last_idx_scan exists from PostgreSQL 16; to_jsonb keeps one query for all versions.
+       to_jsonb(s) ->> 'last_idx_scan' AS last_idx_scan,
+       has_table_privilege(i.indrelid, 'SELECT') AS can_read_stats
+  FROM pg_index i
+  JOIN pg_class c ON c.oid = i.indexrelid
+  JOIN pg_class t ON t.oid = i.indrelid
+  JOIN pg_namespace n ON n.oid = t.relnamespace
+  JOIN pg_am am ON am.oid = c.relam
+  LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.contype IN ('p', 'u', 'x')
+  LEFT JOIN pg_stat_all_indexes s ON s.indexrelid = i.indexrelid
+ WHERE (%(index_oid)s::oid IS NOT NULL OR (
+          n.nspname NOT IN ('pg_catalog', 'information_schema')
+          AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
+          AND t.relpersistence <> 't'
+          -- Tables that belong to an extension are the extension's business.
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                           WHERE d.classid = 'pg_class'::regclass AND d.objid = t.oid
+                             AND d.deptype = 'e')
+          AND (%(schema)s::text IS NULL OR n.nspname = %(schema)s::text)))
+   AND (%(table_oid)s::oid IS NULL OR i.indrelid = %(table_oid)s::oid)
+   AND (%(index_oid)s::oid IS NULL OR i.indexrelid = %(index_oid)s::oid)
+ ORDER BY n.nspname, t.relname, c.relname
+
+-- name: foreign_keys
+-- Constraints cloned onto partitions (conparentid <> 0) are left out: the
+-- parent's constraint is the one a person would fix.
+SELECT con.conname::text AS name,
+       con.conrelid AS table_oid,
+       n.nspname AS schema,
+       t.relname AS table,
+       t.relkind::text AS table_relkind,
+       quote_ident(n.nspname) || '.' || quote_ident(t.relname) AS table_qualified,
+       quote_ident(rn.nspname) || '.' || quote_ident(rt.relname) AS referenced,
+       (SELECT array_agg(x ORDER BY o) FROM unnest(con.conkey) WITH ORDINALITY u(x, o)) AS attnums,
+       (SELECT array_agg(a.attname::text ORDER BY u.o)
+          FROM unnest(con.conkey) WITH ORDINALITY u(x, o)
+          JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = u.x) AS columns,
+       pg_relation_size(t.oid) AS table_bytes,
+       greatest(t.reltuples, 0)::float8 AS table_rows
+  FROM pg_constraint con
+  JOIN pg_class t ON t.oid = con.conrelid
+  JOIN pg_namespace n ON n.oid = t.relnamespace
+  JOIN pg_class rt ON rt.oid = con.confrelid
+  JOIN pg_namespace rn ON rn.oid = rt.relnamespace
+ WHERE con.contype = 'f'
+   AND con.conparentid = 0
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
+   AND (%(schema)s::text IS NULL OR n.nspname = %(schema)s::text)
+   AND (%(table_oid)s::oid IS NULL OR con.conrelid = %(table_oid)s::oid)
+ ORDER BY n.nspname, t.relname, con.conname
+
+-- name: builds_in_progress
+-- Every CREATE INDEX / REINDEX running in this database. A role without
+-- pg_read_all_stats sees other roles' rows with relid and index_relid NULL,
+-- so the relations each backend has locked come along: a build holds a
+-- session lock on its table for the whole build.
+SELECT p.pid,
+       p.relid AS table_oid,
+       p.index_relid AS index_oid,
+       p.command,
+       p.phase,
+       (SELECT array_agg(l.relation) FROM pg_locks l
+         WHERE l.pid = p.pid AND l.locktype = 'relation' AND l.granted) AS locked
+  FROM pg_stat_progress_create_index p
+ WHERE p.datname = current_database()
+
+-- name: relation_names
+-- Which of the candidate names are already taken in a schema (indexes share
+-- the namespace with tables, views and sequences).
+SELECT c.relname::text AS name
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %(schema)s AND c.relname = ANY(%(names)s::text[])
