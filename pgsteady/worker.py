@@ -61,6 +61,10 @@ class _LeaseLost(Exception):
     """The attempt's lease token no longer matches: someone else owns the job."""
 
 
+class _StopRequested(Exception):
+    """The task returned after someone cancelled its job: end it as cancelled."""
+
+
 class _TimedOut(Exception):
     """The task ran past its timeout (kept apart from a TimeoutError the task raises itself)."""
 
@@ -252,7 +256,7 @@ class Worker:
                     att.finished = True
                     self._done.append(att)
                     self._done_ready.set()
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, _StopRequested):
                 await self._after_cancel(att)
             except _LeaseLost:
                 await self._record_rejected(att, "completion rejected: this attempt no longer holds the lease")
@@ -274,6 +278,8 @@ class Worker:
             await _within(task.timeout, call())
         else:
             await _within(task.timeout, self._loop.run_in_executor(self._threads, call))
+        if att.cancel_requested:
+            raise _StopRequested()
 
     async def _call_transactional(self, task: Task, att: _Attempt) -> None:
         args = dict(id=att.id, token=att.token)
@@ -282,6 +288,8 @@ class Worker:
                 async with conn.transaction():
                     att.ctx.conn = conn
                     await _within(task.timeout, _bind(task, att.ctx)())
+                    if att.cancel_requested:
+                        raise _StopRequested()  # rolls the task's writes back
                     if (await (await conn.execute(self.q.complete_job_in_tx, args)).fetchone()) is None:
                         raise _LeaseLost()
             return
@@ -291,6 +299,8 @@ class Worker:
                 with conn.transaction():
                     att.ctx.conn = conn
                     _bind(task, att.ctx)()
+                    if att.cancel_requested:
+                        raise _StopRequested()  # rolls the task's writes back
                     if conn.execute(self.q.complete_job_in_tx, args).fetchone() is None:
                         raise _LeaseLost()
 
@@ -526,13 +536,14 @@ class Worker:
 
 async def _within(seconds: float | None, awaitable: Any) -> Any:
     """Await with an optional timeout; a timeout raises _TimedOut."""
-    async with asyncio.timeout(seconds) as scope:
-        try:
+    scope = asyncio.timeout(seconds)
+    try:
+        async with scope:
             return await awaitable
-        except TimeoutError:
-            if scope.expired():
-                raise _TimedOut() from None
-            raise
+    except TimeoutError:
+        if scope.expired():
+            raise _TimedOut() from None
+        raise
 
 
 def _bind(task: Task, ctx: Context):

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -41,21 +42,30 @@ def states(dsn: str, schema: str = "pgsteady") -> dict[str, int]:
 
 
 def start_worker(dsn: str, app: str, *args: str, env: dict | None = None) -> subprocess.Popen:
-    """A real `pgsteady worker` process (its own process group, output kept)."""
+    """A real `pgsteady worker` process; its output lines collect in ``proc.lines``."""
     full_env = {**os.environ, "PGSTEADY_DSN": dsn, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "pgsteady", "--app", app, "worker", *args],
         cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
     )
+    proc.lines = []
+    proc.reader = threading.Thread(target=lambda: proc.lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    proc.reader.start()
+    return proc
+
+
+def wait_for_output(proc: subprocess.Popen, text: str, timeout: float = 30.0) -> None:
+    wait_until(lambda: any(text in line for line in list(proc.lines)), timeout=timeout, what=f"output {text!r}")
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGKILL, timeout: float = 30.0) -> str:
     if proc.poll() is None:
         proc.send_signal(sig)
     try:
-        out, _ = proc.communicate(timeout=timeout)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
-        out, _ = proc.communicate()
-    return out or ""
+        proc.wait()
+    proc.reader.join(5)
+    return "".join(proc.lines)

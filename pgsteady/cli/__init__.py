@@ -43,7 +43,9 @@ for module in (db, demo, jobs, migrate, worker, indexes):
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        cli.main(args=argv, prog_name="pgsteady", standalone_mode=False)
+        # Outside standalone mode click returns ctx.exit(code) instead of exiting.
+        rv = cli.main(args=argv, prog_name="pgsteady", standalone_mode=False)
+        sys.exit(rv if isinstance(rv, int) else 0)
     except PgsteadyError as exc:
         click.echo(f"pgsteady: error: {exc}", err=True)
         sys.exit(exc.exit_code)
