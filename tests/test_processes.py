@@ -129,3 +129,39 @@ def test_stale_worker_that_wakes_late_is_rejected_and_recorded(tables):
     stop(fresh, signal.SIGTERM)
     assert scalar(dsn, "SELECT count(*) FROM ledger") == 1  # the stale transaction rolled back
     assert states(dsn) == {"succeeded": 1}
+
+
+def test_workers_reconnect_when_postgresql_restarts_mid_run():
+    """Its own embedded server, so restarting it disturbs no other test."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from pgsteady import embedded
+    from pgsteady.migrations import migrate
+
+    home = Path(tempfile.mkdtemp(prefix="pgsteady-restart-"))
+    home.chmod(0o755)  # our own new folder; the server user must enter it when we are root
+    worker = None
+    try:
+        dsn = embedded.ensure_running(home)
+        migrate(dsn)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE ledger (job_id bigint NOT NULL, n int NOT NULL)")
+            conn.execute("CREATE TABLE runs (job_id bigint NOT NULL, n int NOT NULL)")
+        enqueue(dsn, [("ledger", {"n": i, "sleep": 0.02}) for i in range(300)])
+        worker = start_worker(dsn, APP, "--concurrency", "4", "--lease", "5", "--poll", "0.2")
+        wait_until(lambda: succeeded(dsn) >= 60, timeout=60, what="60 jobs done")
+        assert embedded.stop(home)
+        embedded.ensure_running(home)
+        wait_until(lambda: succeeded(dsn) == 300, timeout=120, what="all jobs done after the restart")
+        assert worker.poll() is None, "the worker must survive the restart"
+        out = stop(worker, signal.SIGTERM)
+        assert "retrying" in out or "reconnecting" in out, out  # it did see the server go away
+        assert scalar(dsn, "SELECT count(*) FROM (SELECT DISTINCT job_id FROM ledger) s") == 300
+        assert scalar(dsn, "SELECT count(*) FROM ledger") == 300
+    finally:
+        if worker is not None:
+            stop(worker, signal.SIGTERM)
+        embedded.stop(home)
+        shutil.rmtree(home, ignore_errors=True)

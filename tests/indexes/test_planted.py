@@ -88,7 +88,7 @@ def test_foreign_key_without_index_gets_a_concurrent_index(report):
     assert f.evidence["columns"] == ["parent_id"]
     assert f.evidence["constraint"] == "child_parent_id_fkey"
     assert f.fix_statements == [
-        'CREATE INDEX CONCURRENTLY "public"."child_parent_id_idx" ON public.child USING "btree" ("parent_id");'
+        'CREATE INDEX CONCURRENTLY "child_parent_id_idx" ON public.child USING "btree" ("parent_id");'
     ]
     assert f.undo_statements == ['DROP INDEX CONCURRENTLY "public"."child_parent_id_idx";']
 
