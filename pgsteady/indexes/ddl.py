@@ -58,11 +58,10 @@ def recreate_as(index: Index, new_name: str, *, where: str | None = None) -> str
     """
     unique = "UNIQUE " if index.is_unique else ""
     where_sql = f" WHERE {where}" if where else ""
-    return f"CREATE {unique}INDEX CONCURRENTLY {ident(index.schema, new_name)} {_body(index)}{where_sql};"
+    return f"CREATE {unique}INDEX CONCURRENTLY {ident(new_name)} {_body(index)}{where_sql};"
 
 
 def create(
-    schema: str,
     name: str,
     table_qualified: str,
     columns: Sequence[str],
@@ -70,11 +69,14 @@ def create(
     method: str = "btree",
     where: str | None = None,
 ) -> str:
-    """A new plain index on table columns; ``table_qualified`` is already quoted by the catalogue."""
+    """A new plain index on table columns; ``table_qualified`` is already quoted by the catalogue.
+
+    The index name cannot be schema-qualified: an index always lives in its table's schema.
+    """
     cols = ", ".join(ident(c) for c in columns)
     where_sql = f" WHERE {where}" if where else ""
     return (
-        f"CREATE INDEX CONCURRENTLY {ident(schema, name)} ON {table_qualified} "
+        f"CREATE INDEX CONCURRENTLY {ident(name)} ON {table_qualified} "
         f"USING {ident(method)} ({cols}){where_sql};"
     )
 

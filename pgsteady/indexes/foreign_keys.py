@@ -44,7 +44,7 @@ def findings(snap: Snapshot) -> Iterator[Finding]:
             message += "; index each partition concurrently, then attach them to an index ON ONLY the parent"
         else:
             name = snap.free_name(fk.schema, f"{fk.table}_{'_'.join(fk.columns)}_idx")
-            fix = [ddl.create(fk.schema, name, fk.table_qualified, fk.columns)]
+            fix = [ddl.create(name, fk.table_qualified, fk.columns)]
             undo = [ddl.drop_named(fk.schema, name)]
         yield Finding(
             check=CHECK, severity="warn", objects=[fk.table_qualified, fk.referenced], message=message,

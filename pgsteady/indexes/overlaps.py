@@ -193,7 +193,10 @@ def _compare(conn: psycopg.Connection, table: str, tail: str, unique: bool) -> l
         # The copy has another oid; compare as if it sat on the real table.
         proposed.table_oid = index.table_oid
         if index.shape == proposed.shape:
-            found.append(Overlap("duplicate", index.qualified, index.indexdef))
+            # A unique proposal over a plain index adds a constraint: it is
+            # not a duplicate, it makes the plain one redundant.
+            kind = "covers" if proposed.is_unique and not index.is_unique else "duplicate"
+            found.append(Overlap(kind, index.qualified, index.indexdef))
         elif not proposed.is_unique and covers(index, proposed):
             found.append(Overlap("covered", index.qualified, index.indexdef))
         elif not (index.is_unique or index.backs_constraint) and covers(proposed, index):

@@ -86,7 +86,7 @@ def _array(snap: Snapshot, index: Index) -> Finding:
     undo: list[str] = []
     if _replaceable(index) and index.key_count == 1 and not index.include and columns[0] is not None:
         new = snap.free_name(index.schema, f"{index.table}_{columns[0]}_gin")
-        stmt = ddl.create(index.schema, new, index.table_qualified, columns, method="gin", where=index.predicate)
+        stmt = ddl.create(new, index.table_qualified, columns, method="gin", where=index.predicate)
         fix, undo = ddl.replace(index, stmt, new)
     shown = ", ".join(c or "(expression)" for c in columns)
     return Finding(
@@ -119,7 +119,7 @@ def _boolean(snap: Snapshot, index: Index, row: dict[str, Any] | None) -> Findin
         rare = freqs["true"] <= freqs["false"]
         where = ddl.ident(column) if rare else f"NOT {ddl.ident(column)}"
         new = snap.free_name(index.schema, f"{index.table}_{column}_{'true' if rare else 'false'}")
-        stmt = ddl.create(index.schema, new, index.table_qualified, [column], where=where)
+        stmt = ddl.create(new, index.table_qualified, [column], where=where)
         fix, undo = ddl.replace(index, stmt, new)
         advice = f"a partial index WHERE {where} ({min(freqs['true'], freqs['false']):.0%} of rows) is smaller"
     return Finding(
