@@ -69,12 +69,13 @@ def render(report: Report, console: Console) -> None:
     for name, reason in report.skipped:
         console.print(f"[dim]skipped {name}: {reason}[/dim]", highlight=False)
     counts = report.counts()
-    state = "clean" if not report.findings else ", ".join(
-        f"{counts[level]} {level}" for level in reversed(SEVERITIES) if counts[level])
+    words = {"error": ("error", "errors"), "warn": ("warning", "warnings"), "info": ("note", "notes")}
+    state = ", ".join(f"{counts[level]} {words[level][counts[level] != 1]}"
+                      for level in reversed(SEVERITIES) if counts[level]) or "clean"
     console.print(
-        f"{report.database}: {report.indexes_checked} indexes, {len(report.checks_run)} checks run, "
-        f"{len(report.skipped)} notes on skipped checks: {state} ({report.duration_seconds:.2f}s)",
-        highlight=False,
+        f"{state} · {report.indexes_checked} indexes, {len(report.checks_run)} checks run, "
+        f"{len(report.skipped)} skipped · {report.database} ({report.duration_seconds:.2f}s)",
+        highlight=False, soft_wrap=True,
     )
 
 

@@ -19,6 +19,10 @@ from .catalog import Index
 _DEF_HEAD = re.compile(r"^CREATE (UNIQUE )?INDEX ")
 
 
+# The methods a fix may propose; a fixed list, so the name needs no quoting.
+METHODS = frozenset({"btree", "hash", "gin", "gist", "brin"})
+
+
 def ident(*names: str) -> str:
     return sql.Identifier(*names).as_string(None)
 
@@ -73,11 +77,13 @@ def create(
 
     The index name cannot be schema-qualified: an index always lives in its table's schema.
     """
+    if method not in METHODS:
+        raise ValueError(f"unknown index method {method!r}")
     cols = ", ".join(ident(c) for c in columns)
     where_sql = f" WHERE {where}" if where else ""
     return (
         f"CREATE INDEX CONCURRENTLY {ident(name)} ON {table_qualified} "
-        f"USING {ident(method)} ({cols}){where_sql};"
+        f"USING {method} ({cols}){where_sql};"
     )
 
 
