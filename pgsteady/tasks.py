@@ -159,8 +159,11 @@ class Context:
 
     def checkpoint(self, value: Any) -> asyncio.Future | None:
         """Store progress (JSON) for the next attempt of this job to resume from.
-        The write presents this attempt's lease token; a stale attempt's is refused."""
+        The write presents this attempt's lease token; a stale attempt's is refused.
+        In a transactional task it goes through ctx.conn and commits with the task's writes."""
         self.last_checkpoint = value
+        if self.conn is not None:
+            return self._runtime.checkpoint_in_tx(self, value)
         return self._runtime.submit(self._runtime.save_checkpoint(self, value))
 
     def __repr__(self) -> str:

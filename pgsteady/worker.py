@@ -290,6 +290,7 @@ class Worker:
                     await _within(task.timeout, _bind(task, att.ctx)())
                     if att.cancel_requested:
                         raise _StopRequested()  # rolls the task's writes back
+                    att.finished = True
                     if (await (await conn.execute(self.q.complete_job_in_tx, args)).fetchone()) is None:
                         raise _LeaseLost()
             return
@@ -301,6 +302,7 @@ class Worker:
                     _bind(task, att.ctx)()
                     if att.cancel_requested:
                         raise _StopRequested()  # rolls the task's writes back
+                    att.finished = True
                     if conn.execute(self.q.complete_job_in_tx, args).fetchone() is None:
                         raise _LeaseLost()
 
@@ -310,6 +312,7 @@ class Worker:
         if att.lost or self._stopping.is_set() and not att.cancel_requested:
             return  # lease gone, or shutting down: hand_back decides
         if att.cancel_requested:
+            att.finished = True
             rows = await self._fetch(self.q.cancel_running_job, dict(
                 id=att.id, token=att.token, worker_id=self.id, release=self.app.release))
             self._forget(att)
@@ -319,6 +322,7 @@ class Worker:
         raise asyncio.CancelledError()
 
     async def _fail(self, att: _Attempt, error: str, tb: str, *, retry: bool, backoff: float = 0.0) -> None:
+        att.finished = True  # a terminal write is under way: the heartbeat must not call this lease lost
         rows = await self._fetch(self.q.fail_job, dict(
             id=att.id, token=att.token, retry=retry, backoff=timedelta(seconds=backoff), error=error,
             traceback=tb, worker_id=self.id, release=self.app.release), retry_for=self.lease)
@@ -522,6 +526,19 @@ class Worker:
         await self._write(self.q.log_event, dict(job_id=ctx.id, attempt=ctx.attempt, worker_id=self.id,
                                                  release=self.app.release, kind="log", message=message,
                                                  data=Jsonb(data) if data else None))
+
+    def checkpoint_in_tx(self, ctx: Context, value: Any) -> Any:
+        """A transactional task's checkpoint: written through ctx.conn, so it
+        commits (or rolls back) with the task's own writes."""
+        params = dict(id=ctx.id, token=ctx._token, value=Jsonb(value))
+        if isinstance(ctx.conn, psycopg.AsyncConnection):
+            async def write() -> None:
+                if not await (await ctx.conn.execute(self.q.save_checkpoint, params)).fetchall():
+                    raise _LeaseLost()
+            return write()
+        if not ctx.conn.execute(self.q.save_checkpoint, params).fetchall():
+            raise _LeaseLost()
+        return None
 
     async def save_checkpoint(self, ctx: Context, value: Any) -> None:
         rows = await self._fetch(self.q.save_checkpoint, dict(id=ctx.id, token=ctx._token, value=Jsonb(value)),

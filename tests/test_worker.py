@@ -397,3 +397,31 @@ def test_lost_lease_is_noticed_by_heartbeat(app, dsn):
     thread.join(30)
     assert "late_write_rejected" in [k for k, *_ in events(dsn, ref.id)]
     assert states(dsn) == {"running": 1}
+
+
+def test_checkpoints_carry_progress_to_the_next_attempt(app, dsn):
+    seen = []
+
+    @app.task(name="resumable", retry=FAST)
+    def resumable(ctx) -> None:
+        seen.append(ctx.last_checkpoint)
+        ctx.checkpoint({"done": 10 * ctx.attempt})
+        if ctx.attempt < 3:
+            raise RuntimeError("stopped halfway")
+
+    @app.task(name="tx_resumable", transactional=True, retry=FAST)
+    def tx_resumable(ctx) -> None:
+        seen.append(("tx", ctx.last_checkpoint))
+        ctx.checkpoint({"step": ctx.attempt})
+        if ctx.attempt == 1:
+            raise RuntimeError("rolls the checkpoint back with the work")
+
+    ref = app.enqueue("resumable", {})
+    drain(app, concurrency=1)
+    assert seen == [None, {"done": 10}, {"done": 20}]
+    assert job(dsn, ref.id)["checkpoint"] == {"done": 30}
+    seen.clear()
+    ref = app.enqueue("tx_resumable", {})
+    drain(app, concurrency=1)
+    assert seen == [("tx", None), ("tx", None)]
+    assert job(dsn, ref.id)["checkpoint"] == {"step": 2}
