@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 from typing import Any, Iterable
 
@@ -48,8 +49,6 @@ class Index:
     opclasses: list[int]
     collations: list[int]
     options: list[int]
-    categories: list[str]
-    columns: list[str | None]
     index_attnames: list[str]
     predicate: str | None
     indexdef: str
@@ -60,10 +59,15 @@ class Index:
     reltuples: float
     fillfactor: int | None
     idx_scan: int | None
-    last_idx_scan: str | None
     can_read_stats: bool
+    # Per index column, from the table's columns: the name (None for an
+    # expression) and the type category ('A' array, 'B' boolean, '' for an expression).
+    columns: list[str | None] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+    not_null: list[bool] = field(default_factory=list)
 
-    @property
+    # Cached: duplicate and redundancy checks compare these many times.
+    @cached_property
     def keys(self) -> tuple[tuple[str, int, int, int], ...]:
         """Key columns with what makes two of them interchangeable: text, opclass, collation, order."""
         return tuple(
@@ -71,7 +75,7 @@ class Index:
             for k in range(self.key_count)
         )
 
-    @property
+    @cached_property
     def include(self) -> tuple[str, ...]:
         return tuple(self.elements[self.key_count:])
 
@@ -121,13 +125,15 @@ class Snapshot:
     builds: list[dict[str, Any]]
     also: tuple[str, ...] = ()  # replica DSNs whose index scans count too
     skipped: list[tuple[str, str]] = field(default_factory=list)
-    _names_given: set[tuple[str, str]] = field(default_factory=set)
+    _names_taken: dict[str, set[str]] = field(default_factory=dict)
+    _by_table: dict[int, list[Index]] | None = None
 
     def by_table(self) -> dict[int, list[Index]]:
-        grouped: dict[int, list[Index]] = defaultdict(list)
-        for index in self.indexes:
-            grouped[index.table_oid].append(index)
-        return grouped
+        if self._by_table is None:
+            self._by_table = defaultdict(list)
+            for index in self.indexes:
+                self._by_table[index.table_oid].append(index)
+        return self._by_table
 
     def query(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         with self.conn.cursor(row_factory=dict_row) as cur:
@@ -158,11 +164,13 @@ class Snapshot:
 
     def free_name(self, schema: str, base: str) -> str:
         """A relation name not yet used in ``schema`` (nor handed out earlier in this run)."""
-        candidates = [truncate_name(base)] + [truncate_name(base, f"{n}") for n in range(1, 20)]
-        taken = {r["name"] for r in self.query("relation_names", {"schema": schema, "names": candidates})}
-        for name in candidates:
-            if name not in taken and (schema, name) not in self._names_given:
-                self._names_given.add((schema, name))
+        if schema not in self._names_taken:
+            self._names_taken[schema] = {r["name"] for r in self.query("relation_names", {"schema": schema})}
+        taken = self._names_taken[schema]
+        for n in range(100):
+            name = truncate_name(base, str(n) if n else "")
+            if name not in taken:
+                taken.add(name)
                 return name
         raise ConfigError(f"cannot find a free index name like {base!r} in schema {schema!r}")
 
@@ -227,13 +235,35 @@ def load(
                     also=also)
     snap.server = snap.query("server")[0]
     snap.indexes = [Index(**row) for row in snap.query("indexes", {**scope, "index_oid": None})]
+    _add_columns(conn, snap.indexes)
     snap.foreign_keys = [ForeignKey(**row) for row in snap.query("foreign_keys", scope)]
     snap.builds = snap.query("builds_in_progress")
     return snap
 
 
-def load_index(conn: psycopg.Connection, oid: int) -> Index:
-    """One index by oid, described exactly as ``load`` describes them (any schema, even pg_temp)."""
+def load_indexes(conn: psycopg.Connection, *, table_oid: int | None = None, oid: int | None = None) -> list[Index]:
+    """Indexes of one table, or one index by oid, described exactly as ``load`` describes them.
+
+    With ``oid`` the index may be in any schema, even pg_temp.
+    """
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(QUERIES["indexes"], {"schema": None, "table_oid": None, "index_oid": oid})
-        return Index(**cur.fetchone())
+        cur.execute(QUERIES["indexes"], {"schema": None, "table_oid": table_oid, "index_oid": oid})
+        indexes = [Index(**row) for row in cur.fetchall()]
+    _add_columns(conn, indexes)
+    return indexes
+
+
+def load_index(conn: psycopg.Connection, oid: int) -> Index:
+    return load_indexes(conn, oid=oid)[0]
+
+
+def _add_columns(conn: psycopg.Connection, indexes: list[Index]) -> None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(QUERIES["table_columns"], {"tables": list({i.table_oid for i in indexes})})
+        known = {(r["table_oid"], r["attnum"]): (r["name"], r["category"], r["not_null"]) for r in cur.fetchall()}
+    for index in indexes:
+        # attnum 0 is an expression: no table column behind it.
+        found = [known.get((index.table_oid, n), (None, "", False)) for n in index.attnums]
+        index.columns = [name for name, _, _ in found]
+        index.categories = [category for _, category, _ in found]
+        index.not_null = [not_null for _, _, not_null in found]

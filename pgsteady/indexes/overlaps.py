@@ -25,13 +25,11 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import psycopg
-from psycopg.rows import dict_row
 
 from ..database import connect
 from ..errors import ConfigError
 from . import ddl
-from .catalog import Index, Snapshot, load_index, resolve_scope
-from .queries import QUERIES
+from .catalog import Index, Snapshot, load_index, load_indexes, resolve_scope
 from .report import Finding
 
 DUPLICATE = "duplicate_index"
@@ -185,7 +183,7 @@ def _compare(conn: psycopg.Connection, table: str, tail: str, unique: bool) -> l
             raise ConfigError(f"the proposed index does not build on {qualified}: {first}") from None
         cur.execute("SELECT 'pg_temp.pgsteady_proposed_idx'::regclass::oid")
         proposed = load_index(conn, cur.fetchone()[0])
-        existing = [Index(**row) for row in _rows(conn, table_oid)]
+        existing = load_indexes(conn, table_oid=table_oid)
     found: list[Overlap] = []
     for index in existing:
         if not index.is_valid:
@@ -202,9 +200,3 @@ def _compare(conn: psycopg.Connection, table: str, tail: str, unique: bool) -> l
         elif not (index.is_unique or index.backs_constraint) and covers(proposed, index):
             found.append(Overlap("covers", index.qualified, index.indexdef))
     return found
-
-
-def _rows(conn: psycopg.Connection, table_oid: int) -> list[dict]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(QUERIES["indexes"], {"schema": None, "table_oid": table_oid, "index_oid": None})
-        return cur.fetchall()

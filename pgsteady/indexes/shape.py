@@ -40,18 +40,19 @@ def _replaceable(index: Index) -> bool:
 
 
 def findings(snap: Snapshot) -> Iterator[Finding]:
-    nullable = [i for i in snap.indexes if _plain_btree(i) and _lead_column(i) is not None]
-    booleans = [i for i in nullable
+    plain = [i for i in snap.indexes if _plain_btree(i) and _lead_column(i) is not None]
+    booleans = [i for i in plain
                 if i.key_count == 1 and not i.include and i.categories[0] == "B"]
-    hidden = {i.table_qualified for i in nullable if not i.can_read_stats}
+    wants_mcv = {id(i) for i in booleans}
+    # A NOT NULL leading column cannot be mostly NULL: no statistics needed for it.
+    needs_stats = [i for i in plain if not i.not_null[0] or id(i) in wants_mcv]
+    lookups = [i for i in needs_stats if i.can_read_stats]
+    hidden = {i.table_qualified for i in needs_stats if not i.can_read_stats}
     if hidden:
         snap.skipped.append((MOSTLY_NULL, f"{len(hidden)} table(s) skipped: without SELECT on them this role "
                              "cannot see their column statistics"))
-    wants_mcv = {id(i) for i in booleans}
-    stats = snap.column_stats(
-        (i.schema, i.table, _lead_column(i), id(i) in wants_mcv) for i in nullable if i.can_read_stats
-    )
-    for index in nullable:
+    stats = snap.column_stats((i.schema, i.table, _lead_column(i), id(i) in wants_mcv) for i in lookups)
+    for index in plain:
         row = stats.get((index.schema, index.table, _lead_column(index)))
         if row is not None and row["null_frac"] >= snap.thresholds.null_fraction:
             yield _mostly_null(snap, index, row)

@@ -61,19 +61,13 @@ def unused(snap: Snapshot) -> Iterator[Finding]:
         fks_by_table.setdefault(fk.table_oid, []).append(fk)
     window = snap.stats_window()
     floor = snap.thresholds.unused_min_bytes
-    for index in snap.indexes:
-        # Unique and constraint indexes work without being scanned; partitions
-        # are judged through their parent, and invalid ones are reported apart.
-        if (not index.is_valid or not index.can_drop_concurrently or index.is_unique
-                or index.bytes < floor or supports_foreign_key(index, fks_by_table.get(index.table_oid, []))):
-            continue
-        by_server = {"primary": index.idx_scan or 0}
-        for label, scans, _ in replicas:
-            by_server[label] = scans.get((index.schema, index.name), 0)
-        if sum(by_server.values()):
-            continue
+    unused_ones = [i for i in snap.indexes if _unused(i, replicas, floor, fks_by_table)]
+    last = {r["oid"]: r["last_idx_scan"]
+            for r in snap.query("last_index_scans", {"oids": [i.oid for i in unused_ones]})} if unused_ones else {}
+    for index in unused_ones:
+        by_server = _scans(index, replicas)
         evidence = {"idx_scan": 0, "scans_by_server": by_server, "index_bytes": index.bytes,
-                    "last_idx_scan": index.last_idx_scan, **window, "indexdef": index.indexdef}
+                    "last_idx_scan": last.get(index.oid), **window, "indexdef": index.indexdef}
         if replicas:
             evidence["replica_stats_reset"] = {label: r.isoformat() if r else None for label, _, r in replicas}
         servers = f" on the primary and {len(replicas)} replica(s)" if replicas else ""
@@ -83,6 +77,22 @@ def unused(snap: Snapshot) -> Iterator[Finding]:
                      f"{_since(window)}; drop it if that window covers your busy periods"),
             evidence=evidence, fix_statements=[ddl.drop(index)], undo_statements=[ddl.recreate(index)],
         )
+
+
+def _scans(index: Index, replicas: list) -> dict[str, int]:
+    by_server = {"primary": index.idx_scan or 0}
+    for label, scans, _ in replicas:
+        by_server[label] = scans.get((index.schema, index.name), 0)
+    return by_server
+
+
+def _unused(index: Index, replicas: list, floor: int, fks_by_table: dict[int, list[ForeignKey]]) -> bool:
+    # Unique and constraint indexes work without being scanned; partitions
+    # are judged through their parent, and invalid ones are reported apart.
+    if (not index.is_valid or not index.can_drop_concurrently or index.is_unique or index.bytes < floor
+            or supports_foreign_key(index, fks_by_table.get(index.table_oid, []))):
+        return False
+    return sum(_scans(index, replicas).values()) == 0
 
 
 def _since(window: dict[str, Any]) -> str:

@@ -56,15 +56,6 @@ SELECT i.indexrelid AS oid,
        (SELECT array_agg(x ORDER BY o) FROM unnest(i.indclass) WITH ORDINALITY u(x, o)) AS opclasses,
        (SELECT array_agg(x ORDER BY o) FROM unnest(i.indcollation) WITH ORDINALITY u(x, o)) AS collations,
        (SELECT array_agg(x ORDER BY o) FROM unnest(i.indoption) WITH ORDINALITY u(x, o)) AS options,
-       -- Type category of each key column ('A' array, 'B' boolean, '' for an
-       -- expression) and the table column names (NULL for an expression).
-       (SELECT array_agg(coalesce(ty.typcategory::text, '') ORDER BY u.o)
-          FROM unnest(i.indkey) WITH ORDINALITY u(x, o)
-          LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = u.x AND u.x > 0
-          LEFT JOIN pg_type ty ON ty.oid = a.atttypid) AS categories,
-       (SELECT array_agg(a.attname::text ORDER BY u.o)
-          FROM unnest(i.indkey) WITH ORDINALITY u(x, o)
-          LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = u.x AND u.x > 0) AS columns,
        (SELECT array_agg(a.attname::text ORDER BY a.attnum)
           FROM pg_attribute a WHERE a.attrelid = i.indexrelid AND a.attnum > 0) AS index_attnames,
        pg_get_expr(i.indpred, i.indrelid, true) AS predicate,
@@ -76,9 +67,9 @@ SELECT i.indexrelid AS oid,
        c.reltuples::float8 AS reltuples,
        (SELECT option_value::int FROM pg_options_to_table(c.reloptions)
          WHERE option_name = 'fillfactor') AS fillfactor,
-       s.idx_scan,
-       -- last_idx_scan exists from PostgreSQL 16; to_jsonb keeps one query for all versions.
-       to_jsonb(s) ->> 'last_idx_scan' AS last_idx_scan,
+       -- The function behind pg_stat_all_indexes.idx_scan: joining the view
+       -- would compute all its counters for every index.
+       pg_stat_get_numscans(i.indexrelid) AS idx_scan,
        has_table_privilege(i.indrelid, 'SELECT') AS can_read_stats
   FROM pg_index i
   JOIN pg_class c ON c.oid = i.indexrelid
@@ -86,7 +77,6 @@ SELECT i.indexrelid AS oid,
   JOIN pg_namespace n ON n.oid = t.relnamespace
   JOIN pg_am am ON am.oid = c.relam
   LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.contype IN ('p', 'u', 'x')
-  LEFT JOIN pg_stat_all_indexes s ON s.indexrelid = i.indexrelid
  WHERE (%(index_oid)s::oid IS NOT NULL OR (
           n.nspname NOT IN ('pg_catalog', 'information_schema')
           AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
@@ -99,6 +89,16 @@ SELECT i.indexrelid AS oid,
    AND (%(table_oid)s::oid IS NULL OR i.indrelid = %(table_oid)s::oid)
    AND (%(index_oid)s::oid IS NULL OR i.indexrelid = %(index_oid)s::oid)
  ORDER BY n.nspname, t.relname, c.relname
+
+-- name: table_columns
+-- The columns of the tables that have indexes, with their type category
+-- ('A' array, 'B' boolean, ...). Read in bulk and matched to index columns
+-- by the caller: a join per index column costs more than the whole list.
+SELECT a.attrelid AS table_oid, a.attnum, a.attname::text AS name, ty.typcategory::text AS category,
+       a.attnotnull AS not_null
+  FROM pg_attribute a
+  JOIN pg_type ty ON ty.oid = a.atttypid
+ WHERE a.attrelid = ANY(%(tables)s::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
 
 -- name: foreign_keys
 -- Constraints cloned onto partitions (conparentid <> 0) are left out: the
@@ -145,9 +145,16 @@ SELECT p.pid,
  WHERE p.datname = current_database()
 
 -- name: relation_names
--- Which of the candidate names are already taken in a schema (indexes share
--- the namespace with tables, views and sequences).
+-- Every name taken in a schema (indexes share the namespace with tables,
+-- views and sequences), read once per schema that needs a new index name.
 SELECT c.relname::text AS name
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE n.nspname = %(schema)s AND c.relname = ANY(%(names)s::text[])
+ WHERE n.nspname = %(schema)s
+
+-- name: last_index_scans
+-- last_idx_scan exists from PostgreSQL 16; to_jsonb reads it where it exists
+-- without a query per server version. Only asked for the few unused indexes.
+SELECT s.indexrelid AS oid, to_jsonb(s) ->> 'last_idx_scan' AS last_idx_scan
+  FROM pg_stat_all_indexes s
+ WHERE s.indexrelid = ANY(%(oids)s::oid[])
