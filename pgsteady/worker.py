@@ -120,6 +120,7 @@ class Worker:
         self.poll_interval = poll_interval
         self.grace = grace
         self.complete_batch = complete_batch
+        self.coalesce = 0.005  # seconds the claimer may wait for more free slots
         self.rescue_interval = rescue_interval if rescue_interval is not None else max(lease / 3, 0.5)
         # Unique per process (and per Worker in a process), never just a host name.
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
@@ -129,6 +130,7 @@ class Worker:
         self._running = 0
         self._wake = asyncio.Event()
         self._done_ready = asyncio.Event()
+        self._half_free = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._pool: AsyncConnectionPool | None = None
@@ -205,7 +207,15 @@ class Worker:
     async def _claim_loop(self, until_idle: bool) -> None:
         while not self._stopping.is_set():
             free = self.concurrency - self._running
+            if 0 < free < self.concurrency // 2:
+                # Slots free up one at a time when jobs are short; waiting a
+                # moment for a few more turns many one-row claims into one.
+                await self._sleep(self.coalesce, self._half_free)
+                free = self.concurrency - self._running
             got = 0
+            # A job may finish (and reschedule itself) while the claim is in
+            # flight, so "idle" needs nothing running from before the claim.
+            busy_before = self._running > 0 or bool(self._done)
             if free > 0:
                 self._wake.clear()
                 try:
@@ -215,8 +225,9 @@ class Worker:
                     await self._sleep(1.0)
                     continue
                 if got == free:
+                    self._half_free.clear()
                     continue
-                if until_idle and got == 0 and self._running == 0 and not self._done:
+                if until_idle and got == 0 and not busy_before and self._running == 0 and not self._done:
                     return
             await self._sleep(self.poll_interval, self._wake)
 
@@ -271,6 +282,8 @@ class Worker:
         finally:
             self._running -= 1
             self._wake.set()
+            if self._running <= self.concurrency // 2:
+                self._half_free.set()
 
     async def _call(self, task: Task, att: _Attempt) -> None:
         call = _bind(task, att.ctx)
@@ -353,6 +366,8 @@ class Worker:
         while True:
             await self._done_ready.wait()
             self._done_ready.clear()
+            if len(self._done) < self.complete_batch:
+                await asyncio.sleep(self.coalesce)  # let a batch gather: one statement for many jobs
             await self._flush_done()
 
     async def _flush_done(self) -> None:
