@@ -14,8 +14,8 @@ from typing import Callable, Iterable, Iterator
 
 import psycopg
 
-from ..database import connect, describe, scrub
-from ..errors import PgsteadyError
+from ..database import connect, describe, scrub, unavailable
+from ..errors import ConfigError, PgsteadyError
 from . import bloat, catalog, foreign_keys, invalid, overlaps, shape, usage
 from .report import Finding, Report, Thresholds
 
@@ -56,8 +56,6 @@ def check(
         known = set(Thresholds.__dataclass_fields__)
         unknown = sorted(set(threshold_values) - known)
         if unknown:
-            from ..errors import ConfigError
-
             raise ConfigError(f"unknown threshold {unknown[0]!r}; known: {', '.join(sorted(known))}")
         base = (thresholds or Thresholds()).to_dict()
         thresholds = Thresholds(**{**base, **threshold_values})
@@ -76,8 +74,6 @@ def _run(conn: psycopg.Connection, dsn: str, schema: str | None, table: str | No
         table_oid = catalog.resolve_scope(conn, schema, table)
         snap = catalog.load(conn, schema=schema, table_oid=table_oid, thresholds=thresholds, also=also)
     except psycopg.OperationalError as exc:
-        from ..database import unavailable
-
         raise unavailable(dsn, exc) from None
     except psycopg.Error as exc:
         raise CatalogUnreadable(f"cannot read the index catalogue: {_first_line(exc)}") from None
@@ -91,8 +87,6 @@ def _run(conn: psycopg.Connection, dsn: str, schema: str | None, table: str | No
                 findings.extend(family(snap))
             ran.append(name)
         except psycopg.OperationalError as exc:
-            from ..database import unavailable
-
             raise unavailable(dsn, exc) from None
         except psycopg.Error as exc:
             snap.skipped.append((name, f"the server refused it: {_first_line(exc)}"))

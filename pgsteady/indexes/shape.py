@@ -26,8 +26,13 @@ ARRAY_BTREE = "array_btree_index"
 BOOLEAN = "boolean_index"
 
 
+def _btree(index: Index) -> bool:
+    # A partition's index is judged through its parent's, like the other checks do.
+    return index.method == "btree" and index.is_valid and not index.is_partition
+
+
 def _plain_btree(index: Index) -> bool:
-    return index.method == "btree" and index.is_valid and index.predicate is None
+    return _btree(index) and index.predicate is None
 
 
 def _lead_column(index: Index) -> str | None:
@@ -57,7 +62,7 @@ def findings(snap: Snapshot) -> Iterator[Finding]:
         if row is not None and row["null_frac"] >= snap.thresholds.null_fraction:
             yield _mostly_null(snap, index, row)
     for index in snap.indexes:
-        if index.method == "btree" and index.is_valid and "A" in index.categories[: index.key_count]:
+        if _btree(index) and "A" in index.categories[: index.key_count]:
             yield _array(snap, index)
     for index in booleans:
         yield _boolean(snap, index, stats.get((index.schema, index.table, _lead_column(index))))

@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from ..database import connect, describe, scrub
+from ..database import describe, scrub
 from . import ddl
 from .catalog import ForeignKey, Index, Snapshot, human_bytes
 from .queries import QUERIES
@@ -40,7 +40,7 @@ def supports_foreign_key(index: Index, fks: list[ForeignKey]) -> bool:
 
 
 def _replica_scans(dsn: str) -> tuple[str, dict[tuple[str, str], int], Any]:
-    with connect(dsn, autocommit=True) as conn, conn.cursor(row_factory=dict_row) as cur:
+    with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor(row_factory=dict_row) as cur:
         cur.execute(QUERIES["index_scans"])
         rows = cur.fetchall()
     reset = rows[0]["stats_reset"] if rows else None
@@ -52,8 +52,9 @@ def unused(snap: Snapshot) -> Iterator[Finding]:
     for dsn in snap.also:
         try:
             replicas.append(_replica_scans(dsn))
-        except Exception as exc:  # noqa: BLE001 - any failure means we cannot judge
-            reason = scrub(str(exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        except (psycopg.Error, ValueError) as exc:  # any failure means we cannot judge
+            lines = [line.strip() for line in scrub(str(exc)).splitlines() if line.strip()]
+            reason = "; ".join(lines)[:300] if lines else type(exc).__name__
             snap.skipped.append((UNUSED, f"could not read index scans from {describe(dsn)}: {reason}"))
             return
     fks_by_table: dict[int, list[ForeignKey]] = {}

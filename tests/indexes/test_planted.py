@@ -199,3 +199,29 @@ def test_clean_database_reports_nothing(server_dsn):
         assert report.indexes_checked == 6
     finally:
         drop_db(server_dsn, name)
+
+
+def test_partitioned_tables_are_judged_at_the_parent_without_unsafe_fixes(server_dsn):
+    name, dsn = create_db(server_dsn)
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("""
+                CREATE TABLE parent (id int PRIMARY KEY);
+                CREATE TABLE ev (at date, parent_id int REFERENCES parent (id), flag boolean)
+                  PARTITION BY RANGE (at);
+                CREATE TABLE ev_2024 PARTITION OF ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+                CREATE TABLE ev_2025 PARTITION OF ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+                CREATE INDEX ev_at_idx ON ev (at);
+                CREATE INDEX ev_at_copy ON ev (at);
+                CREATE INDEX ev_flag ON ev (flag);
+            """)
+        report = check(dsn, unused_min_bytes=0)
+        found = {(f.check, f.objects[0]): f for f in report.findings}
+        assert set(found) == {("duplicate_index", "public.ev_at_copy"), ("fk_without_index", "public.ev"),
+                              ("boolean_index", "public.ev_flag")}
+        # Nothing on a partitioned table can be built or dropped CONCURRENTLY.
+        assert all(f.fix_statements == [] for f in found.values())
+        assert "cannot be dropped concurrently" in found[("duplicate_index", "public.ev_at_copy")].message
+        assert "index each partition" in found[("fk_without_index", "public.ev")].message
+    finally:
+        drop_db(server_dsn, name)
