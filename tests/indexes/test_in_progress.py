@@ -32,7 +32,8 @@ def build_in_progress(empty_dsn):
     thread.start()
     with psycopg.connect(empty_dsn, autocommit=True) as watcher:
         wait_for(lambda: watcher.execute(
-            "SELECT index_relid FROM pg_stat_progress_create_index WHERE index_relid <> 0").fetchone(),
+            "SELECT index_relid FROM pg_stat_progress_create_index"
+            " WHERE datname = current_database() AND index_relid <> 0").fetchone(),
             what="the build to show in pg_stat_progress_create_index")
     try:
         yield empty_dsn
