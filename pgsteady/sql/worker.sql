@@ -21,6 +21,9 @@ WITH picked AS (
     SELECT id FROM {schema}.jobs
     WHERE state = 'waiting' AND run_at <= now()
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+      -- Paused queues wait; limited ones are claimed only by claim_limited.
+      AND queue NOT IN (SELECT queue FROM {schema}.queues
+                        WHERE paused OR max_running IS NOT NULL OR max_per_second IS NOT NULL)
     ORDER BY priority, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
