@@ -17,6 +17,7 @@ from psycopg_pool import ConnectionPool
 from . import database
 from .errors import ConfigError, InvalidPayload, UnknownTask
 from .queries import Queries, for_schema, validate_schema
+from .schedules import Schedule
 from .tasks import Retry, RetryPolicy, Task
 
 DEFAULT_MAX_PAYLOAD = 256 * 1024
@@ -74,6 +75,7 @@ class App:
         self.max_payload_bytes = max_payload_bytes
         self.key_retention = key_retention
         self.tasks: dict[str, Task] = {}
+        self.schedules: dict[str, Schedule] = {}
         self._pool: ConnectionPool | None = None
         self._lock = threading.Lock()
 
@@ -121,6 +123,52 @@ class App:
             return t
 
         return register(fn) if fn is not None else register
+
+    def periodic(
+        self,
+        cron: str,
+        *,
+        name: str | None = None,
+        tz: str = "UTC",
+        args: Mapping[str, Any] | None = None,
+        on_missed: str = "once",
+        **task_options: Any,
+    ) -> Callable[[Callable[..., Any] | Task], Task]:
+        """Run a task on a cron schedule: ``@app.periodic("0 3 * * *", tz="Europe/Paris")``.
+
+        Stack it on a function (it becomes a task; ``task_options`` are those of
+        ``app.task``) or on an existing task. Each scheduled time is enqueued
+        exactly once however many workers run; ``on_missed`` (skip, once, all)
+        says what happens to times missed while no worker ran.
+        """
+
+        def register(f: Callable[..., Any] | Task) -> Task:
+            task = f if isinstance(f, Task) else self.task(f, name=name, **task_options)
+            schedule_name = name or task.name
+            if schedule_name in self.schedules:
+                raise ConfigError(f"two schedules are named {schedule_name!r}; give one of them name=...")
+            sched = Schedule(schedule_name, cron, tz, task.name, dict(args or {}), on_missed)
+            self._row({"task": task.name, "args": sched.args})  # the args must be storable, checked now
+            self.schedules[schedule_name] = sched
+            return task
+
+        return register
+
+    def set_queue_limits(self, queue: str, *, max_running: int | None = None, max_per_second: int | None = None,
+                         conn: psycopg.Connection | None = None) -> None:
+        """Limit a queue across all workers: at most ``max_running`` of its jobs
+        at once, at most ``max_per_second`` started per second (None: no limit).
+        Stored in the database at once; every worker obeys it from its next claim."""
+        for label, value in (("max_running", max_running), ("max_per_second", max_per_second)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{label} must be a positive integer or None")
+        params = dict(queue=queue, max_running=max_running, max_per_second=max_per_second,
+                      channel=f"{self.schema}_control")
+        if conn is not None:
+            conn.execute(self.queries.set_queue_limits, params)
+            return
+        with self.pool().connection() as own:
+            own.execute(self.queries.set_queue_limits, params)
 
     def get_task(self, name: str) -> Task:
         try:

@@ -51,6 +51,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from . import database
 from .app import App
 from .errors import UnknownTask
+from .maintenance import Leader, Maintenance, PartitionKeeper, Pruner, Rescuer, Scheduler
 from .migrations import EVENT_DAYS_AHEAD, check_current
 from .tasks import Context, Discard, Task
 
@@ -107,6 +108,8 @@ class Worker:
         grace: float = 30.0,
         complete_batch: int = 200,
         rescue_interval: float | None = None,
+        retention: dict[str, timedelta] | None = None,
+        events_retention: timedelta = timedelta(days=14),
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
@@ -138,6 +141,17 @@ class Worker:
         self._threads = ThreadPoolExecutor(max_workers=concurrency + 4, thread_name_prefix="pgsteady-task")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._signals = 0
+        self._sync_lock = threading.Lock()
+        self._limited: list[str] = []
+        self._limited_at = 0.0
+        self.maintenance = Maintenance(
+            Leader(None, self.q, self.id, stale=lease),  # its DSN is set in run(), once resolved
+            [Rescuer(self.q, worker_id=self.id, release=app.release, interval=self.rescue_interval),
+             *([Scheduler(self.q, list(app.schedules.values()), tasks=app.tasks, worker_id=self.id,
+                          release=app.release)] if app.schedules else []),
+             Pruner(self.q, retention=retention),
+             PartitionKeeper(self.q, retention=events_retention)],
+            election_interval=max(lease / 3, 0.2))
 
     # -- public -------------------------------------------------------------
 
@@ -156,9 +170,7 @@ class Worker:
         self._pool = AsyncConnectionPool(dsn, min_size=2, max_size=self.concurrency + 4, open=False,
                                          kwargs={"autocommit": True}, name="pgsteady-worker")
         await self._pool.open(wait=True)
-        if any(t.transactional and not t.is_async for t in self.app.tasks.values()):
-            self._sync_pool = ConnectionPool(dsn, min_size=1, max_size=self.concurrency, open=True,
-                                             kwargs={"autocommit": True}, name="pgsteady-sync-tasks")
+        self.maintenance.leader.dsn = dsn
         await self._write(self.q.register_worker, dict(
             worker_id=self.id, host=socket.gethostname(), pid=os.getpid(), queues=self.queues,
             concurrency=self.concurrency, release=self.app.release))
@@ -169,7 +181,8 @@ class Worker:
         log.info("worker %s started: queues=%s concurrency=%d release=%s",
                  self.id, ",".join(self.queues or ["*"]), self.concurrency, self.app.release)
         helpers = [asyncio.create_task(coro) for coro in
-                   (self._listen_loop(), self._complete_loop(), self._heartbeat_loop(), self._rescue_loop())]
+                   (self._listen_loop(), self._complete_loop(), self._heartbeat_loop(),
+                    self.maintenance.run(self._pool))]
         try:
             await self._claim_loop(until_idle)
             await self._shutdown()
@@ -177,6 +190,7 @@ class Worker:
             for h in helpers:
                 h.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
+            await self.maintenance.close()
             try:
                 await self._write(self.q.unregister_worker, dict(worker_id=self.id), retry_for=2)
             except psycopg.Error:
@@ -232,9 +246,13 @@ class Worker:
             await self._sleep(self.poll_interval, self._wake)
 
     async def _claim(self, limit: int) -> int:
-        rows = await self._fetch(self.q.claim_jobs, dict(
-            queues=self.queues, limit=limit, lease=timedelta(seconds=self.lease),
-            worker_id=self.id, release=self.app.release))
+        params = dict(limit=limit, lease=timedelta(seconds=self.lease), worker_id=self.id, release=self.app.release)
+        rows = []
+        for queue in await self._limited_queues():
+            if len(rows) < limit:
+                rows += await self._claim_limited(queue, dict(params, limit=limit - len(rows), queue=queue))
+        if len(rows) < limit:
+            rows += await self._fetch(self.q.claim_jobs, dict(params, queues=self.queues, limit=limit - len(rows)))
         for row in rows:
             job_id, queue, task_name, args, key, attempt, max_attempts, token, checkpoint, *_ = row
             ctx = Context(id=job_id, attempt=attempt, key=key, args=args, task=task_name, queue=queue,
@@ -245,6 +263,23 @@ class Worker:
             att.runner = asyncio.create_task(self._run(att))
         self.stats.claimed += len(rows)
         return len(rows)
+
+    async def _limited_queues(self) -> list[str]:
+        """This worker's queues that have a fleet-wide limit (cached for 2 s,
+        refreshed at once when `queues limit` notifies)."""
+        if time.monotonic() - self._limited_at > 2.0:
+            rows = await self._fetch(self.q.limited_queues, {})
+            self._limited = [r[0] for r in rows if self.queues is None or r[0] in self.queues]
+            self._limited_at = time.monotonic()
+        return self._limited
+
+    async def _claim_limited(self, queue: str, params: dict) -> list[tuple]:
+        async with self._pool.connection() as conn:
+            async with conn.transaction():
+                # The row lock first, in its own statement: the claim that
+                # follows then sees every claim committed before it.
+                await conn.execute(self.q.lock_queue, params)
+                return await (await conn.execute(self.q.claim_limited, params)).fetchall()
 
     # -- running ------------------------------------------------------------
 
@@ -309,7 +344,7 @@ class Worker:
             return
 
         def run_in_thread() -> None:
-            with self._sync_pool.connection() as conn:
+            with self.sync_connection() as conn:
                 with conn.transaction():
                     att.ctx.conn = conn
                     _bind(task, att.ctx)()
@@ -432,23 +467,6 @@ class Worker:
         if att.runner is not None and task is not None and task.is_async:
             att.runner.cancel()
 
-    async def _rescue_loop(self) -> None:
-        last_partitions = time.monotonic()
-        while True:
-            try:
-                rows = await self._fetch(self.q.rescue_expired, dict(
-                    limit=1000, worker_id=self.id, release=self.app.release))
-                if rows:
-                    self.stats.rescued += len(rows)
-                    log.warning("rescued %d jobs whose worker stopped renewing its lease", len(rows))
-                    self._wake.set()
-                if time.monotonic() - last_partitions > 3600:
-                    await self._write(self.q.ensure_event_partitions, dict(days_ahead=EVENT_DAYS_AHEAD))
-                    last_partitions = time.monotonic()
-            except psycopg.OperationalError as exc:
-                log.warning("rescue pass failed (%s)", database.scrub(str(exc)).strip())
-            await asyncio.sleep(self.rescue_interval)
-
     async def _listen_loop(self) -> None:
         jobs_channel, control_channel = f"{self.app.schema}_jobs", f"{self.app.schema}_control"
         delay = 0.5
@@ -466,6 +484,9 @@ class Worker:
                                 self._wake.set()
                         elif note.payload.isdigit():
                             self._cancel(int(note.payload))
+                        elif note.payload == "queues":
+                            self._limited_at = 0.0
+                            self._wake.set()
             except psycopg.OperationalError as exc:
                 log.warning("listen connection lost (%s); reconnecting", database.scrub(str(exc)).strip())
                 await asyncio.sleep(delay)
@@ -524,6 +545,14 @@ class Worker:
             pass
 
     # -- what Context calls ---------------------------------------------------
+
+    def sync_connection(self):
+        """A pooled sync connection (autocommit) for code running in task threads."""
+        with self._sync_lock:
+            if self._sync_pool is None:
+                self._sync_pool = ConnectionPool(self.app.dsn, min_size=1, max_size=self.concurrency, open=True,
+                                                 kwargs={"autocommit": True}, name="pgsteady-sync-tasks")
+        return self._sync_pool.connection()
 
     def submit(self, coro: Coroutine) -> asyncio.Future | None:
         """Run a coroutine on the worker's loop: from the loop, return it as a

@@ -8,10 +8,22 @@ INSERT INTO {schema}.leader (name, worker_id) VALUES (%(name)s, %(worker_id)s)
 ON CONFLICT (name) DO UPDATE SET worker_id = EXCLUDED.worker_id, elected_at = now(), renewed_at = now();
 
 -- name: renew_leader
--- Fails to match when another leader has since recorded itself; the lock is
--- the truth, this row only informs people.
+-- Matches nothing once another worker has taken the leadership over.
 UPDATE {schema}.leader SET renewed_at = now() WHERE name = %(name)s AND worker_id = %(worker_id)s
 RETURNING name;
+
+-- name: end_stale_leader
+-- A leader that holds the lock but stopped renewing (frozen process, stuck
+-- host) would block every duty forever; after the stale time its session is
+-- ended, which releases the lock. Only sessions holding this very lock are
+-- touched.
+SELECT l.worker_id, pg_terminate_backend(k.pid)
+FROM {schema}.leader l
+JOIN pg_locks k ON k.locktype = 'advisory' AND k.granted AND k.objsubid = 1
+     AND k.classid::bigint = (hashtext(%(lock)s)::bigint >> 32) & 4294967295
+     AND k.objid::bigint = hashtext(%(lock)s)::bigint & 4294967295
+     AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+WHERE l.name = %(name)s AND l.renewed_at < now() - %(stale)s::interval AND k.pid <> pg_backend_pid();
 
 -- name: resign_leader
 DELETE FROM {schema}.leader WHERE name = %(name)s AND worker_id = %(worker_id)s;

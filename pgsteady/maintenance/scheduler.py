@@ -1,0 +1,87 @@
+"""Cron: turn each due scheduled time into exactly one job.
+
+A pass locks each schedule's row (so two schedulers take turns), computes the
+times due since ``last_run_at`` by the database's clock, and for each time it
+runs inserts a ``schedule_runs`` row keyed by (schedule, scheduled time) and
+the job, in one transaction. The key makes a second scheduler's insert for
+the same time a no-op: exactly once is the database's doing, not the
+election's. Times left out after downtime are recorded as a
+``schedule_missed`` event with how many and why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from ..queries import Queries
+from ..schedules import Schedule
+
+log = logging.getLogger("pgsteady.maintenance")
+
+
+class Scheduler:
+    name = "cron"
+
+    def __init__(self, q: Queries, schedules: list[Schedule], *, tasks: dict, worker_id: str,
+                 release: str | None, interval: float = 0.25) -> None:
+        self.q = q
+        self.schedules = schedules
+        self.tasks = tasks
+        self.worker_id = worker_id
+        self.release = release
+        self.interval = interval
+        self._registered = False
+
+    async def register(self, conn: psycopg.AsyncConnection) -> None:
+        """Write the App's schedules to the database, keeping paused and last run."""
+        now = (await (await conn.execute("SELECT now()")).fetchone())[0]
+        for s in self.schedules:
+            task = self.tasks[s.task]
+            await conn.execute(self.q.upsert_schedule, dict(
+                name=s.name, cron=s.cron, tz=s.tz, task=s.task, queue=task.queue, priority=task.priority,
+                max_attempts=task.max_attempts, args=json.dumps(s.args), on_missed=s.on_missed,
+                next_run_at=s.next_after(now)))
+        self._registered = True
+
+    async def run_once(self, conn: psycopg.AsyncConnection) -> int:
+        if not self._registered:
+            await self.register(conn)
+        enqueued = 0
+        for s in self.schedules:
+            async with conn.transaction():
+                row = await (await conn.execute(self.q.lock_schedule, dict(name=s.name))).fetchone()
+                if row is None or row[0]:
+                    continue  # removed by hand, or paused
+                _, last, now = row
+                if last is None:
+                    # A new schedule starts counting now; it does not backfill.
+                    await conn.execute(self.q.start_schedule, dict(name=s.name, at=now, next_run_at=s.next_after(now)))
+                    continue
+                due, dropped = s.due(last, now)
+                if not due:
+                    continue
+                chosen = s.choose(due, now)
+                last_job = None
+                for at in chosen:
+                    if await (await conn.execute(self.q.claim_schedule_run, dict(name=s.name, at=at))).fetchone():
+                        last_job = (await (await conn.execute(self.q.enqueue_scheduled, dict(name=s.name, at=at))).fetchone())[0]
+                        enqueued += 1
+                missed = dropped + len(due) - len(chosen)
+                if missed:
+                    await self._record_missed(conn, s, missed, due, chosen)
+                await conn.execute(self.q.finish_schedule_pass, dict(
+                    name=s.name, last_run_at=due[-1], next_run_at=s.next_after(now), last_job_id=last_job))
+        return enqueued
+
+    async def _record_missed(self, conn, s: Schedule, missed: int, due: list, chosen: list) -> None:
+        ran = f"ran {len(chosen)} of {missed + len(chosen)}"
+        message = f"schedule {s.name}: {missed} scheduled time(s) missed while no scheduler ran; on_missed={s.on_missed}: {ran}"
+        log.warning(message)
+        await conn.execute(self.q.schedule_event, dict(
+            kind="schedule_missed", message=message, worker_id=self.worker_id, release=self.release,
+            data=Jsonb({"schedule": s.name, "missed": missed, "first_due": due[0].isoformat(),
+                        "last_due": due[-1].isoformat(), "ran": [t.isoformat() for t in chosen]})))
