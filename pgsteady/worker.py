@@ -546,6 +546,11 @@ class Worker:
 
     # -- what Context calls ---------------------------------------------------
 
+    @staticmethod
+    def lease_lost() -> Exception:
+        """The exception that makes the worker treat the attempt as superseded."""
+        return _LeaseLost()
+
     def sync_connection(self):
         """A pooled sync connection (autocommit) for code running in task threads."""
         with self._sync_lock:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .. import jobs as admin
 from ..database import connect
 from ..errors import InvalidPayload
+from ..imports import enqueue_file
 from ..migrations import check_current
 from ..queries import for_schema
 from .base import echo_json, json_option, parse_time
@@ -26,18 +29,63 @@ def _ago(value) -> str:
     return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _enqueue_file(state, path: Path, all_or_nothing: bool, as_json: bool) -> None:
+    app = state.app()
+    with path.open(encoding="utf-8") as f:
+        lines = sum(1 for line in f if line.strip())
+    with Progress(TextColumn("enqueueing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), disable=as_json) as progress:
+        bar = progress.add_task("enqueue", total=lines)
+        result = enqueue_file(app, path, all_or_nothing=all_or_nothing,
+                              on_progress=lambda n: progress.update(bar, completed=n))
+    if as_json:
+        echo_json({"new": result.new, "existing": result.existing, "committed": result.committed,
+                   "bad": [{"line": n, "error": e} for n, e in result.bad]})
+    else:
+        for n, error in result.bad[:20]:
+            click.echo(f"{path}:{n}: {error}", err=True)
+        if len(result.bad) > 20:
+            click.echo(f"... and {len(result.bad) - 20} more bad lines", err=True)
+        if result.committed:
+            click.echo(f"{result.new:,} new, {result.existing:,} already existed, {len(result.bad):,} bad lines skipped")
+        else:
+            click.echo(f"nothing enqueued: {len(result.bad):,} bad lines and --all-or-nothing", err=True)
+    if result.bad:
+        raise SystemExit(1 if result.committed else 2)
+
+
 def register(cli: click.Group) -> None:
     @cli.command("enqueue")
-    @click.argument("task")
+    @click.argument("task", required=False)
     @click.option("--args", "args_json", default="{}", show_default=True, metavar="JSON", help="The task's arguments, a JSON object.")
     @click.option("--key", help="Idempotency key: no new job while a job with this key is waiting, running or recently succeeded.")
     @click.option("--at", "at", metavar="TIME", help="Run at this time (ISO 8601) or after this delay (10m, 2h).")
     @click.option("--queue", help="Queue to use instead of the task's.")
     @click.option("--priority", type=int, help="Lower runs first (default: the task's).")
+    @click.option("--from-file", "from_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                  help="Enqueue one job per line of this JSONL file instead of TASK.")
+    @click.option("--all-or-nothing", is_flag=True, help="With --from-file: enqueue nothing if any line is bad.")
     @json_option
     @click.pass_obj
-    def enqueue_cmd(state, task, args_json, key, at, queue, priority, as_json) -> None:
-        """Enqueue one job of TASK (needs --app to check the task name)."""
+    def enqueue_cmd(state, task, args_json, key, at, queue, priority, from_file, all_or_nothing, as_json) -> None:
+        """Enqueue one job of TASK, or many from a file (needs --app to check task names).
+
+        \b
+        --from-file: each line is a JSON object like
+          {"task": "import_post", "args": {"post_id": 1}, "key": "post:1",
+           "queue": "imports", "priority": 0, "run_at": "2026-11-28T09:00:00Z"}
+        (only "task" is required). Jobs go in bulk; with keys, running the same
+        file twice enqueues nothing the second time. Bad lines are reported by
+        line number. By default the good lines are still enqueued and the exit
+        code is 1; with --all-or-nothing nothing is enqueued and it is 2.
+        """
+        if from_file is not None:
+            if task or key or at or queue or priority is not None or args_json != "{}":
+                raise click.UsageError("--from-file takes the task and options from each line; give no TASK or job options")
+            _enqueue_file(state, from_file, all_or_nothing, as_json)
+            return
+        if task is None:
+            raise click.UsageError("give TASK (or --from-file FILE)")
         try:
             args = json.loads(args_json)
         except json.JSONDecodeError as exc:
