@@ -1,0 +1,42 @@
+"""`pgsteady metrics`: serve Prometheus metrics, /healthz and /readyz."""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import ConfigError
+from ..monitoring import server
+
+
+def register(cli: click.Group) -> None:
+    @cli.command("metrics")
+    @click.option("--host", default="127.0.0.1", show_default=True,
+                  help="Address to listen on (0.0.0.0 for every interface).")
+    @click.option("--port", type=click.IntRange(0, 65535), default=9188, show_default=True,
+                  envvar="PGSTEADY_METRICS_PORT", help="Port to listen on (0 picks a free one).")
+    @click.option("--max-wait", type=click.FloatRange(0), default=300.0, show_default=True,
+                  help="/readyz fails when a queue's oldest due job has waited longer (seconds).")
+    @click.option("--worker-timeout", type=click.FloatRange(1), default=60.0, show_default=True,
+                  help="Seconds without a heartbeat before a worker stops counting in pgsteady_workers.")
+    @click.pass_obj
+    def metrics_cmd(state, host, port, max_wait, worker_timeout) -> None:
+        """Serve /metrics (Prometheus text format), /healthz and /readyz.
+
+        The numbers are read from the database at each scrape and are the same
+        from every process, so one scrape target is enough. Counters come from
+        the maintenance leader's counter pass and lag it by a few seconds.
+        """
+        app = server.MetricsApp(state.resolved_dsn(), state.schema, max_wait=max_wait, worker_timeout=worker_timeout)
+        try:
+            httpd = server.make(app, host, port)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port or --host") from None
+        bound_host, bound_port = httpd.server_address[:2]
+        click.echo(f"serving http://{bound_host}:{bound_port}/metrics (and /healthz, /readyz); Ctrl-C stops",
+                   err=True)
+        try:
+            httpd.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            httpd.server_close()

@@ -1,0 +1,174 @@
+"""The counter pass: every ending counted once, in its minute, cheaply."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from pgsteady.monitoring.counters import CounterPass
+from pgsteady.monitoring.counts import RUN_COLUMNS, SECONDS, WAIT_COLUMNS, Counts, quantile
+from pgsteady.queries import for_schema
+
+from .conftest import Q
+
+
+def totals(conn) -> dict[tuple[str, str], dict]:
+    cur = conn.cursor(row_factory=psycopg.rows.dict_row)
+    return {(r["queue"], r["task"]): r for r in cur.execute(Q.job_totals).fetchall()}
+
+
+def test_each_ending_is_counted_once_under_its_outcome(history):
+    at = history.ago(minutes=30)
+    history.succeeded("send", 40, at=at, queue="mail", run=0.2, wait=0.03)
+    history.ended("send", 7, "retry_scheduled", at=at, queue="mail")
+    history.ended("send", 3, "failed", at=at, queue="mail")
+    history.ended("send", 2, "failed", at=at, queue="mail", discard=True)
+    history.ended("send", 4, "rescued", at=at, queue="mail")
+    history.ended("send", 5, "late_write_rejected", at=at, queue="mail")
+    history.ended("send", 1, "cancelled", at=at, queue="mail")
+    history.ended("send", 9, "log", at=at, queue="mail")  # ctx.log() lines are not endings
+    assert history.count() == 40 + 7 + 3 + 2 + 4 + 5 + 1
+    row = totals(history.conn)[("mail", "send")]
+    assert {k: row[k] for k in ("succeeded", "retried", "failed", "discarded", "rescued", "rejected", "cancelled")} == \
+        dict(succeeded=40, retried=7, failed=3, discarded=2, rescued=4, rejected=5, cancelled=1)
+    c = Counts.from_row(row)
+    assert c.failures == 12 and c.attempts == 52
+    assert c.run[RUN_COLUMNS.index("run_le_250ms")] == 40 and c.run[RUN_COLUMNS.index("run_le_100ms")] == 0
+    assert c.wait[WAIT_COLUMNS.index("wait_le_50ms")] == 40 and c.wait[WAIT_COLUMNS.index("wait_le_25ms")] == 0
+    assert c.run_sum == pytest.approx(40 * 0.2)
+    minutes = history.conn.execute(
+        "SELECT minute, release, sum(succeeded) FROM pgsteady.job_stats GROUP BY 1, 2").fetchall()
+    assert minutes == [(at.replace(second=0, microsecond=0), "r1", 40)]
+
+
+def test_a_second_pass_adds_only_what_is_new(history):
+    history.succeeded("t", 10, at=history.ago(minutes=5))
+    assert history.count() == 10
+    assert history.count() == 0
+    history.succeeded("t", 5, at=history.clock())
+    assert history.count() == 5
+    assert totals(history.conn)[("default", "t")]["succeeded"] == 15
+
+
+def test_recent_rows_wait_for_the_next_pass_until_they_settle(history):
+    history.succeeded("t", 3, at=history.clock())
+    assert history.count(settle=timedelta(minutes=1)) == 0
+    assert history.count() == 3
+
+
+def test_passes_on_several_connections_count_each_attempt_once(history):
+    history.succeeded("t", 500, at=history.ago(hours=3), spread=timedelta(hours=3))
+    history.ended("t", 50, "retry_scheduled", at=history.ago(hours=3), spread=timedelta(hours=3))
+
+    async def race() -> None:
+        conns = [await psycopg.AsyncConnection.connect(history.dsn, autocommit=True) for _ in range(4)]
+        try:
+            passes = [CounterPass(Q, settle=timedelta(0), max_span=timedelta(minutes=7), backfill=timedelta(hours=4))
+                      for _ in conns]
+            for _ in range(200):
+                await asyncio.gather(*(p.run_once(c) for p, c in zip(passes, conns)))
+                if not any(p.behind for p in passes):
+                    break
+        finally:
+            for c in conns:
+                await c.close()
+
+    asyncio.run(race())
+    row = totals(history.conn)[("default", "t")]
+    assert (row["succeeded"], row["retried"]) == (500, 50)
+    assert history.conn.execute("SELECT sum(succeeded) FROM pgsteady.job_stats").fetchone()[0] == 500
+
+
+def test_first_pass_backfills_and_catches_up_in_bounded_steps(history):
+    history.succeeded("t", 10, at=history.ago(hours=5))
+    history.succeeded("t", 10, at=history.ago(hours=30))  # older than the backfill: not counted
+
+    async def steps() -> list[bool]:
+        counter = CounterPass(Q, settle=timedelta(0), max_span=timedelta(hours=2), backfill=timedelta(hours=24))
+        seen = []
+        async with await psycopg.AsyncConnection.connect(history.dsn, autocommit=True) as conn:
+            for _ in range(20):
+                await counter.run_once(conn)
+                seen.append(counter.behind)
+                if not counter.behind:
+                    break
+        return seen
+
+    seen = asyncio.run(steps())
+    # 24 hours in steps of 2: eleven or twelve passes behind (now moves on meanwhile), then current.
+    assert seen[-1] is False and all(seen[:-1]) and 12 <= len(seen) <= 13, seen
+    assert totals(history.conn)[("default", "t")]["succeeded"] == 10
+
+
+def test_old_minutes_are_pruned_but_totals_stay(history):
+    history.succeeded("t", 10, at=history.ago(hours=20))
+    history.count()
+    history.conn.execute("UPDATE pgsteady.job_stats SET minute = minute - interval '9 days'")
+    history.count()
+    assert history.conn.execute("SELECT count(*) FROM pgsteady.job_stats").fetchone()[0] == 0
+    assert totals(history.conn)[("default", "t")]["succeeded"] == 10
+
+
+def test_error_groups_keep_task_message_and_the_latest_job(history):
+    at = history.ago(minutes=3)
+    history.ended("send", 4, "retry_scheduled", at=at, message="SMTPError: 550 mailbox unavailable")
+    history.ended("send", 1, "failed", at=at, message="SMTPError: 550 mailbox unavailable\nmore lines")
+    history.ended("render", 2, "retry_scheduled", at=at, message="x" * 500)
+    history.ended("render", 2, "rescued", at=at, message="lease of worker w expired")
+    history.count()
+    rows = history.conn.execute(
+        "SELECT task, message, sum(failures), max(last_job_id) FROM pgsteady.error_stats GROUP BY 1, 2 ORDER BY 1"
+    ).fetchall()
+    newest_send = history.conn.execute("SELECT max(id) FROM pgsteady.jobs WHERE task = 'send'").fetchone()[0]
+    assert rows == [("render", "x" * 200, 2, rows[0][3]), ("send", "SMTPError: 550 mailbox unavailable", 5, newest_send)]
+
+
+def test_histogram_bounds_are_the_same_in_python_migration_and_queries():
+    from importlib import resources
+
+    text = (resources.files("pgsteady") / "sql" / "monitoring.sql").read_text()
+    migration = (resources.files("pgsteady") / "sql" / "migrations" / "003_monitoring.sql").read_text()
+    for kind, columns in (("run", RUN_COLUMNS), ("wait", WAIT_COLUMNS)):
+        found = re.findall(rf"count\(\*\) FILTER \(WHERE {kind} <= ([0-9.]+)\) AS ({kind}_le_\w+)", text)
+        assert [(float(s), c) for s, c in found] == list(zip(SECONDS, columns))
+        assert re.findall(rf"^\s+({kind}_le_\w+)\s+integer", migration, re.MULTILINE) == list(columns)
+
+
+def test_quantiles_interpolate_inside_the_bucket():
+    cum = [0] * len(SECONDS)
+    one_s = SECONDS.index(1.0)
+    for i in range(one_s, len(SECONDS)):
+        cum[i] = 100  # 100 values in (0.5, 1]
+    assert quantile(0.5, cum, 100) == pytest.approx(0.75)
+    assert quantile(0.95, cum, 100) == pytest.approx(0.975)
+    assert quantile(0.5, [0] * len(SECONDS), 10) == SECONDS[-1]  # all past the last bound
+    assert quantile(0.5, cum, 0) is None
+
+
+def _index_scans(node) -> set[str]:
+    if isinstance(node, dict):
+        return ({node["Index Name"]} if "Index Name" in node else set()).union(*map(_index_scans, node.values()))
+    if isinstance(node, list):
+        return set().union(*map(_index_scans, node))
+    return set()
+
+
+def test_the_pass_and_the_depths_read_through_their_indexes(history):
+    # Old history the pass must not touch: it reaches its window through the indexes.
+    history.succeeded("t", 50_000, at=history.ago(days=2), spread=timedelta(hours=23))
+    history.ended("t", 5_000, "retry_scheduled", at=history.ago(hours=23), spread=timedelta(hours=22))
+    history.waiting(5_000, due=history.ago(minutes=1), queue="q1")
+    history.conn.execute("ANALYZE pgsteady.jobs")
+    history.conn.execute("ANALYZE pgsteady.events")
+    q = for_schema("pgsteady")
+    lo, hi = history.ago(seconds=20), history.ago(seconds=10)
+    plan = history.conn.execute("EXPLAIN (FORMAT JSON) " + q.count_attempts, dict(lo=lo, hi=hi)).fetchone()[0]
+    scans = _index_scans(plan)
+    # Each partition has its own copy of events_counted_idx, named after the partition.
+    assert "jobs_finished_idx" in scans and any(re.fullmatch(r"events_\d{8}_created_at_idx", s) for s in scans), scans
+    plan = history.conn.execute("EXPLAIN (FORMAT JSON) " + q.queue_depths, dict(queue=None)).fetchone()[0]
+    assert "jobs_waiting_queue_idx" in _index_scans(plan), plan
