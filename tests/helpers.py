@@ -31,8 +31,10 @@ def wait_until(check: Callable[[], T], timeout: float = 30.0, interval: float = 
 
 
 def scalar(dsn: str, query: str, params=None):
+    """The first column of the first row, None when there is no row."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        return conn.execute(query, params).fetchone()[0]
+        row = conn.execute(query, params).fetchone()
+    return None if row is None else row[0]
 
 
 def states(dsn: str, schema: str = "pgsteady") -> dict[str, int]:

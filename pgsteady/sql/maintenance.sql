@@ -17,7 +17,7 @@ RETURNING name;
 -- host) would block every duty forever; after the stale time its session is
 -- ended, which releases the lock. Only sessions holding this very lock are
 -- touched.
-SELECT l.worker_id, pg_terminate_backend(k.pid)
+SELECT l.worker_id, pg_terminate_backend(k.pid, 5000)  -- waits (up to 5 s) for the session to end
 FROM {schema}.leader l
 JOIN pg_locks k ON k.locktype = 'advisory' AND k.granted AND k.objsubid = 1
      AND k.classid::bigint = (hashtext(%(lock)s)::bigint >> 32) & 4294967295

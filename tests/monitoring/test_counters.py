@@ -172,3 +172,40 @@ def test_the_pass_and_the_depths_read_through_their_indexes(history):
     assert "jobs_finished_idx" in scans and any(re.fullmatch(r"events_\d{8}_created_at_idx", s) for s in scans), scans
     plan = history.conn.execute("EXPLAIN (FORMAT JSON) " + q.queue_depths, dict(queue=None)).fetchone()[0]
     assert "jobs_waiting_queue_idx" in _index_scans(plan), plan
+
+
+def test_counters_match_what_a_real_worker_did(app, dsn, history):
+    from pgsteady import Discard, Retry, run_worker
+
+    @app.task(name="ok", queue="mail")
+    async def ok(n: int) -> None: ...
+
+    @app.task(name="tx", transactional=True)
+    def tx(ctx, n: int) -> None:
+        ctx.conn.execute("SELECT 1")
+
+    @app.task(name="flaky", max_attempts=3, retry=Retry(base=0, cap=0, jitter=0))
+    def flaky(n: int) -> None:
+        raise RuntimeError(f"flaky {n % 2}")
+
+    @app.task(name="refuse")
+    def refuse(n: int) -> None:
+        raise Discard("not for us")
+
+    app.enqueue_many([("ok", {"n": i}) for i in range(30)] + [("tx", {"n": i}) for i in range(20)]
+                     + [("flaky", {"n": i}) for i in range(4)] + [("refuse", {"n": i}) for i in range(3)])
+    run_worker(app, until_idle=True, handle_signals=False, poll_interval=0.05)
+    history.count()
+    got = {key: {k: row[k] for k in ("succeeded", "retried", "failed", "discarded")}
+           for key, row in totals(history.conn).items()}
+    assert got == {
+        ("mail", "ok"): dict(succeeded=30, retried=0, failed=0, discarded=0),
+        ("default", "tx"): dict(succeeded=20, retried=0, failed=0, discarded=0),
+        ("default", "flaky"): dict(succeeded=0, retried=8, failed=4, discarded=0),
+        ("default", "refuse"): dict(succeeded=0, retried=0, failed=0, discarded=3),
+    }
+    errors = history.conn.execute(
+        "SELECT message, sum(failures) FROM pgsteady.error_stats WHERE task = 'flaky' GROUP BY 1 ORDER BY 1").fetchall()
+    assert errors == [("RuntimeError: flaky 0", 6), ("RuntimeError: flaky 1", 6)]
+    release = history.conn.execute("SELECT DISTINCT release FROM pgsteady.job_stats").fetchall()
+    assert release == [("test-release",)]
