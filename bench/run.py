@@ -1,0 +1,194 @@
+"""The suite's entry point: ``python -m bench`` (see docs/benchmarks.md).
+
+    python -m bench                      the full suite (about 25 minutes on 2 cores)
+    python -m bench --quick              smaller counts, for iterating
+    python -m bench --smoke --dsn DSN    tiny counts, pgsteady and plain SQL only (the test)
+    python -m bench --only drain_1 latency --json out.json
+
+Each pass runs every scenario once for every system; the suite makes
+``--runs`` passes (3) and reports medians and ranges, and ratios taken
+within each pass. A full run also rewrites the results block of
+docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg
+
+from . import report, scale, scenarios, systems
+from .cluster import Server, machine
+from .processes import HarnessError
+from .scenarios import Counts
+from .scale import ScaleCounts
+
+MAIN = ["enqueue_one", "enqueue_bulk", "drain_1", "drain_2", "latency"]
+SCALE = ["scale_drain_history", "scale_claim_waiting", "scale_enqueue_keys", "scale_status", "scale_indexes"]
+
+MODES = {
+    "full": (Counts(enqueue_one=2_000, enqueue_bulk=50_000, drain=50_000, latency_probes=300, latency_gap=0.03,
+                    concurrency=20),
+             ScaleCounts(history=5_000_000, status_history=10_000_000, waiting=1_000_000, drain=50_000,
+                         keyed_bulk=20_000, keyed_one=1_000, index_tables=500)),
+    "quick": (Counts(enqueue_one=500, enqueue_bulk=10_000, drain=10_000, latency_probes=100, latency_gap=0.03,
+                     concurrency=20),
+              ScaleCounts(history=500_000, status_history=1_000_000, waiting=200_000, drain=10_000,
+                          keyed_bulk=5_000, keyed_one=300, index_tables=100)),
+    "smoke": (Counts(enqueue_one=30, enqueue_bulk=300, drain=300, latency_probes=10, latency_gap=0.02,
+                     concurrency=10),
+              ScaleCounts(history=3_000, status_history=6_000, waiting=2_000, drain=300, keyed_bulk=200,
+                          keyed_one=20, index_tables=5)),
+}
+DOCS = systems.ROOT / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="smaller counts, every system")
+    size.add_argument("--smoke", action="store_true", help="tiny counts, pgsteady and plain SQL only, one pass")
+    p.add_argument("--only", nargs="+", metavar="SCENARIO", choices=MAIN + SCALE + ["scale"],
+                   help=f"run only these: {', '.join(MAIN + SCALE)}, or scale for all scale scenarios")
+    p.add_argument("--runs", type=int, help="passes (default 3; 1 with --smoke)")
+    p.add_argument("--dsn", help="use this server (its maintenance database) instead of a throwaway cluster")
+    p.add_argument("--json", type=Path, help="write the results here (default bench/results/<mode>.json)")
+    p.add_argument("--no-peers", action="store_true", help="pgsteady and plain SQL only (no peer venvs, no network)")
+    p.add_argument("--refresh-peers", action="store_true", help="upgrade the peers' venvs to their latest releases")
+    p.add_argument("--pgqueuer-batches", default="100,250", help="PgQueuer batch sizes tried besides its default")
+    p.add_argument("--wide", type=int, default=100,
+                   help="also drain with pgsteady at this concurrency and plain SQL at this batch (0: off)")
+    p.add_argument("--procrastinate-drain", type=int, default=5_000,
+                   help="Procrastinate drains at most this many jobs (it runs ~160/s here)")
+    p.add_argument("--write-docs", action=argparse.BooleanOptionalAction, default=None,
+                   help="rewrite the results block of docs/benchmarks.md (default: on for a full run)")
+    return p.parse_args(argv)
+
+
+def line_up(a: argparse.Namespace) -> dict[str, list[systems.System]]:
+    """Which systems each scenario measures."""
+    base = [systems.pgsteady(), systems.plain_sql()]
+    drain = list(base)
+    if a.wide and not a.smoke:
+        drain += [systems.pgsteady(concurrency=a.wide), systems.plain_sql(batch=a.wide)]
+    if not (a.no_peers or a.smoke):
+        proc = systems.procrastinate(a.refresh_peers, max_drain=a.procrastinate_drain)
+        pgq = systems.pgqueuer(refresh=a.refresh_peers)
+        base += [proc, pgq]
+        drain += [proc, pgq] + [systems.pgqueuer(int(b)) for b in a.pgqueuer_batches.split(",") if b.strip()]
+    return {"enqueue_one": base, "enqueue_bulk": base, "drain_1": drain, "drain_2": drain, "latency": base}
+
+
+def measure(name: str, server: Server, system: systems.System, counts: Counts, log_dir: Path) -> dict:
+    if name == "enqueue_one":
+        return scenarios.enqueue(server, system, counts, "one")
+    if name == "enqueue_bulk":
+        return scenarios.enqueue(server, system, counts, "bulk")
+    if name in ("drain_1", "drain_2"):
+        return scenarios.drain(server, system, counts, int(name[-1]), log_dir)
+    return scenarios.latency(server, system, counts, log_dir)
+
+
+def compare_pairs(names: list[str], scenario: str) -> list[tuple[str, str]]:
+    ours = [n for n in names if n.startswith("pgsteady")]
+    others = [n for n in names if not n.startswith("pgsteady")]
+    if scenario.startswith("drain") and any(n.startswith("pgqueuer") for n in names):
+        others.append("pgqueuer_fastest")
+    return [(a, b) for a in ours for b in others]
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = parse(argv)
+    mode = "smoke" if a.smoke else "quick" if a.quick else "full"
+    counts, scale_counts = MODES[mode]
+    runs = a.runs or (1 if a.smoke else 3)
+    only = set(a.only) if a.only else None
+    log = lambda msg: print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    started = time.monotonic()
+    results: dict = {"command": "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
+                     "mode": mode, "runs": runs, "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                     "machine": machine(), "counts": {**counts.__dict__, **{f"scale_{k}": v for k, v in scale_counts.__dict__.items()}},
+                     "systems": {}, "scenarios": {}}
+    lineup = line_up(a)
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-logs-"))
+    with Server(a.dsn) as server:
+        results["postgres"] = server.describe()
+        log(f"{mode} run, {runs} passes, PostgreSQL {results['postgres']['version']}; worker logs in {log_dir}")
+        for lst in lineup.values():
+            for s in lst:
+                results["systems"][s.name] = {"versions": s.versions, "note": s.note}
+        wanted = [n for n in MAIN if only is None or n in only]
+        for name in wanted:
+            names = [s.name for s in lineup[name]]
+            results["scenarios"][name] = {"runs": {n: [] for n in names}, "errors": {},
+                                          "compare": compare_pairs(names, name)}
+        for i in range(runs):
+            for name in wanted:
+                sc = results["scenarios"][name]
+                for system in lineup[name]:
+                    try:
+                        value = measure(name, server, system, counts, log_dir)
+                    except (HarnessError, psycopg.Error, OSError) as exc:
+                        value = None
+                        sc["errors"][system.name] = str(exc)
+                        log(f"pass {i + 1} {name} {system.name}: FAILED {str(exc).splitlines()[0]}")
+                    else:
+                        log(f"pass {i + 1} {name} {system.name}: {_short(value)}")
+                    sc["runs"][system.name].append(value)
+        if only is None or only & set(SCALE + ["scale"]):
+            baselines = results["scenarios"].get("drain_1", {}).get("runs", {}).get("pgsteady")
+            results["scenarios"].update(scale.run(server, systems.pgsteady(), scale_counts, counts, runs, only,
+                                                  log_dir, log, baselines))
+    for name, sc in results["scenarios"].items():
+        if sc.get("skipped"):
+            continue
+        if name.startswith("drain"):
+            pgq = [n for n in sc["runs"] if n.startswith("pgqueuer")]
+            if pgq:
+                sc["runs"]["pgqueuer_fastest"] = report.fastest(sc["runs"], pgq, "jobs_per_s")
+        report.summarise(sc)
+        sc.pop("compare", None)
+    results["targets"] = report.targets(results)
+    results["duration_s"] = round(time.monotonic() - started)
+    out = a.json or systems.BENCH_DIR / "results" / f"{mode}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    text = report.targets_table(results["targets"]) + "\n\n" + report.table(results)
+    print(text)
+    log(f"done in {results['duration_s']}s; JSON in {out}")
+    if a.write_docs if a.write_docs is not None else mode == "full":
+        write_docs(results, text)
+        log(f"results written into {DOCS.relative_to(systems.ROOT)}")
+
+
+def _short(value: dict) -> str:
+    return ", ".join(f"{k} {report.fmt(v, k)}" for k, v in value.items())
+
+
+def write_docs(results: dict, text: str) -> None:
+    """Replace the block between the markers in docs/benchmarks.md."""
+    m, pg = results["machine"], results["postgres"]
+    versions = "; ".join(f"{name}: " + ", ".join(f"{k} {v}" for k, v in s["versions"].items())
+                         for name, s in results["systems"].items() if s["versions"])
+    block = "\n".join([
+        BEGIN,
+        f"Measured {results['started_at']} in {results['duration_s'] // 60} min, {results['runs']} passes:",
+        "", "```", results["command"], "```", "",
+        f"Machine: {m.get('nproc')} CPUs ({m.get('cpu', '?')}), {m.get('memory_gib')} GiB, Linux {m.get('kernel')}, "
+        f"Python {m.get('python')}. PostgreSQL {pg['version']} "
+        f"({'throwaway cluster' if pg['throwaway_cluster'] else 'existing server'}, fsync={pg['fsync']}, "
+        f"synchronous_commit={pg['synchronous_commit']}, shared_buffers={pg['shared_buffers']}).",
+        "", f"Versions: {versions}.", "", text, END])
+    doc = DOCS.read_text() if DOCS.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in doc:
+        doc += f"\n{BEGIN}\n{END}\n"
+    head, rest = doc.split(BEGIN, 1)
+    DOCS.write_text(head + block + rest.split(END, 1)[1])
