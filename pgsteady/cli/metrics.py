@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from ..errors import ConfigError
-from ..monitoring import server
 
 
 def register(cli: click.Group) -> None:
@@ -26,6 +25,7 @@ def register(cli: click.Group) -> None:
         from every process, so one scrape target is enough. Counters come from
         the maintenance leader's counter pass and lag it by a few seconds.
         """
+        from ..monitoring import server  # prometheus-client loads only for this command
         app = server.MetricsApp(state.resolved_dsn(), state.schema, max_wait=max_wait, worker_timeout=worker_timeout)
         try:
             httpd = server.make(app, host, port)

@@ -11,6 +11,7 @@ from datetime import timedelta
 import click
 from rich.console import Console
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
 
 from ..errors import DatabaseUnavailable
@@ -98,7 +99,7 @@ def render(status: Status, console: Console) -> None:
             table.add_row(escape(w["id"]), "[green]up[/]" if w["alive"] else "[red]down[/]",
                           escape(",".join(w["queues"] or ["*"])), str(w["concurrency"]),
                           escape(w["release"] or ""), f"{w['heartbeat_age']:.0f}s ago")
-        console.print(table)
+        console.print(Padding(table, (0, 0, 0, 2)))
     counters = s["counters"]
     lag = "never updated" if counters["lag_seconds"] is None else f"{counters['lag_seconds']:.0f}s behind"
     console.print(f"\n[bold]Slow[/bold]  [dim](counters {lag}; percentiles are bucket estimates)[/]")
@@ -113,7 +114,7 @@ def render(status: Status, console: Console) -> None:
                       _secs(qrow["oldest_waiting_seconds"]) if qrow["waiting"] else "-", str(qrow["running"]),
                       _num(r["per_minute"]["succeeded"]), _pair(r["wait_seconds"]), _pair(r["run_seconds"]),
                       _pair(day["wait_seconds"]), _pair(day["run_seconds"]))
-    console.print(table if s["slow"]["queues"] else "  no queues with jobs")
+    console.print(Padding(table, (0, 0, 0, 2)) if s["slow"]["queues"] else "  no queues with jobs")
     f = s["failing"]
     console.print("\n[bold]Failing[/bold]")
     for label, w in (("last 15m", f["last_15m"]), ("last 1h", f["last_1h"])):
@@ -172,7 +173,7 @@ def _pair(d: dict) -> str:
 
 
 def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:g}"
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _pct(value: float | None) -> str:

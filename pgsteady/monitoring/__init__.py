@@ -4,7 +4,9 @@
   counters, so nothing here ever scans the job history;
 - ``status.check`` / ``status.collect``: the answers behind `pgsteady status`;
 - ``deploys``: deploy marks and the before/after verdict, with its rule;
-- ``metrics`` and ``server.MetricsApp``: Prometheus metrics, /healthz, /readyz;
+- ``metrics`` and ``server.MetricsApp``: Prometheus metrics, /healthz, /readyz
+  (import them from their modules: prometheus-client is loaded only there, so
+  `pgsteady status` starts fast);
 - ``logs``: JSON logs with the job's id, task, attempt and release on every line.
 """
 
@@ -12,8 +14,7 @@ from .counters import CounterPass
 from .counts import BOUNDS, Counts
 from .deploys import Rule
 from .logs import JobContextFilter, JsonFormatter, TextFormatter, job_context
-from .server import MetricsApp
 from .status import Status, Thresholds, check, collect
 
-__all__ = ["BOUNDS", "CounterPass", "Counts", "JobContextFilter", "JsonFormatter", "MetricsApp", "Rule", "Status",
+__all__ = ["BOUNDS", "CounterPass", "Counts", "JobContextFilter", "JsonFormatter", "Rule", "Status",
            "TextFormatter", "Thresholds", "check", "collect", "job_context"]

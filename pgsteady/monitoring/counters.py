@@ -2,9 +2,10 @@
 
 Status and the metrics endpoint must answer in well under a second with
 millions of jobs in the history, so they never count jobs or events; they
-read ``job_stats`` (per minute, queue, task and release), ``job_totals``
-(since the beginning, for Prometheus counters) and ``error_stats`` (failed
-attempts per task and message). This pass fills them.
+read ``job_stats`` (per minute, queue, task and release), the same per hour
+in ``job_stats_hourly`` (a day is 24 rows per key, not 1,440),
+``job_totals`` (since the beginning, for Prometheus counters) and
+``error_stats`` (failed attempts per task and message). This pass fills them.
 
 Each pass counts what ended in [watermark, now - settle):
 

@@ -128,9 +128,10 @@ def compare(conn: psycopg.Connection, q: Queries, *, until: datetime, rule: Rule
             why = (f"only {_minutes(length)} whole minute(s) comparable around the mark, "
                    f"{_minutes(rule.min_window)} needed")
             return {**result, "verdict": NO_DATA, "why": why, "tasks": []}
-        rows = cur.execute(q.window_sums, dict(
-            since=mark_minute - length, split_a=mark_minute, split_b=after_start, until=after_start + length,
-            queue=queue)).fetchall()
+        since = mark_minute - length
+        rows = cur.execute(q.window_sums, dict(  # minutes only: an hour row would straddle the mark
+            since=since, split_a=mark_minute, split_b=after_start, until=after_start + length, queue=queue,
+            hours_from=since, hours_to=since)).fetchall()
     before: dict[str, Counts] = {}
     after: dict[str, Counts] = {}
     for row in rows:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
@@ -109,9 +109,12 @@ def collect(conn: psycopg.Connection, schema: str = "pgsteady", *, thresholds: T
             progress = cur.execute(q.counter_progress).fetchone()
             until = progress["counted_until"] if progress else clock["now"]
             sections["counters"] = _counters(progress, thresholds, found)
+            since, split_a = _floor(until) - DAY, _floor(until) - HOUR
+            # Whole UTC hours between the two are read from the hourly counters.
+            hours_from, hours_to = _hour_ceil(since), _hour_floor(split_a)
             sums = cur.execute(q.window_sums, dict(
-                since=_floor(until) - DAY, split_a=_floor(until) - HOUR, split_b=_floor(until) - RECENT,
-                until=until, queue=queue)).fetchall()
+                since=since, split_a=split_a, split_b=_floor(until) - RECENT, until=until, queue=queue,
+                hours_from=hours_from, hours_to=max(hours_from, hours_to))).fetchall()
             errors = cur.execute(q.top_errors, dict(
                 since=_floor(until) - HOUR, until=until, queue=queue, limit=100)).fetchall()
             sections["slow"] = _slow(cur, q, sums, until, thresholds, found, queue)
@@ -248,6 +251,16 @@ def _error(e: dict) -> dict[str, Any]:
 
 def _floor(ts: datetime) -> datetime:
     return ts.replace(second=0, microsecond=0)
+
+
+def _hour_floor(ts: datetime) -> datetime:
+    # In UTC, as the counter pass cuts hours: a zone's offset need not be whole hours.
+    return ts.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+
+
+def _hour_ceil(ts: datetime) -> datetime:
+    floor = _hour_floor(ts)
+    return floor if floor == ts else floor + timedelta(hours=1)
 
 
 def _ago(seconds: float) -> str:

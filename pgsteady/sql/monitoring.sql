@@ -1,7 +1,8 @@
 -- Monitoring: the counter pass that fills job_stats, and what `pgsteady
 -- status`, `pgsteady deploy` and the metrics endpoint read. Nothing here
--- scans the jobs or events history: status reads per-minute counters, the
--- small workers/leader/deploys tables, and waiting jobs through their index.
+-- scans the jobs or events history: status reads the per-minute and hourly
+-- counters, the small workers/leader/deploys tables, and the waiting jobs
+-- through their index.
 
 -- name: counter_lock
 -- Counter passes on several processes take turns; the loser skips its pass.
@@ -27,27 +28,31 @@ UPDATE {schema}.counter_progress SET counted_until = %(hi)s, passed_at = now();
 -- name: prune_counters
 WITH m AS (
     DELETE FROM {schema}.job_stats WHERE minute < now() - %(keep)s::interval RETURNING 1
+), h AS (
+    DELETE FROM {schema}.job_stats_hourly WHERE hour < now() - %(keep)s::interval RETURNING 1
 ), e AS (
     DELETE FROM {schema}.error_stats WHERE minute < now() - %(keep)s::interval RETURNING 1
 )
-SELECT (SELECT count(*) FROM m) + (SELECT count(*) FROM e);
+SELECT (SELECT count(*) FROM m) + (SELECT count(*) FROM h) + (SELECT count(*) FROM e);
 
 -- name: count_attempts
 -- One pass of the counter: every attempt that ended in [lo, hi) is added to
--- its minute (job_stats), to the running totals (job_totals) and, when it
--- failed, to its error group (error_stats), all in one statement. Succeeded
--- attempts are found by jobs.finished_at (the success path writes no event,
--- and must not start to); every other ending by its event. A failed event
--- before the last allowed attempt is a discard (the task raised Discard).
+-- its minute (job_stats) and hour (job_stats_hourly), to the running totals
+-- (job_totals) and, when it failed, to its error group (error_stats), all in
+-- one statement. Succeeded attempts are found by jobs.finished_at (the
+-- success path writes no event, and must not start to); every other ending
+-- by its event. A failed event before the last allowed attempt is a discard
+-- (the task raised Discard). Minutes and hours are cut in UTC whatever the
+-- session's TimeZone, so every process agrees on them.
 WITH succeeded AS (
-    SELECT date_trunc('minute', finished_at) AS minute, queue, task, coalesce(release, '') AS release,
+    SELECT date_trunc('minute', finished_at, 'UTC') AS minute, queue, task, coalesce(release, '') AS release,
            'succeeded' AS outcome, NULL::text AS message, id AS job_id,
            extract(epoch FROM finished_at - started_at)::float8 AS run,
            extract(epoch FROM started_at - run_at)::float8 AS wait
     FROM {schema}.jobs
     WHERE state = 'succeeded' AND finished_at >= %(lo)s AND finished_at < %(hi)s
 ), ended AS (
-    SELECT date_trunc('minute', e.created_at) AS minute, coalesce(j.queue, '') AS queue,
+    SELECT date_trunc('minute', e.created_at, 'UTC') AS minute, coalesce(j.queue, '') AS queue,
            coalesce(j.task, '') AS task, coalesce(e.release, '') AS release,
            CASE e.kind WHEN 'retry_scheduled' THEN 'retried'
                        WHEN 'failed' THEN CASE WHEN e.attempt < j.max_attempts THEN 'discarded' ELSE 'failed' END
@@ -202,6 +207,55 @@ WITH succeeded AS (
         wait_le_30s = t.wait_le_30s + EXCLUDED.wait_le_30s, wait_le_1m = t.wait_le_1m + EXCLUDED.wait_le_1m,
         wait_le_5m = t.wait_le_5m + EXCLUDED.wait_le_5m, wait_le_15m = t.wait_le_15m + EXCLUDED.wait_le_15m,
         wait_le_1h = t.wait_le_1h + EXCLUDED.wait_le_1h, wait_le_4h = t.wait_le_4h + EXCLUDED.wait_le_4h
+), hours AS (
+    INSERT INTO {schema}.job_stats_hourly AS t (
+        hour, queue, task, release, succeeded, retried, failed, discarded, rescued, rejected, cancelled,
+        run_sum, wait_sum, run_le_5ms, run_le_10ms, run_le_25ms, run_le_50ms, run_le_100ms, run_le_250ms,
+        run_le_500ms, run_le_1s, run_le_2500ms, run_le_5s, run_le_10s, run_le_30s, run_le_1m, run_le_5m,
+        run_le_15m, run_le_1h, run_le_4h, wait_le_5ms, wait_le_10ms, wait_le_25ms, wait_le_50ms,
+        wait_le_100ms, wait_le_250ms, wait_le_500ms, wait_le_1s, wait_le_2500ms, wait_le_5s, wait_le_10s,
+        wait_le_30s, wait_le_1m, wait_le_5m, wait_le_15m, wait_le_1h, wait_le_4h)
+    SELECT date_trunc('hour', minute, 'UTC'), queue, task, release,
+       sum(succeeded), sum(retried), sum(failed), sum(discarded), sum(rescued), sum(rejected),
+       sum(cancelled), sum(run_sum), sum(wait_sum), sum(run_le_5ms), sum(run_le_10ms), sum(run_le_25ms),
+       sum(run_le_50ms), sum(run_le_100ms), sum(run_le_250ms), sum(run_le_500ms), sum(run_le_1s),
+       sum(run_le_2500ms), sum(run_le_5s), sum(run_le_10s), sum(run_le_30s), sum(run_le_1m), sum(run_le_5m),
+       sum(run_le_15m), sum(run_le_1h), sum(run_le_4h), sum(wait_le_5ms), sum(wait_le_10ms),
+       sum(wait_le_25ms), sum(wait_le_50ms), sum(wait_le_100ms), sum(wait_le_250ms), sum(wait_le_500ms),
+       sum(wait_le_1s), sum(wait_le_2500ms), sum(wait_le_5s), sum(wait_le_10s), sum(wait_le_30s),
+       sum(wait_le_1m), sum(wait_le_5m), sum(wait_le_15m), sum(wait_le_1h), sum(wait_le_4h)
+    FROM per_minute
+    GROUP BY date_trunc('hour', minute, 'UTC'), queue, task, release
+    ON CONFLICT (hour, queue, task, release) DO UPDATE SET
+        succeeded = t.succeeded + EXCLUDED.succeeded, retried = t.retried + EXCLUDED.retried,
+        failed = t.failed + EXCLUDED.failed, discarded = t.discarded + EXCLUDED.discarded,
+        rescued = t.rescued + EXCLUDED.rescued, rejected = t.rejected + EXCLUDED.rejected,
+        cancelled = t.cancelled + EXCLUDED.cancelled, run_sum = t.run_sum + EXCLUDED.run_sum,
+        wait_sum = t.wait_sum + EXCLUDED.wait_sum, run_le_5ms = t.run_le_5ms + EXCLUDED.run_le_5ms,
+        run_le_10ms = t.run_le_10ms + EXCLUDED.run_le_10ms,
+        run_le_25ms = t.run_le_25ms + EXCLUDED.run_le_25ms,
+        run_le_50ms = t.run_le_50ms + EXCLUDED.run_le_50ms,
+        run_le_100ms = t.run_le_100ms + EXCLUDED.run_le_100ms,
+        run_le_250ms = t.run_le_250ms + EXCLUDED.run_le_250ms,
+        run_le_500ms = t.run_le_500ms + EXCLUDED.run_le_500ms, run_le_1s = t.run_le_1s + EXCLUDED.run_le_1s,
+        run_le_2500ms = t.run_le_2500ms + EXCLUDED.run_le_2500ms,
+        run_le_5s = t.run_le_5s + EXCLUDED.run_le_5s, run_le_10s = t.run_le_10s + EXCLUDED.run_le_10s,
+        run_le_30s = t.run_le_30s + EXCLUDED.run_le_30s, run_le_1m = t.run_le_1m + EXCLUDED.run_le_1m,
+        run_le_5m = t.run_le_5m + EXCLUDED.run_le_5m, run_le_15m = t.run_le_15m + EXCLUDED.run_le_15m,
+        run_le_1h = t.run_le_1h + EXCLUDED.run_le_1h, run_le_4h = t.run_le_4h + EXCLUDED.run_le_4h,
+        wait_le_5ms = t.wait_le_5ms + EXCLUDED.wait_le_5ms,
+        wait_le_10ms = t.wait_le_10ms + EXCLUDED.wait_le_10ms,
+        wait_le_25ms = t.wait_le_25ms + EXCLUDED.wait_le_25ms,
+        wait_le_50ms = t.wait_le_50ms + EXCLUDED.wait_le_50ms,
+        wait_le_100ms = t.wait_le_100ms + EXCLUDED.wait_le_100ms,
+        wait_le_250ms = t.wait_le_250ms + EXCLUDED.wait_le_250ms,
+        wait_le_500ms = t.wait_le_500ms + EXCLUDED.wait_le_500ms,
+        wait_le_1s = t.wait_le_1s + EXCLUDED.wait_le_1s,
+        wait_le_2500ms = t.wait_le_2500ms + EXCLUDED.wait_le_2500ms,
+        wait_le_5s = t.wait_le_5s + EXCLUDED.wait_le_5s, wait_le_10s = t.wait_le_10s + EXCLUDED.wait_le_10s,
+        wait_le_30s = t.wait_le_30s + EXCLUDED.wait_le_30s, wait_le_1m = t.wait_le_1m + EXCLUDED.wait_le_1m,
+        wait_le_5m = t.wait_le_5m + EXCLUDED.wait_le_5m, wait_le_15m = t.wait_le_15m + EXCLUDED.wait_le_15m,
+        wait_le_1h = t.wait_le_1h + EXCLUDED.wait_le_1h, wait_le_4h = t.wait_le_4h + EXCLUDED.wait_le_4h
 ), errors AS (
     INSERT INTO {schema}.error_stats AS t (minute, queue, task, message, failures, last_job_id)
     SELECT minute, queue, task, message, count(*), max(job_id)
@@ -217,7 +271,20 @@ SELECT count(*) FROM attempts;
 -- The counters of [since, until) per queue and task, in three parts: part 0
 -- before split_a, 1 from split_a, 2 from split_b (split_a <= split_b).
 -- Status asks for a day split at the last hour and the last 15 minutes; the
--- deploy comparison for before, the mark's own minute, and after.
+-- deploy comparison for before, the mark's own minute, and after. Whole
+-- hours in [hours_from, hours_to) are read from job_stats_hourly, the rest
+-- from job_stats, so a day costs about 24 + 180 rows per key, not 1,440.
+-- hours_to must not pass split_a: an hour row cannot be split into parts.
+WITH counted AS (
+    SELECT * FROM {schema}.job_stats
+    WHERE minute >= %(since)s AND minute < %(until)s
+      AND NOT (minute >= %(hours_from)s AND minute < %(hours_to)s)
+      AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+    UNION ALL
+    SELECT * FROM {schema}.job_stats_hourly
+    WHERE hour >= %(hours_from)s AND hour < %(hours_to)s
+      AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+)
 SELECT queue, task, (minute >= %(split_a)s)::int + (minute >= %(split_b)s)::int AS part,
        sum(succeeded) AS succeeded, sum(retried) AS retried, sum(failed) AS failed,
        sum(discarded) AS discarded, sum(rescued) AS rescued, sum(rejected) AS rejected,
@@ -236,8 +303,7 @@ SELECT queue, task, (minute >= %(split_a)s)::int + (minute >= %(split_b)s)::int 
        sum(wait_le_5m) AS wait_le_5m, sum(wait_le_15m) AS wait_le_15m, sum(wait_le_1h) AS wait_le_1h,
        sum(wait_le_4h) AS wait_le_4h,
        sum(run_sum) AS run_sum, sum(wait_sum) AS wait_sum
-FROM {schema}.job_stats
-WHERE minute >= %(since)s AND minute < %(until)s AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+FROM counted
 GROUP BY queue, task, part;
 
 -- name: job_totals

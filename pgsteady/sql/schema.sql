@@ -241,6 +241,11 @@ CREATE TABLE {schema}.job_stats (
     PRIMARY KEY (minute, queue, task, release)
 );
 
+-- The same counters per hour, so that a day is read as 24 rows per key
+-- rather than 1,440 (status reads whole hours here, the edges from minutes).
+CREATE TABLE {schema}.job_stats_hourly (LIKE {schema}.job_stats INCLUDING ALL);
+ALTER TABLE {schema}.job_stats_hourly RENAME COLUMN minute TO hour;
+
 -- The same counts since the beginning, per queue and task: the Prometheus
 -- counters, which must never go down when old minutes are pruned.
 CREATE TABLE {schema}.job_totals (

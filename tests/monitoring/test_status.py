@@ -160,3 +160,30 @@ def test_an_unreachable_database_is_a_down_status_not_a_crash(server_dsn):
 def test_a_schema_that_was_not_migrated_is_down(empty_dsn):
     s = check(empty_dsn)
     assert s.health == "down" and "run `pgsteady migrate`" in s.reasons[0]
+
+
+def test_the_day_read_from_hours_and_minutes_equals_a_count_of_the_jobs(history, dsn):
+    # A zone half an hour off UTC: hours are cut in UTC by the pass and by status alike.
+    history.conn.execute(f"ALTER DATABASE {history.conn.info.dbname} SET timezone = 'Asia/Kolkata'")
+    history.healthy_fleet()
+    history.succeeded("t", 3_001, at=history.ago(hours=30), spread=timedelta(hours=30), run=0.3)
+    history.ended("t", 701, "retry_scheduled", at=history.ago(hours=30), spread=timedelta(hours=30))
+    history.count(backfill=timedelta(hours=31))  # the day window starts at a whole minute, before now - 24 h
+    s = check(dsn)
+    until = s.sections["counters"]["counted_until"]
+    assert until.utcoffset() == timedelta(hours=5, minutes=30)
+    start = until.replace(second=0, microsecond=0)
+    day = history.conn.execute(
+        "SELECT count(*) FROM pgsteady.jobs WHERE state = 'succeeded' AND finished_at >= %s AND finished_at < %s",
+        [start - timedelta(hours=24), until]).fetchone()[0]
+    hour = history.conn.execute(
+        "SELECT count(*) FROM pgsteady.events WHERE kind = 'retry_scheduled' AND created_at >= %s AND created_at < %s",
+        [start - timedelta(hours=1), until]).fetchone()[0]
+    [q] = s.sections["slow"]["queues"]
+    assert (q["last_24h"]["succeeded"], s.sections["failing"]["last_1h"]["retried"]) == (day, hour)
+    assert 2_000 < day < 3_001 and hour > 0
+    # The middle of the day comes from the hourly rows: without its minutes the answer is the same.
+    history.conn.execute("DELETE FROM pgsteady.job_stats WHERE minute >= %s AND minute < %s",
+                         [start - timedelta(hours=22), start - timedelta(hours=3)])
+    [q] = check(dsn).sections["slow"]["queues"]
+    assert q["last_24h"]["succeeded"] == day
