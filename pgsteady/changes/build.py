@@ -1,0 +1,345 @@
+"""Step 4, apply: the index build as a durable job (task ``pgsteady.build_index``).
+
+One attempt of the job walks this state machine. Every arrow is safe to
+repeat, so a killed worker, a lost connection or a rerun of
+``pgsteady change apply`` all resume at *slot*:
+
+    slot:   session advisory lock on the table's oid (one build per table);
+            while another backend holds it, wait (never touch its index)
+      |
+    inspect (by index name, in the catalogue)
+      |-- valid, identical definition ............................ done (nothing to do)
+      |-- valid, another definition .............................. failed: name taken
+      |-- INVALID, built by a live backend ....................... wait, inspect again
+      |-- INVALID leftover (killed build) --> DROP CONCURRENTLY --+
+      '-- absent -------------------------------------------------+--> build
+                                                                        |
+            lock timeout: drop our INVALID leftover, back off, ---------+ (lock_retries times,
+            then build again                                              then failed, naming
+                                                                          the blocking pids)
+            error (duplicate key, ...): drop our leftover ........ failed, nothing left behind
+            success, index valid ................................. done
+
+DROP follows the same path (absent: done; present or INVALID: drop), and
+REINDEX first drops the dead ``_ccnew``/``_ccold`` companions an interrupted
+REINDEX CONCURRENTLY leaves. The build connection is autocommit (CONCURRENTLY
+cannot run in a transaction block) with a short ``lock_timeout`` so nothing
+queues behind the DDL for longer, ``statement_timeout = 0`` so the build itself
+is never cut short, and ``client_connection_check_interval`` so that when the
+worker dies the server ends the build within a second instead of finishing it
+for nobody: the next attempt then finds an INVALID leftover and cleans it up.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import psycopg
+from psycopg import errors, sql
+
+from ..database import connect
+from ..indexes import find_overlaps
+from ..indexes import invalid
+from ..indexes.catalog import load as load_catalog
+from ..indexes.report import Thresholds
+from ..tasks import Discard
+from . import statements
+from .statements import IndexChange
+from .targets import Target, jsonb, resolve, row, rows
+
+TASK = "pgsteady.build_index"
+QUEUE = "maintenance"
+LOCK_SPACE = 0x5067_7331  # advisory lock key space of index builds ("Pgs1")
+
+
+class OtherBuildRunning(Exception):
+    """Another backend builds on this table; the job retries later."""
+
+
+class Build:
+    """One attempt of a build job; ``run()`` returns what it did, for the job result and the record."""
+
+    def __init__(self, app: Any, ctx: Any, args: dict[str, Any]) -> None:
+        self.app, self.ctx, self.q = app, ctx, app.queries
+        self.args = args
+        self.text: str = args["statement"]
+        nodes = statements.parse(self.text)
+        change = statements.describe(nodes[0], self.text) if len(nodes) == 1 else None
+        if change is None or not change.concurrent:
+            raise Discard(f"{TASK} runs one CREATE/DROP/REINDEX INDEX CONCURRENTLY; got {self.text!r}")
+        self.change: IndexChange = change
+        self.lock_timeout = float(args.get("lock_timeout", 2.0))
+        self.retries = int(args.get("lock_retries", 5))
+        self.backoff = float(args.get("retry_backoff", 2.0))
+        self.wait_other = float(args.get("wait_for_other_build", 600.0))
+        self.step_id: int | None = None
+        self.timeline: list[dict[str, Any]] = []
+
+    # -- the attempt ----------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        started = time.monotonic()
+        with connect(self.app.dsn, autocommit=True) as conn:
+            self.conn = conn
+            self._configure(conn)
+            self.pid = conn.info.backend_pid
+            # The change step this job runs for was written in the transaction that enqueued it.
+            step = row(conn, self.q.step_of_job, {"job_id": self.ctx.id})
+            self.step_id = step["id"] if step else None
+            self._note({"pid": self.pid, "attempt": self.ctx.attempt, "job_id": self.ctx.id})
+            target = resolve(conn, self.q, self.change)
+            if target.table_oid is None:
+                if self.change.kind == "drop":
+                    return self._done("nothing to do: the index is already gone", started)
+                raise Discard(f"no table or index for {self.text!r}; check the change file")
+            self._take_slot(conn, target.table_oid)
+            try:
+                outcome = {"create": self._create, "drop": self._drop, "reindex": self._reindex}[self.change.kind](target)
+            finally:
+                conn.execute(self.q.release_build_lock, {"space": LOCK_SPACE, "table_oid": target.table_oid})
+        return self._done(outcome, started, target)
+
+    def _configure(self, conn: psycopg.Connection) -> None:
+        conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{int(self.lock_timeout * 1000)}ms")))
+        conn.execute("SET statement_timeout = 0")
+        conn.execute("SET idle_in_transaction_session_timeout = 0")
+        conn.execute(sql.SQL("SET application_name = {}").format(sql.Literal(f"pgsteady build job {self.ctx.id}")))
+        if conn.info.server_version >= 140000:
+            conn.execute("SET client_connection_check_interval = '1s'")
+
+    def _take_slot(self, conn: psycopg.Connection, table_oid: int) -> None:
+        deadline = time.monotonic() + self.wait_other
+        said = False
+        params = {"space": LOCK_SPACE, "table_oid": table_oid}
+        while not row(conn, self.q.try_build_lock, params)["got"]:
+            holder = row(conn, self.q.build_lock_holder, params)
+            if not said:
+                who = f"pid {holder['pid']} ({holder['application_name'] or 'unknown'})" if holder else "another backend"
+                self._log(f"waiting: {who} is building on this table", holder=holder)
+                said = True
+            if time.monotonic() > deadline:
+                raise OtherBuildRunning(f"another build on this table (pid {holder['pid'] if holder else '?'}) "
+                                        f"still runs after {self.wait_other:.0f}s; the job will try again")
+            time.sleep(0.25)
+
+    # -- the three kinds --------------------------------------------------------
+
+    def _create(self, target: Target) -> str:
+        while True:
+            state = self._state(target)
+            if state is None:
+                break
+            if state["is_valid"]:
+                if self._identical(target, state):
+                    return "nothing to do: a valid identical index is already there"
+                raise Discard(f"{target.index} exists with another definition ({state['indexdef']}); "
+                              "rename the new index or drop the old one in its own change")
+            if self._being_built(target, state):
+                self._log(f"{target.index} is being built by another backend; waiting")
+                self._wait_while_built(target, state)
+                continue
+            self._log(f"{target.index} is an INVALID leftover of an interrupted build; dropping it")
+            self._drop_leftover(target, target.index)
+        self._run_ddl(target, cleanup=lambda: self._drop_leftover(target, target.index, quiet=True))
+        state = self._state(target)
+        if state is None or not state["is_valid"]:
+            raise RuntimeError(f"{target.index} is not valid after the build; the next attempt cleans up")
+        return f"built {target.index} ({state['bytes']:,} bytes)"
+
+    def _drop(self, target: Target) -> str:
+        if self._state(target) is None:
+            return "nothing to do: the index is already gone"
+        self._run_ddl(target)
+        return f"dropped {target.index}"
+
+    def _reindex(self, target: Target) -> str:
+        for leftover in self._reindex_leftovers(target):
+            self._log(f"{leftover} is a dead leftover of an interrupted REINDEX CONCURRENTLY; dropping it")
+            self._drop_leftover(target, leftover)
+
+        def cleanup() -> None:
+            for leftover in self._reindex_leftovers(target):
+                self._drop_leftover(target, leftover, quiet=True)
+
+        self._run_ddl(target, cleanup=cleanup)
+        return f"reindexed {target.index or target.table}"
+
+    # -- running DDL under a short lock timeout ---------------------------------------
+
+    def _run_ddl(self, target: Target, cleanup=None, text: str | None = None) -> None:
+        text = text or self.text
+        for attempt in range(1, self.retries + 1):
+            watcher = _Blockers(self.app.dsn, self.q, self.pid)
+            began = time.monotonic()
+            self._log(f"running: {text}", attempt=attempt, pid=self.pid)
+            try:
+                self.conn.execute(text)
+                self.timeline.append({"ran": text, "seconds": round(time.monotonic() - began, 3)})
+                return
+            except errors.LockNotAvailable:
+                blockers = watcher.stop() or rows(self.conn, self.q.table_lockers, {"table_oid": target.table_oid})
+                if cleanup:
+                    cleanup()
+                who = _describe_blockers(blockers)
+                if attempt == self.retries:
+                    self._fail(f"gave up after {self.retries} lock timeouts of {self.lock_timeout:g}s on "
+                               f"{target.table}: {who}; end that transaction (or wait for it) and rerun",
+                               blockers=blockers)
+                delay = self.backoff * 2 ** (attempt - 1)
+                self._log(f"lock timeout {attempt}/{self.retries} after {self.lock_timeout:g}s, {who}; "
+                          f"retrying in {delay:g}s", blockers=blockers)
+                self._sleep(delay)
+            except errors.UniqueViolation as exc:
+                if cleanup:
+                    cleanup()
+                detail = exc.diag.message_detail or ""
+                self._fail(f"the unique index cannot be built: {exc.diag.message_primary}"
+                           f"{' (' + detail + ')' if detail else ''}; nothing was left behind. "
+                           "Fix the duplicate rows, then rerun `pgsteady change apply`")
+            except psycopg.OperationalError:
+                raise  # connection lost: the next attempt inspects and cleans up
+            except psycopg.DatabaseError as exc:
+                if cleanup:
+                    cleanup()
+                self._fail(f"{text!r} failed: {str(exc).strip().splitlines()[0]}; nothing was left behind")
+            finally:
+                watcher.stop()
+
+    def _drop_leftover(self, target: Target, qualified: str, quiet: bool = False) -> None:
+        """Drop an INVALID index left by an interrupted build, concurrently, under the same lock rules."""
+        schema, name = _split(self.conn, qualified)
+        text = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(schema, name)).as_string(self.conn)
+        if quiet:
+            self._log(f"cleaning up: {text}")
+        self._run_ddl(target, text=text)
+
+    # -- inspection -------------------------------------------------------------
+
+    def _state(self, target: Target) -> dict[str, Any] | None:
+        found = row(self.conn, self.q.resolve_relation, {"name": target.index}) if target.index else None
+        return row(self.conn, self.q.index_state, {"oid": found["oid"]}) if found else None
+
+    def _identical(self, target: Target, state: dict[str, Any]) -> bool:
+        proposal = statements.on_schema(self.change, target.table_schema)
+        same = [o for o in find_overlaps(self.conn, target.table, proposal)
+                if o.kind == "duplicate" and o.index == target.index]
+        return bool(same) and bool(state["is_unique"]) == self.change.unique
+
+    def _invalid_findings(self, table_oid: int):
+        snap = load_catalog(self.conn, schema=None, table_oid=table_oid, thresholds=Thresholds())
+        return list(invalid.findings(snap))
+
+    def _being_built(self, target: Target, state: dict[str, Any]) -> bool:
+        for finding in self._invalid_findings(state["table_oid"]):
+            if finding.objects[0] == target.index:
+                return finding.evidence.get("state") == "building"
+        return False
+
+    def _wait_while_built(self, target: Target, state: dict[str, Any]) -> None:
+        deadline = time.monotonic() + self.wait_other
+        while self._being_built(target, state):
+            if time.monotonic() > deadline:
+                raise OtherBuildRunning(f"{target.index} is still being built by another backend; the job will try again")
+            time.sleep(0.25)
+
+    def _reindex_leftovers(self, target: Target) -> list[str]:
+        found = []
+        for finding in self._invalid_findings(target.table_oid):
+            ev = finding.evidence
+            if ev.get("state") != "building" and ev.get("reindex_leftover") and \
+                    (target.index is None or ev.get("original_index") == target.index):
+                found.append(finding.objects[0])
+        return found
+
+    # -- reporting --------------------------------------------------------------------
+
+    def _log(self, message: str, **data: Any) -> None:
+        self.timeline.append({"at": time.time(), "message": message})
+        self.ctx.log(message, **{k: v for k, v in data.items() if v is not None})
+
+    def _note(self, details: dict[str, Any]) -> None:
+        if self.step_id is not None:
+            with connect(self.app.dsn, autocommit=True) as c:
+                c.execute(self.q.note_step, {"id": self.step_id, "details": jsonb(details)})
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.ctx.cancelled:
+                raise Discard("cancelled while waiting to retry the build")
+            time.sleep(max(0.0, min(0.1, deadline - time.monotonic())))
+
+    def _fail(self, message: str, **details: Any) -> None:
+        finish(self.app, self.step_id, "failed", message, {"timeline": self.timeline, **details})
+        raise Discard(message)
+
+    def _done(self, outcome: str, started: float, target: Target | None = None) -> dict[str, Any]:
+        result = {"outcome": outcome, "seconds": round(time.monotonic() - started, 3), "timeline": self.timeline,
+                  "index": target.index if target else None, "table": target.table if target else None}
+        finish(self.app, self.step_id, "done", outcome, result)
+        return result
+
+
+def finish(app: Any, step_id: int | None, status: str, summary: str, details: dict[str, Any]) -> None:
+    """Close the change step this job runs for, and set the change's status from it."""
+    if step_id is None:
+        return
+    with connect(app.dsn, autocommit=True) as conn, conn.transaction():
+        closed = row(conn, app.queries.finish_step, {"id": step_id, "status": status, "summary": summary,
+                                                     "details": jsonb(details)})
+        if closed:
+            new = {("apply", "done"): "applied", ("rollback", "done"): "rolled back"}.get(
+                (closed["step"], status), f"{closed['step']} failed")
+            conn.execute(app.queries.set_change_status, {"id": closed["change_id"], "status": new, "verdict": None})
+
+
+class _Blockers:
+    """Watches who the build waits for, on a connection of its own, while the DDL runs.
+
+    After a lock timeout the wait is over and pg_blocking_pids has nothing
+    to say any more; this remembers the last answer it gave during the wait.
+    """
+
+    def __init__(self, dsn: str, q: Any, pid: int) -> None:
+        self.seen: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, args=(dsn, q, pid), daemon=True)
+        self._thread.start()
+
+    def _watch(self, dsn: str, q: Any, pid: int) -> None:
+        try:
+            with connect(dsn, autocommit=True) as conn:
+                while not self._stop.wait(0.05):
+                    found = rows(conn, q.blockers, {"pid": pid})
+                    if found:
+                        self.seen = found
+        except Exception:  # watching is best effort; the lock query after the timeout remains
+            pass
+
+    def stop(self) -> list[dict[str, Any]]:
+        self._stop.set()
+        self._thread.join(2)
+        return self.seen
+
+
+def _describe_blockers(blockers: list[dict[str, Any]]) -> str:
+    if not blockers:
+        return "no blocking session seen (it may have ended)"
+    parts = []
+    for b in blockers[:3]:
+        query = " ".join((b.get("query") or "").split())[:120]
+        age = f", transaction open {b['xact_seconds']:.0f}s" if b.get("xact_seconds") else ""
+        parts.append(f"pid {b['pid']} ({b.get('state') or '?'}{age}: {query!r})")
+    return "blocked by " + "; ".join(parts)
+
+
+def _split(conn: psycopg.Connection, qualified: str) -> tuple[str, str]:
+    got = row(conn, "SELECT n.nspname AS s, c.relname AS n FROM pg_class c JOIN pg_namespace n "
+                    "ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%(name)s)", {"name": qualified})
+    if got is None:
+        parts = statements.parse(f"DROP INDEX {qualified}")[0].objects[0]
+        names = [p.sval for p in parts]
+        return (names[0], names[1]) if len(names) == 2 else ("public", names[0])
+    return got["s"], got["n"]

@@ -1,0 +1,189 @@
+-- Index changes: the record (changes, change_steps) and what the steps read
+-- from the catalogue. Catalogue queries name their objects by oid, resolved
+-- once through to_regclass, so a name is never spliced into SQL text.
+
+-- name: upsert_change
+INSERT INTO {schema}.changes AS c (id, title, owner, reason, file_path, statement, rollback, file_sha)
+VALUES (%(id)s, %(title)s, %(owner)s, %(reason)s, %(file_path)s, %(statement)s, %(rollback)s, %(file_sha)s)
+ON CONFLICT (id) DO UPDATE
+SET title = excluded.title, owner = excluded.owner, reason = excluded.reason,
+    file_path = excluded.file_path, statement = excluded.statement,
+    rollback = coalesce(excluded.rollback, c.rollback), file_sha = excluded.file_sha, updated_at = now()
+RETURNING id;
+
+-- name: get_change
+SELECT id, title, owner, reason, file_path, statement, rollback, file_sha, status, verdict,
+       plan, rehearsal, verify, created_at, updated_at
+FROM {schema}.changes WHERE id = %(id)s;
+
+-- name: list_changes
+SELECT c.id, c.title, c.owner, c.status, c.verdict, c.file_path, c.updated_at,
+       (SELECT s.step FROM {schema}.change_steps s WHERE s.change_id = c.id AND s.status = 'done'
+         ORDER BY s.id DESC LIMIT 1) AS last_step_done
+FROM {schema}.changes c
+ORDER BY c.updated_at DESC
+LIMIT %(limit)s;
+
+-- name: set_change_status
+UPDATE {schema}.changes
+SET status = %(status)s, verdict = coalesce(%(verdict)s, verdict), updated_at = now()
+WHERE id = %(id)s;
+
+-- name: set_change_rollback
+UPDATE {schema}.changes SET rollback = %(rollback)s, updated_at = now() WHERE id = %(id)s;
+
+-- name: set_change_plan
+UPDATE {schema}.changes SET plan = %(figures)s, updated_at = now() WHERE id = %(id)s;
+
+-- name: set_change_rehearsal
+UPDATE {schema}.changes SET rehearsal = %(figures)s, updated_at = now() WHERE id = %(id)s;
+
+-- name: set_change_verify
+UPDATE {schema}.changes SET verify = %(figures)s, updated_at = now() WHERE id = %(id)s;
+
+-- name: start_step
+INSERT INTO {schema}.change_steps (change_id, step, status, command, file_sha, job_id)
+VALUES (%(change_id)s, %(step)s, %(status)s, %(command)s, %(file_sha)s, %(job_id)s)
+RETURNING id;
+
+-- name: finish_step
+-- Only a step still open is finished: a second writer (the job and the
+-- command that waits for it) cannot overwrite the first outcome.
+UPDATE {schema}.change_steps
+SET status = %(status)s, summary = %(summary)s, finished_at = now(),
+    details = coalesce(details, jsonb_build_object()) || coalesce(%(details)s::jsonb, jsonb_build_object())
+WHERE id = %(id)s AND status IN ('running', 'queued')
+RETURNING id, change_id, step;
+
+-- name: note_step
+-- Facts learnt while a step runs (the build's pid, its latest phase).
+UPDATE {schema}.change_steps
+SET status = CASE WHEN status = 'queued' THEN 'running' ELSE status END,
+    details = coalesce(details, jsonb_build_object()) || %(details)s::jsonb
+WHERE id = %(id)s;
+
+-- name: change_steps
+SELECT id, step, status, command, file_sha, job_id, summary, details, started_at, finished_at
+FROM {schema}.change_steps WHERE change_id = %(change_id)s
+ORDER BY id;
+
+-- name: step_of_job
+SELECT id, change_id, step FROM {schema}.change_steps
+WHERE job_id = %(job_id)s ORDER BY id DESC LIMIT 1;
+
+-- name: job_outcome
+SELECT state::text AS state, attempt, max_attempts, errors -> -1 ->> 'error' AS last_error, finished_at
+FROM {schema}.jobs WHERE id = %(id)s;
+
+-- name: job_failure_window
+-- Finished jobs in a time window, for the watch after a release.
+SELECT count(*) FILTER (WHERE state = 'failed') AS failed,
+       count(*) FILTER (WHERE state = 'succeeded') AS succeeded,
+       count(*) AS finished
+FROM {schema}.jobs
+WHERE finished_at >= %(since)s AND finished_at < %(until)s;
+
+-- name: server_facts
+SELECT current_setting('server_version_num')::int AS version_num,
+       current_setting('server_version') AS version,
+       current_database() AS database,
+       pg_backend_pid() AS pid;
+
+-- name: resolve_relation
+-- A name as SQL would resolve it (search_path, quoting) to the relation.
+SELECT c.oid, c.relkind::text AS relkind, n.nspname AS schema, c.relname AS name,
+       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = to_regclass(%(name)s);
+
+-- name: index_state
+-- One index by oid: is it usable, is it unique, what is its definition.
+SELECT i.indexrelid AS oid, i.indrelid AS table_oid, i.indisvalid AS is_valid, i.indisready AS is_ready,
+       i.indisunique AS is_unique, n.nspname AS schema, c.relname AS name,
+       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified,
+       pg_get_indexdef(i.indexrelid) AS indexdef, pg_relation_size(i.indexrelid) AS bytes
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE i.indexrelid = %(oid)s;
+
+-- name: table_facts
+SELECT c.oid, c.relkind::text AS relkind, n.nspname AS schema, c.relname AS name,
+       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified,
+       pg_relation_size(c.oid) AS heap_bytes, pg_total_relation_size(c.oid) AS total_bytes,
+       pg_indexes_size(c.oid) AS index_bytes,
+       greatest(c.reltuples, 0)::bigint AS estimated_rows, s.n_live_tup AS live_rows,
+       greatest(s.last_analyze, s.last_autoanalyze) AS last_analyzed
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
+WHERE c.oid = %(oid)s;
+
+-- name: table_indexes
+SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS indexdef, pg_relation_size(i.indexrelid) AS bytes,
+       i.indisvalid AS is_valid, i.indisunique AS is_unique, s.idx_scan
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+LEFT JOIN pg_stat_all_indexes s ON s.indexrelid = i.indexrelid
+WHERE i.indrelid = %(oid)s
+ORDER BY c.relname;
+
+-- name: key_widths
+-- Average widths of the indexed columns, for the size estimate.
+SELECT coalesce(sum(s.avg_width), 0)::int AS width
+FROM pg_stats s
+WHERE s.schemaname = %(schema)s AND s.tablename = %(table)s AND s.attname = ANY(%(columns)s);
+
+-- name: try_build_lock
+-- One build per table: a session advisory lock keyed on the table's oid,
+-- held on the build connection until the build and its cleanup are over.
+SELECT pg_try_advisory_lock(%(space)s, %(table_oid)s::oid::int) AS got;
+
+-- name: release_build_lock
+SELECT pg_advisory_unlock(%(space)s, %(table_oid)s::oid::int) AS released;
+
+-- name: build_lock_holder
+SELECT l.pid, a.application_name, a.query, a.state
+FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.classid = %(space)s::int::oid AND l.objid = %(table_oid)s::oid AND l.objsubid = 2;
+
+-- name: build_progress
+SELECT p.pid, p.relid AS table_oid, p.index_relid AS index_oid, p.command, p.phase,
+       p.lockers_total, p.lockers_done, p.current_locker_pid,
+       p.blocks_total, p.blocks_done, p.tuples_total, p.tuples_done,
+       p.partitions_total, p.partitions_done,
+       a.wait_event_type, a.wait_event
+FROM pg_stat_progress_create_index p LEFT JOIN pg_stat_activity a ON a.pid = p.pid
+WHERE p.pid = %(pid)s;
+
+-- name: backend_activity
+SELECT pid, state, wait_event_type, wait_event, query, backend_start, xact_start
+FROM pg_stat_activity WHERE pid = %(pid)s;
+
+-- name: blockers
+-- Who a backend waits for, with what they are running.
+SELECT b.pid, a.usename AS role, a.application_name, a.state, a.query,
+       extract(epoch FROM now() - a.xact_start)::float AS xact_seconds
+FROM unnest(pg_blocking_pids(%(pid)s)) AS b(pid)
+LEFT JOIN pg_stat_activity a ON a.pid = b.pid
+ORDER BY b.pid;
+
+-- name: table_lockers
+-- Sessions that hold a lock on the table that a concurrent index build
+-- (SHARE UPDATE EXCLUSIVE) has to wait for: asked after a lock timeout,
+-- when the wait itself is over and pg_blocking_pids has nothing to say.
+SELECT DISTINCT l.pid, a.usename AS role, a.application_name, a.state, a.query,
+       extract(epoch FROM now() - a.xact_start)::float AS xact_seconds
+FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'relation' AND l.relation = %(table_oid)s AND l.granted AND l.pid <> pg_backend_pid()
+  AND l.mode IN ('ShareUpdateExclusiveLock', 'ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
+                 'AccessExclusiveLock')
+ORDER BY l.pid;
+
+-- name: hypopg_status
+SELECT EXISTS (SELECT FROM pg_available_extensions WHERE name = 'hypopg') AS available,
+       EXISTS (SELECT FROM pg_extension WHERE extname = 'hypopg') AS installed;
+
+-- name: statements_available
+SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_stat_statements') AS installed;
+
+-- name: get_step
+SELECT id, change_id, step, status, command, job_id, summary, details, started_at, finished_at
+FROM {schema}.change_steps WHERE id = %(id)s;
