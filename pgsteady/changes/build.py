@@ -209,6 +209,8 @@ class Build:
 
     def _drop_leftover(self, target: Target, qualified: str, quiet: bool = False) -> None:
         """Drop an INVALID index left by an interrupted build, concurrently, under the same lock rules."""
+        if row(self.conn, self.q.resolve_relation, {"name": qualified}) is None:
+            return  # nothing was created before the failure
         schema, name = _split(self.conn, qualified)
         text = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(schema, name)).as_string(self.conn)
         if quiet:

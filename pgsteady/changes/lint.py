@@ -53,6 +53,11 @@ _PARTITION_ROUTE = (
 )
 
 
+def concurrent_build_bug(version_num: int) -> bool:
+    """PostgreSQL 14.0-14.3: CREATE INDEX / REINDEX CONCURRENTLY could miss rows (fixed in 14.4)."""
+    return 140000 <= version_num < 140004
+
+
 @dataclass
 class Finding:
     rule: str
@@ -134,7 +139,7 @@ def _catalogue(change: ChangeFile, st: IndexChange, conn: psycopg.Connection, q:
     server = row(conn, q.server_facts, {})
     result.server_version = server["version"]
     target = result.target = resolve(conn, q, st)
-    if st.kind != "drop" and st.concurrent and 140000 <= server["version_num"] < 140004:
+    if st.kind != "drop" and st.concurrent and concurrent_build_bug(server["version_num"]):
         result.add("concurrent-build-bug", f"this server runs PostgreSQL {server['version']}; "
                    "indexes built or rebuilt CONCURRENTLY on 14.0-14.3 can miss rows (fixed in 14.4)")
     if st.kind == "create":

@@ -64,7 +64,7 @@ def _print_queries(figures: list[dict]) -> None:
 
 def _follow(session: Session, job_id: int, step_id: int, timeout: float | None, as_json: bool) -> dict:
     bar = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
-                   console=err, disable=as_json, transient=False)
+                   console=err, disable=as_json, transient=True)
     with bar:
         task = bar.add_task("starting", total=None)
 
