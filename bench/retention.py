@@ -39,7 +39,9 @@ SELECT
      FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
     WHERE i.inhparent = 'pgsteady.events'::regclass) AS events_total,
   (SELECT count(*) FROM pgsteady.events) AS events_rows,
-  (SELECT coalesce(sum(pg_column_size(e.*)), 0)::bigint FROM pgsteady.events e) AS events_live_bytes
+  (SELECT coalesce(sum(pg_column_size(e.*)), 0)::bigint FROM pgsteady.events e) AS events_live_bytes,
+  (SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'pgsteady.jobs'::regclass) AS jobs_dead_rows,
+  (SELECT autovacuum_count FROM pg_stat_user_tables WHERE relid = 'pgsteady.jobs'::regclass) AS jobs_autovacuums
 """
 
 
@@ -80,7 +82,8 @@ def main() -> None:
                 row = conn.execute(SIZES).fetchone()
             entry = dict(round=r + 1, processed=(r + 1) * per_round, seconds=round(time.monotonic() - started, 1),
                          **dict(zip(["jobs_table", "jobs_indexes", "jobs_rows", "jobs_live_bytes",
-                                     "events_total", "events_rows", "events_live_bytes"], row)))
+                                     "events_total", "events_rows", "events_live_bytes", "jobs_dead_rows",
+                                     "jobs_autovacuums"], row)))
             report.append(entry)
             print(json.dumps(entry), flush=True)
         app.close()
