@@ -53,6 +53,8 @@ from .app import App
 from .errors import UnknownTask
 from .maintenance import Leader, Maintenance, PartitionKeeper, Pruner, Rescuer, Scheduler
 from .migrations import EVENT_DAYS_AHEAD, check_current
+from .monitoring import logs
+from .monitoring.counters import CounterPass
 from .tasks import Context, Discard, Task
 
 log = logging.getLogger("pgsteady.worker")
@@ -150,7 +152,8 @@ class Worker:
              *([Scheduler(self.q, list(app.schedules.values()), tasks=app.tasks, worker_id=self.id,
                           release=app.release)] if app.schedules else []),
              Pruner(self.q, retention=retention),
-             PartitionKeeper(self.q, retention=events_retention)],
+             PartitionKeeper(self.q, retention=events_retention),
+             CounterPass(self.q)],
             election_interval=max(lease / 3, 0.2))
 
     # -- public -------------------------------------------------------------
@@ -284,6 +287,12 @@ class Worker:
     # -- running ------------------------------------------------------------
 
     async def _run(self, att: _Attempt) -> None:
+        # Every log line written while this attempt runs carries its job id,
+        # task, attempt and release (the context follows the asyncio task).
+        with logs.job_context(att.id, att.task_name, att.attempt, self.app.release):
+            await self._run_attempt(att)
+
+    async def _run_attempt(self, att: _Attempt) -> None:
         try:
             try:
                 task = self.app.get_task(att.task_name)
@@ -325,7 +334,7 @@ class Worker:
         if task.is_async:
             await _within(task.timeout, call())
         else:
-            await _within(task.timeout, self._loop.run_in_executor(self._threads, call))
+            await _within(task.timeout, self._loop.run_in_executor(self._threads, logs.in_current_context(call)))
         if att.cancel_requested:
             raise _StopRequested()
 
@@ -354,7 +363,7 @@ class Worker:
                     if conn.execute(self.q.complete_job_in_tx, args).fetchone() is None:
                         raise _LeaseLost()
 
-        await _within(task.timeout, self._loop.run_in_executor(self._threads, run_in_thread))
+        await _within(task.timeout, self._loop.run_in_executor(self._threads, logs.in_current_context(run_in_thread)))
 
     async def _after_cancel(self, att: _Attempt) -> None:
         if att.lost or self._stopping.is_set() and not att.cancel_requested:

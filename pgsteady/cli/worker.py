@@ -9,6 +9,7 @@ import threading
 
 import click
 
+from ..monitoring import logs
 from ..worker import run_worker
 
 
@@ -25,8 +26,10 @@ def register(cli: click.Group) -> None:
                   help="Seconds between polls when no notification arrives.")
     @click.option("--until-idle", is_flag=True, help="Exit once no job is waiting and none is running.")
     @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+    @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+                  help="json: one object per line, with job id, task, attempt and release on every line a job writes.")
     @click.pass_obj
-    def worker_cmd(state, queues, concurrency, lease, grace, poll_interval, until_idle, verbose) -> None:
+    def worker_cmd(state, queues, concurrency, lease, grace, poll_interval, until_idle, verbose, log_format) -> None:
         """Run jobs of your App's tasks (needs --app or PGSTEADY_APP).
 
         Claims jobs in batches with FOR UPDATE SKIP LOCKED, wakes on
@@ -35,8 +38,7 @@ def register(cli: click.Group) -> None:
         jobs finish within --grace, then hands the rest back without charging
         an attempt; a second signal stops at once.
         """
-        logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose + 1, 2)],
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logs.configure(log_format, [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose + 1, 2)])
         app = state.app()
         qs = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
         stats = run_worker(app, queues=qs, concurrency=concurrency, lease=lease, grace=grace,

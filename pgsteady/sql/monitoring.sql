@@ -41,8 +41,9 @@ SELECT (SELECT count(*) FROM m) + (SELECT count(*) FROM h) + (SELECT count(*) FR
 -- (job_totals) and, when it failed, to its error group (error_stats), all in
 -- one statement. Succeeded attempts are found by jobs.finished_at (the
 -- success path writes no event, and must not start to); every other ending
--- by its event. A failed event before the last allowed attempt is a discard
--- (the task raised Discard). Minutes and hours are cut in UTC whatever the
+-- by its event. A failed event says whether it was a discard (the task
+-- raised Discard); older events without that flag count as a discard when
+-- attempts were left. Minutes and hours are cut in UTC whatever the
 -- session's TimeZone, so every process agrees on them.
 WITH succeeded AS (
     SELECT date_trunc('minute', finished_at, 'UTC') AS minute, queue, task, coalesce(release, '') AS release,
@@ -55,7 +56,8 @@ WITH succeeded AS (
     SELECT date_trunc('minute', e.created_at, 'UTC') AS minute, coalesce(j.queue, '') AS queue,
            coalesce(j.task, '') AS task, coalesce(e.release, '') AS release,
            CASE e.kind WHEN 'retry_scheduled' THEN 'retried'
-                       WHEN 'failed' THEN CASE WHEN e.attempt < j.max_attempts THEN 'discarded' ELSE 'failed' END
+                       WHEN 'failed' THEN CASE WHEN coalesce((e.data ->> 'discarded')::boolean, e.attempt < j.max_attempts)
+                                               THEN 'discarded' ELSE 'failed' END
                        WHEN 'rescued' THEN 'rescued'
                        WHEN 'late_write_rejected' THEN 'rejected'
                        ELSE 'cancelled' END AS outcome,

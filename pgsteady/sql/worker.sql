@@ -55,9 +55,10 @@ WITH done AS (
 SELECT id FROM done;
 
 -- name: complete_job_in_tx
--- Runs in the transactional task's own transaction, after its body.
+-- Runs in the transactional task's own transaction, after its body; the
+-- clock, not now(), because now() is when the task's transaction began.
 UPDATE {schema}.jobs
-SET state = 'succeeded', finished_at = now(), lease_token = NULL, lease_expires_at = NULL
+SET state = 'succeeded', finished_at = clock_timestamp(), lease_token = NULL, lease_expires_at = NULL
 WHERE id = %(id)s AND lease_token = %(token)s AND state = 'running'
 RETURNING id;
 
@@ -83,7 +84,8 @@ WITH f AS (
     INSERT INTO {schema}.events (job_id, attempt, worker_id, release, kind, message, data)
     SELECT id, attempt, %(worker_id)s, %(release)s,
            CASE WHEN state = 'failed' THEN 'failed' ELSE 'retry_scheduled' END, %(error)s,
-           jsonb_build_object('traceback', %(traceback)s::text, 'retry_at', CASE WHEN state = 'waiting' THEN run_at END)
+           jsonb_build_object('traceback', %(traceback)s::text, 'retry_at', CASE WHEN state = 'waiting' THEN run_at END,
+                              'discarded', NOT %(retry)s)
     FROM f
     UNION ALL
     SELECT %(id)s, NULL, %(worker_id)s, %(release)s, 'late_write_rejected',
