@@ -124,15 +124,15 @@ def hypothetical(dsn: str, q: Queries, st: IndexChange, target: Target, queries:
                 if not status["installed"]:
                     # Created and rolled back with this transaction: nothing stays in the database.
                     conn.execute("CREATE EXTENSION hypopg")
-                before = {query.name: _cost(conn, query) for query in change_queries(queries)}
+                before = {query.name: _cost(conn, query) for query in queries}
                 ddl = statements.on_schema(st, target.table_schema) if target.table_schema else \
                     statements.without_concurrently(st)
                 hypo = row(conn, "SELECT indexrelid, indexname FROM hypopg_create_index(%(ddl)s)", {"ddl": ddl})
                 size = row(conn, "SELECT hypopg_relation_size(%(oid)s) AS bytes", {"oid": hypo["indexrelid"]})
                 result = {"available": True, "index_name": hypo["indexname"], "estimated_bytes": size["bytes"],
                           "queries": {}}
-                for query in change_queries(queries):
-                    cost, used = _cost(conn, query, want_indexes=True)
+                for query in queries:
+                    cost, used = _cost(conn, query)
                     result["queries"][query.name] = {"cost_before": before[query.name][0], "cost_after": cost,
                                                      "uses_index": hypo["indexname"] in used}
                 return result
@@ -140,11 +140,7 @@ def hypothetical(dsn: str, q: Queries, st: IndexChange, target: Target, queries:
             return {"available": False, "reason": f"HypoPG could not be used: {str(exc).strip().splitlines()[0]}"}
 
 
-def change_queries(queries: list[Query]) -> list[Query]:
-    return list(queries)
-
-
-def _cost(conn: psycopg.Connection, query: Query, want_indexes: bool = False):
+def _cost(conn: psycopg.Connection, query: Query) -> tuple[float, list[str]]:
     plan = conn.execute(f"EXPLAIN (FORMAT JSON) {query.sql}", query.params).fetchone()[0][0]["Plan"]
     return plan["Total Cost"], indexes_used(plan)
 
@@ -165,7 +161,8 @@ def estimate(conn: psycopg.Connection, q: Queries, st: IndexChange, target: Targ
     expressions = len(st.node.indexParams) - len(columns)
     width = row(conn, q.key_widths, {"schema": target.table_schema, "table": table["name"],
                                      "columns": columns})["width"] + 8 * expressions
-    rows_ = max(table["estimated_rows"] or 0, table["live_rows"] or 0)
+    # reltuples (set by VACUUM and ANALYZE) is steadier than the n_live_tup counter.
+    rows_ = table["estimated_rows"] or table["live_rows"] or 0
     tuple_bytes = ((8 + width + 7) // 8) * 8 + 4
     size = int(rows_ * tuple_bytes / 0.9)
     hypo = figures.get("hypothetical") or {}

@@ -108,5 +108,5 @@ def _copy(conn: psycopg.Connection, q: Queries, facts: dict[str, Any], scratch: 
     copied = row(conn, q.resolve_relation, {"name": statements._qualify(scratch, facts["name"])})
     size = row(conn, q.table_facts, {"oid": copied["oid"]})
     return {"table": facts["qualified"], "rows": size["estimated_rows"], "bytes": size["total_bytes"],
-            "source_rows": max(facts["estimated_rows"] or 0, facts["live_rows"] or 0),
+            "source_rows": facts["estimated_rows"] or facts["live_rows"] or 0,
             "seconds": round(time.monotonic() - started, 3)}
