@@ -209,9 +209,10 @@ class Build:
 
     def _drop_leftover(self, target: Target, qualified: str, quiet: bool = False) -> None:
         """Drop an INVALID index left by an interrupted build, concurrently, under the same lock rules."""
-        if row(self.conn, self.q.resolve_relation, {"name": qualified}) is None:
+        found = row(self.conn, self.q.resolve_relation, {"name": qualified})
+        if found is None:
             return  # nothing was created before the failure
-        schema, name = _split(self.conn, qualified)
+        schema, name = found["schema"], found["name"]
         text = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(schema, name)).as_string(self.conn)
         if quiet:
             self._log(f"cleaning up: {text}")
@@ -335,13 +336,3 @@ def _describe_blockers(blockers: list[dict[str, Any]]) -> str:
         age = f", transaction open {b['xact_seconds']:.0f}s" if b.get("xact_seconds") else ""
         parts.append(f"pid {b['pid']} ({b.get('state') or '?'}{age}: {query!r})")
     return "blocked by " + "; ".join(parts)
-
-
-def _split(conn: psycopg.Connection, qualified: str) -> tuple[str, str]:
-    got = row(conn, "SELECT n.nspname AS s, c.relname AS n FROM pg_class c JOIN pg_namespace n "
-                    "ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%(name)s)", {"name": qualified})
-    if got is None:
-        parts = statements.parse(f"DROP INDEX {qualified}")[0].objects[0]
-        names = [p.sval for p in parts]
-        return (names[0], names[1]) if len(names) == 2 else ("public", names[0])
-    return got["s"], got["n"]

@@ -35,6 +35,8 @@ HYPOPG_MISSING = ("HypoPG is not installed on this server, so the planner was no
 
 def explain(conn: psycopg.Connection, query: Query, text: str | None = None) -> dict[str, Any]:
     """Run one query under EXPLAIN ANALYZE, 1 + repeat times; figures of the counted runs."""
+    # The query is the change file's own SQL, parsed when the file was read and
+    # known to be one SELECT; its values go as parameters.
     sql_text = f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {text or query.sql}"
     times: list[float] = []
     planning: list[float] = []
@@ -127,8 +129,8 @@ def hypothetical(dsn: str, q: Queries, st: IndexChange, target: Target, queries:
                 before = {query.name: _cost(conn, query) for query in queries}
                 ddl = statements.on_schema(st, target.table_schema) if target.table_schema else \
                     statements.without_concurrently(st)
-                hypo = row(conn, "SELECT indexrelid, indexname FROM hypopg_create_index(%(ddl)s)", {"ddl": ddl})
-                size = row(conn, "SELECT hypopg_relation_size(%(oid)s) AS bytes", {"oid": hypo["indexrelid"]})
+                hypo = row(conn, q.hypopg_create, {"ddl": ddl})
+                size = row(conn, q.hypopg_size, {"oid": hypo["indexrelid"]})
                 result = {"available": True, "index_name": hypo["indexname"], "estimated_bytes": size["bytes"],
                           "queries": {}}
                 for query in queries:

@@ -61,7 +61,7 @@ def rehearse(change: ChangeFile, conn: psycopg.Connection, q: Queries, st: Index
             figures["queries"].append({"name": b["name"], "before": b, "after": a})
         if st.kind == "create":
             built = row(conn, q.resolve_relation, {"name": statements._qualify(scratch, st.index)})
-            figures["index_bytes"] = row(conn, "SELECT pg_relation_size(%(oid)s) AS b", {"oid": built["oid"]})["b"]
+            figures["index_bytes"] = row(conn, q.relation_size, {"oid": built["oid"]})["bytes"]
     finally:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(scratch)))
         lap("drop")

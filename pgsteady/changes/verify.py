@@ -109,9 +109,7 @@ def _statements(conn: psycopg.Connection, q: Queries, change: ChangeFile) -> dic
     table = change.statement().table or change.statement().index or ""
     try:
         with conn.transaction():
-            found = rows(conn, "SELECT queryid, calls, total_exec_time, left(query, 200) AS query "
-                               "FROM pg_stat_statements WHERE query ILIKE %(pattern)s",
-                         {"pattern": f"%{table}%"})
+            found = rows(conn, q.statements_for_table, {"pattern": f"%{table}%"})
     except psycopg.Error:  # installed but not preloaded: the view refuses to be read
         return None
     return {r["queryid"]: r for r in found}

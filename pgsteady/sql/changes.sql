@@ -187,3 +187,18 @@ SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_stat_statements') AS
 -- name: get_step
 SELECT id, change_id, step, status, command, job_id, summary, details, started_at, finished_at
 FROM {schema}.change_steps WHERE id = %(id)s;
+
+-- name: relation_size
+SELECT pg_relation_size(%(oid)s) AS bytes;
+
+-- name: hypopg_create
+-- A hypothetical index: in this backend's memory only, seen by EXPLAIN (not ANALYZE).
+SELECT indexrelid, indexname FROM hypopg_create_index(%(ddl)s);
+
+-- name: hypopg_size
+SELECT hypopg_relation_size(%(oid)s) AS bytes;
+
+-- name: statements_for_table
+-- The statements whose text names the table, for the watch after a release.
+SELECT queryid, calls, total_exec_time, left(query, 200) AS query
+FROM pg_stat_statements WHERE query ILIKE %(pattern)s;
