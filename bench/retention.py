@@ -51,6 +51,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--day", type=float, default=60.0, help="seconds in one simulated day")
     p.add_argument("--concurrency", type=int, default=50)
+    p.add_argument("--vacuum-scale-factor", type=float,
+                   help="set autovacuum_vacuum_scale_factor on the jobs table (default: the server's)")
     p.add_argument("--dsn")
     a = p.parse_args()
     server = with_dbname(resolve_dsn(a.dsn), "postgres")
@@ -61,6 +63,10 @@ def main() -> None:
     day = timedelta(seconds=a.day)
     try:
         migrate(dsn)
+        if a.vacuum_scale_factor is not None:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(sql.SQL("ALTER TABLE pgsteady.jobs SET (autovacuum_vacuum_scale_factor = {})")
+                             .format(sql.Literal(a.vacuum_scale_factor)))
         app = App(dsn=dsn)
 
         @app.task(name="noop", max_attempts=3)
