@@ -20,13 +20,18 @@ from .queries import Queries
 STATES = ("waiting", "running", "succeeded", "failed", "cancelled")
 
 
-def actor() -> str:
-    """Who acted by hand, for the history: user@host:pid."""
+def user_at_host() -> str:
+    """The person at the keyboard, as user@host."""
     try:
         user = getpass.getuser()
     except Exception:  # no user name in some containers
         user = str(os.getuid())
-    return f"cli:{user}@{socket.gethostname()}:{os.getpid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
+def actor() -> str:
+    """Who acted by hand, for the history: cli:user@host:pid."""
+    return f"cli:{user_at_host()}:{os.getpid()}"
 
 
 def list_jobs(conn: psycopg.Connection, q: Queries, *, state: str | None = None, queue: str | None = None,

@@ -29,10 +29,7 @@ none worse, "no change" when some metric had enough data and none moved, and
 
 from __future__ import annotations
 
-import getpass
 import math
-import os
-import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,6 +38,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from ..errors import ConfigError, PgsteadyError
+from ..jobs import user_at_host
 from ..queries import Queries
 from .counts import Counts
 
@@ -82,11 +80,7 @@ class Rule:
 
 
 def marked_by() -> str:
-    try:
-        user = getpass.getuser()
-    except Exception:  # no user name in some containers
-        user = str(os.getuid())
-    return f"{user}@{socket.gethostname()}"
+    return user_at_host()
 
 
 def mark(conn: psycopg.Connection, q: Queries, version: str, *, note: str | None = None,
