@@ -111,7 +111,9 @@ def test_stale_worker_that_wakes_late_is_rejected_and_recorded(tables):
     """SIGSTOP a worker while it runs a job; its lease expires; another worker
     rescues and completes the job; SIGCONT: the late completion is refused."""
     dsn = tables
-    (job_id,) = enqueue(dsn, [("ledger", {"n": 1, "sleep": 1.0})])
+    # The first attempt sleeps long enough that SIGSTOP lands inside the task,
+    # not during its commit, even on a loaded machine.
+    (job_id,) = enqueue(dsn, [("ledger", {"n": 1, "first_sleep": 10.0})])
     stale = start_worker(dsn, APP, "--lease", "2", "--concurrency", "1")
     wait_until(lambda: scalar(dsn, "SELECT count(*) FROM pgsteady.jobs WHERE state = 'running'") == 1, what="claimed")
     stale_id = scalar(dsn, "SELECT worker_id FROM pgsteady.jobs WHERE id = %s", [job_id])

@@ -14,10 +14,10 @@ QUICK = Retry(base=0.05, cap=0.5)
 
 
 @app.task(name="ledger", transactional=True, retry=QUICK)
-def ledger(ctx, n: int, sleep: float = 0.0) -> None:
+def ledger(ctx, n: int, sleep: float = 0.0, first_sleep: float | None = None) -> None:
     """Writes its ledger row in the transaction that completes the job."""
     ctx.conn.execute("INSERT INTO ledger (job_id, n) VALUES (%s, %s)", [ctx.id, n])
-    time.sleep(sleep)
+    time.sleep(first_sleep if first_sleep is not None and ctx.attempt == 1 else sleep)
 
 
 @app.task(name="plain", retry=QUICK)
