@@ -52,6 +52,7 @@ from . import database
 from .app import App
 from .errors import UnknownTask
 from .maintenance import Leader, Maintenance, PartitionKeeper, Pruner, Rescuer, Scheduler
+from .maintenance.scheduler import register as register_schedules
 from .migrations import EVENT_DAYS_AHEAD, check_current
 from .monitoring import logs
 from .monitoring.counters import CounterPass
@@ -149,8 +150,7 @@ class Worker:
         self.maintenance = Maintenance(
             Leader(None, self.q, self.id, stale=lease),  # its DSN is set in run(), once resolved
             [Rescuer(self.q, worker_id=self.id, release=app.release, interval=self.rescue_interval),
-             *([Scheduler(self.q, list(app.schedules.values()), tasks=app.tasks, worker_id=self.id,
-                          release=app.release)] if app.schedules else []),
+             Scheduler(self.q, worker_id=self.id, release=app.release),
              Pruner(self.q, retention=retention),
              PartitionKeeper(self.q, retention=events_retention),
              CounterPass(self.q)],
@@ -178,6 +178,9 @@ class Worker:
             worker_id=self.id, host=socket.gethostname(), pid=os.getpid(), queues=self.queues,
             concurrency=self.concurrency, release=self.app.release))
         await self._write(self.q.ensure_event_partitions, dict(days_ahead=EVENT_DAYS_AHEAD))
+        if self.app.schedules:
+            async with self._pool.connection() as conn:
+                await register_schedules(conn, self.q, list(self.app.schedules.values()), self.app.tasks)
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._loop.add_signal_handler(sig, self._on_signal, sig)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from datetime import datetime, timedelta, timezone
 
@@ -12,6 +13,7 @@ import pytest
 from pgsteady import App
 from pgsteady.errors import ConfigError
 from pgsteady.maintenance import Scheduler
+from pgsteady.maintenance.scheduler import register
 from pgsteady.queries import for_schema
 from pgsteady.schedules import MAX_CATCH_UP, Schedule
 
@@ -53,13 +55,15 @@ def test_schedules_follow_their_time_zone():
     assert nxt.astimezone(UTC) == datetime(2026, 11, 28, 8, 0, tzinfo=UTC)  # 09:00 CET
 
 
-def _scheduler(app: App) -> Scheduler:
-    return Scheduler(for_schema("pgsteady"), list(app.schedules.values()), tasks=app.tasks, worker_id="test",
-                     release=None)
+def _scheduler(app: App) -> tuple[App, Scheduler]:
+    return app, Scheduler(for_schema("pgsteady"), worker_id="test", release=None)
 
 
-async def _pass(dsn: str, scheduler: Scheduler) -> int:
+async def _pass(dsn: str, pair: tuple[App, Scheduler]) -> int:
+    """What a worker does: register its App's schedules, then a leader's pass."""
+    app, scheduler = pair
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await register(conn, for_schema("pgsteady"), list(app.schedules.values()), app.tasks)
         return await scheduler.run_once(conn)
 
 
@@ -101,6 +105,18 @@ def test_after_downtime_on_missed_decides_and_says_so(app, dsn, on_missed, jobs)
         assert f"on_missed={on_missed}" in message
 
 
+def test_the_leader_runs_schedules_its_own_app_does_not_define(app, dsn):
+    @app.periodic("* * * * *", name="minutely")
+    def minutely() -> None: ...
+
+    asyncio.run(_pass(dsn, _scheduler(app)))  # a worker of this App recorded the schedule
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE pgsteady.schedules SET last_run_at = now() - interval '90 seconds'")
+    other = App(dsn=dsn)  # the leader's App knows no schedule at all
+    assert asyncio.run(_pass(dsn, _scheduler(other))) == 1
+    assert scalar(dsn, "SELECT task FROM pgsteady.jobs") == "minutely"
+
+
 def test_paused_schedule_enqueues_nothing(app, dsn):
     @app.periodic("* * * * *", name="minutely")
     def minutely() -> None: ...
@@ -130,3 +146,23 @@ def test_three_workers_every_second_for_ten_seconds_exactly_once(dsn):
     assert [(b - a).total_seconds() for a, b in zip(times, times[1:])] == [1.0] * (len(times) - 1)  # none missed
     assert jobs == (len(times), len(times))  # one job per scheduled second
     assert scalar(dsn, "SELECT count(*) FROM pgsteady.jobs WHERE task = 'every_second' AND state = 'succeeded'") >= 10
+
+
+def test_schedules_commands(app, dsn):
+    from .test_cli import pgsteady
+
+    @app.periodic("0 3 * * *", name="nightly", tz="Europe/Paris")
+    def nightly() -> None: ...
+
+    asyncio.run(_pass(dsn, _scheduler(app)))
+    listed = json.loads(pgsteady("schedules", "list", "--json", dsn=dsn).stdout)
+    assert [(s["name"], s["cron"], s["tz"], s["paused"]) for s in listed] == [("nightly", "0 3 * * *", "Europe/Paris", False)]
+    assert listed[0]["next_run_at"] is not None
+    assert pgsteady("schedules", "pause", "nightly", dsn=dsn).returncode == 0
+    assert json.loads(pgsteady("schedules", "list", "--json", dsn=dsn).stdout)[0]["paused"] is True
+    r = pgsteady("schedules", "run", "nightly", dsn=dsn)
+    assert r.returncode == 0 and scalar(dsn, "SELECT task FROM pgsteady.jobs") == "nightly"
+    r = pgsteady("schedules", "resume", "nigthly", dsn=dsn)
+    assert r.returncode == 2 and "did you mean 'nightly'" in r.stderr
+    assert pgsteady("schedules", "remove", "nightly", dsn=dsn).returncode == 0
+    assert scalar(dsn, "SELECT count(*) FROM pgsteady.schedules") == 0

@@ -85,6 +85,18 @@ def register(cli: click.Group) -> None:
                 raise _unknown_schedule(conn, q, name)
         click.echo(f"enqueued job {row[0]} for schedule {name}")
 
+    @schedules_group.command("remove")
+    @click.argument("name")
+    @click.pass_obj
+    def remove_cmd(state, name) -> None:
+        """Forget NAME (after you deleted it from the code); jobs it enqueued stay.
+        A worker whose App still defines it records it again when it starts."""
+        q = for_schema(state.schema)
+        with _conn(state) as conn:
+            if not conn.execute(q.delete_schedule, dict(name=name)).fetchone():
+                raise _unknown_schedule(conn, q, name)
+        click.echo(f"schedule {name} removed")
+
     @cli.group("queues")
     def queues_group() -> None:
         """Pause, resume and limit queues across every worker."""

@@ -9,6 +9,7 @@ import threading
 
 import click
 
+from ..app import App
 from ..monitoring import logs
 from ..worker import run_worker
 
@@ -30,7 +31,8 @@ def register(cli: click.Group) -> None:
                   help="json: one object per line, with job id, task, attempt and release on every line a job writes.")
     @click.pass_obj
     def worker_cmd(state, queues, concurrency, lease, grace, poll_interval, until_idle, verbose, log_format) -> None:
-        """Run jobs of your App's tasks (needs --app or PGSTEADY_APP).
+        """Run jobs of your App's tasks (needs --app or PGSTEADY_APP, except
+        with --queues maintenance, which runs only pgsteady's own index builds).
 
         Claims jobs in batches with FOR UPDATE SKIP LOCKED, wakes on
         LISTEN/NOTIFY, renews its leases by heartbeat and rescues jobs whose
@@ -39,8 +41,12 @@ def register(cli: click.Group) -> None:
         an attempt; a second signal stops at once.
         """
         logs.configure(log_format, [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose + 1, 2)])
-        app = state.app()
         qs = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+        if state.app(required=False) is None and qs == ["maintenance"]:
+            # Only pgsteady's own tasks (index builds) run there: no App needed.
+            app = App(dsn=state.dsn, schema=state.schema_option or "pgsteady")
+        else:
+            app = state.app()
         stats = run_worker(app, queues=qs, concurrency=concurrency, lease=lease, grace=grace,
                            poll_interval=poll_interval, until_idle=until_idle, handle_signals=True)
         click.echo(f"worker stopped: {stats.succeeded} succeeded, {stats.retried} retried, {stats.failed} failed, "

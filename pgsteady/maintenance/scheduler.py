@@ -17,41 +17,47 @@ import logging
 import psycopg
 from psycopg.types.json import Jsonb
 
+from ..errors import ConfigError
 from ..queries import Queries
 from ..schedules import Schedule
 
 log = logging.getLogger("pgsteady.maintenance")
 
 
+async def register(conn: psycopg.AsyncConnection, q: Queries, schedules: list[Schedule], tasks: dict) -> None:
+    """Write an App's schedules to the database, keeping paused and last run.
+    Every worker does this at start; the scheduler then works from the table,
+    so the leader runs every schedule even if its own App defines none."""
+    now = (await (await conn.execute("SELECT now()")).fetchone())[0]
+    for s in schedules:
+        task = tasks[s.task]
+        await conn.execute(q.upsert_schedule, dict(
+            name=s.name, cron=s.cron, tz=s.tz, task=s.task, queue=task.queue, priority=task.priority,
+            max_attempts=task.max_attempts, args=json.dumps(s.args), on_missed=s.on_missed,
+            next_run_at=s.next_after(now)))
+
+
 class Scheduler:
     name = "cron"
 
-    def __init__(self, q: Queries, schedules: list[Schedule], *, tasks: dict, worker_id: str,
-                 release: str | None, interval: float = 0.25) -> None:
+    def __init__(self, q: Queries, *, worker_id: str, release: str | None, interval: float = 0.25) -> None:
         self.q = q
-        self.schedules = schedules
-        self.tasks = tasks
         self.worker_id = worker_id
         self.release = release
         self.interval = interval
-        self._registered = False
 
-    async def register(self, conn: psycopg.AsyncConnection) -> None:
-        """Write the App's schedules to the database, keeping paused and last run."""
-        now = (await (await conn.execute("SELECT now()")).fetchone())[0]
-        for s in self.schedules:
-            task = self.tasks[s.task]
-            await conn.execute(self.q.upsert_schedule, dict(
-                name=s.name, cron=s.cron, tz=s.tz, task=s.task, queue=task.queue, priority=task.priority,
-                max_attempts=task.max_attempts, args=json.dumps(s.args), on_missed=s.on_missed,
-                next_run_at=s.next_after(now)))
-        self._registered = True
+    async def _schedules(self, conn: psycopg.AsyncConnection) -> list[Schedule]:
+        found = []
+        for name, cron, tz, task, args, on_missed in await (await conn.execute(self.q.active_schedules)).fetchall():
+            try:
+                found.append(Schedule(name, cron, tz, task, args, on_missed))
+            except ConfigError as exc:  # written by another release with a croniter we cannot read
+                log.warning("skipping %s", exc)
+        return found
 
     async def run_once(self, conn: psycopg.AsyncConnection) -> int:
-        if not self._registered:
-            await self.register(conn)
         enqueued = 0
-        for s in self.schedules:
+        for s in await self._schedules(conn):
             async with conn.transaction():
                 row = await (await conn.execute(self.q.lock_schedule, dict(name=s.name))).fetchone()
                 if row is None or row[0]:

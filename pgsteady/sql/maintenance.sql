@@ -38,6 +38,12 @@ ON CONFLICT (name) DO UPDATE SET
     on_missed = EXCLUDED.on_missed, updated_at = now(),
     next_run_at = CASE WHEN {schema}.schedules.paused THEN {schema}.schedules.next_run_at ELSE EXCLUDED.next_run_at END;
 
+-- name: active_schedules
+SELECT name, cron, tz, task, args, on_missed FROM {schema}.schedules WHERE NOT paused ORDER BY name;
+
+-- name: delete_schedule
+DELETE FROM {schema}.schedules WHERE name = %(name)s RETURNING name;
+
 -- name: lock_schedule
 SELECT paused, last_run_at, now() FROM {schema}.schedules WHERE name = %(name)s FOR UPDATE;
 
