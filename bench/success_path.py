@@ -35,6 +35,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--jobs", type=int, default=20_000)
     p.add_argument("--concurrency", type=int, default=20)
+    p.add_argument("--async", dest="use_async", action="store_true", help="an async no-op task instead of a sync one")
     p.add_argument("--dsn")
     a = p.parse_args()
     server = with_dbname(resolve_dsn(a.dsn), "postgres")
@@ -46,9 +47,14 @@ def main() -> None:
         migrate(dsn)
         app = App(dsn=dsn)
 
-        @app.task(name="noop")
-        def noop(i: int) -> None:
-            return None
+        if a.use_async:
+            @app.task(name="noop")
+            async def noop(i: int) -> None:
+                return None
+        else:
+            @app.task(name="noop")
+            def noop(i: int) -> None:
+                return None
 
         t = time.perf_counter()
         for i in range(1000):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import random
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable
@@ -146,11 +145,13 @@ class Context:
         self.conn: Any = None
         self._runtime = runtime
         self._token = token
-        self._cancel = threading.Event()
+        # A plain flag: set from the event loop, read from the task's thread;
+        # a bool assignment is atomic and a threading.Event per job costs more.
+        self._cancelled = False
 
     @property
     def cancelled(self) -> bool:
-        return self._cancel.is_set()
+        return self._cancelled
 
     def log(self, message: str, **data: Any) -> asyncio.Future | None:
         """Add a line to this job's history. From a sync task this waits for

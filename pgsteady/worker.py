@@ -38,6 +38,7 @@ import socket
 import threading
 import time
 import traceback
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -132,6 +133,8 @@ class Worker:
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.stats = WorkerStats()
         self._active: dict[int, _Attempt] = {}
+        self._ready: deque[_Attempt] = deque()  # claimed, waiting for a free slot
+        self._run_time = 1.0  # moving average of attempt run time, seconds
         self._done: list[_Attempt] = []
         self._running = 0
         self._wake = asyncio.Event()
@@ -226,16 +229,17 @@ class Worker:
 
     async def _claim_loop(self, until_idle: bool) -> None:
         while not self._stopping.is_set():
-            free = self.concurrency - self._running
-            if 0 < free < self.concurrency // 2:
+            capacity = self.concurrency + self._prefetch()
+            free = capacity - self._running - len(self._ready)
+            if 0 < free < capacity // 2:
                 # Slots free up one at a time when jobs are short; waiting a
                 # moment for a few more turns many one-row claims into one.
                 await self._sleep(self.coalesce, self._half_free)
-                free = self.concurrency - self._running
+                free = capacity - self._running - len(self._ready)
             got = 0
             # A job may finish (and reschedule itself) while the claim is in
             # flight, so "idle" needs nothing running from before the claim.
-            busy_before = self._running > 0 or bool(self._done)
+            busy_before = self._running > 0 or bool(self._done) or bool(self._ready)
             if free > 0:
                 self._wake.clear()
                 try:
@@ -247,7 +251,8 @@ class Worker:
                 if got == free:
                     self._half_free.clear()
                     continue
-                if until_idle and got == 0 and not busy_before and self._running == 0 and not self._done:
+                if (until_idle and got == 0 and not busy_before and self._running == 0 and not self._done
+                        and not self._ready):
                     return
             await self._sleep(self.poll_interval, self._wake)
 
@@ -265,10 +270,23 @@ class Worker:
                           max_attempts=max_attempts, last_checkpoint=checkpoint, runtime=self, token=token)
             att = _Attempt(job_id, token, attempt, task_name, ctx)
             self._active[job_id] = att
+            self._ready.append(att)
+        self.stats.claimed += len(rows)
+        self._start_ready()
+        return len(rows)
+
+    def _prefetch(self) -> int:
+        """How many jobs to claim beyond the free slots. When jobs are short
+        (under 50 ms on average), claiming the next ones while these run hides
+        the claim's round trip; when they are long, claiming ahead would only
+        keep jobs from idle workers elsewhere, so nothing is."""
+        return self.concurrency if self._run_time < 0.05 else 0
+
+    def _start_ready(self) -> None:
+        while self._ready and self._running < self.concurrency and not self._stopping.is_set():
+            att = self._ready.popleft()
             self._running += 1
             att.runner = asyncio.create_task(self._run(att))
-        self.stats.claimed += len(rows)
-        return len(rows)
 
     async def _limited_queues(self) -> list[str]:
         """This worker's queues that have a fleet-wide limit (cached for 2 s,
@@ -292,11 +310,16 @@ class Worker:
     async def _run(self, att: _Attempt) -> None:
         # Every log line written while this attempt runs carries its job id,
         # task, attempt and release (the context follows the asyncio task).
+        started = time.monotonic()
         with logs.job_context(att.id, att.task_name, att.attempt, self.app.release):
             await self._run_attempt(att)
+        self._run_time = 0.9 * self._run_time + 0.1 * (time.monotonic() - started)
 
     async def _run_attempt(self, att: _Attempt) -> None:
         try:
+            if att.cancel_requested:  # cancelled while it waited for a slot
+                await self._after_cancel(att)
+                return
             try:
                 task = self.app.get_task(att.task_name)
             except UnknownTask as exc:
@@ -328,8 +351,9 @@ class Worker:
                                  backoff=task.backoff(att.attempt))
         finally:
             self._running -= 1
+            self._start_ready()
             self._wake.set()
-            if self._running <= self.concurrency // 2:
+            if self._running + len(self._ready) <= (self.concurrency + self._prefetch()) // 2:
                 self._half_free.set()
 
     async def _call(self, task: Task, att: _Attempt) -> None:
@@ -413,8 +437,6 @@ class Worker:
         while True:
             await self._done_ready.wait()
             self._done_ready.clear()
-            if len(self._done) < self.complete_batch:
-                await asyncio.sleep(self.coalesce)  # let a batch gather: one statement for many jobs
             await self._flush_done()
 
     async def _flush_done(self) -> None:
@@ -456,7 +478,7 @@ class Worker:
             lost = [a for a in held if a.id not in renewed and not a.finished]
             for a in lost:
                 a.lost = True
-                a.ctx._cancel.set()
+                a.ctx._cancelled = True
                 if a.runner is not None and self.app.tasks.get(a.task_name, None) and self.app.tasks[a.task_name].is_async:
                     a.runner.cancel()
             if lost:
@@ -474,7 +496,7 @@ class Worker:
         if att is None or att.cancel_requested or att.finished:
             return
         att.cancel_requested = True
-        att.ctx._cancel.set()
+        att.ctx._cancelled = True
         task = self.app.tasks.get(att.task_name)
         if att.runner is not None and task is not None and task.is_async:
             att.runner.cancel()
@@ -514,7 +536,7 @@ class Worker:
         await self._flush_done()
         unfinished = [a for a in self._active.values() if not a.finished and not a.lost]
         for a in unfinished:
-            a.ctx._cancel.set()
+            a.ctx._cancelled = True
             if a.runner is not None and not a.runner.done():
                 a.runner.cancel()
         if unfinished:
@@ -614,6 +636,8 @@ class Worker:
 
 async def _within(seconds: float | None, awaitable: Any) -> Any:
     """Await with an optional timeout; a timeout raises _TimedOut."""
+    if seconds is None:
+        return await awaitable
     scope = asyncio.timeout(seconds)
     try:
         async with scope:

@@ -425,3 +425,21 @@ def test_checkpoints_carry_progress_to_the_next_attempt(app, dsn):
     drain(app, concurrency=1)
     assert seen == [("tx", None), ("tx", None)]
     assert job(dsn, ref.id)["checkpoint"] == {"step": 2}
+
+
+def test_a_worker_busy_with_long_jobs_claims_no_more_than_it_can_run(app, dsn):
+    """Claiming ahead is only for short jobs: long ones stay claimable by other workers."""
+
+    @app.task(name="slowish")
+    async def slowish() -> None:
+        await asyncio.sleep(0.3)
+
+    app.enqueue_many([("slowish", {}) for _ in range(6)])
+    worker = Worker(app, concurrency=2, lease=30, poll_interval=0.05)
+    thread = start_in_thread(worker)
+    seen = []
+    wait_until(lambda: seen.append(scalar(dsn, "SELECT count(*) FROM pgsteady.jobs WHERE state = 'running'"))
+               or states(dsn).get("succeeded") == 6, timeout=30, interval=0.02, what="all done")
+    worker.stop()
+    thread.join(30)
+    assert max(seen) == 2
