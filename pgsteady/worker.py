@@ -277,10 +277,11 @@ class Worker:
 
     def _prefetch(self) -> int:
         """How many jobs to claim beyond the free slots. When jobs are short
-        (under 50 ms on average), claiming the next ones while these run hides
-        the claim's round trip; when they are long, claiming ahead would only
-        keep jobs from idle workers elsewhere, so nothing is."""
-        return self.concurrency if self._run_time < 0.05 else 0
+        (under 50 ms on average), claiming up to twice the concurrency ahead
+        hides the claim's round trip and makes every claim and completion a
+        bigger batch (at most ~2 s of work held); when they are long, claiming
+        ahead would only keep jobs from idle workers elsewhere, so nothing is."""
+        return min(2 * self.concurrency, 200) if self._run_time < 0.05 else 0
 
     def _start_ready(self) -> None:
         while self._ready and self._running < self.concurrency and not self._stopping.is_set():
