@@ -100,8 +100,10 @@ def targets(results: dict) -> list[dict]:
         out.append({"target": text, "value": value, "holds": None if value is None else ok(value)})
 
     for d in ("drain_1", "drain_2"):
-        add(f"{d}: pgsteady >= 2x the fastest PgQueuer", ratio(d, "pgsteady/pgqueuer_fastest", "jobs_per_s"),
-            lambda v: v >= 2)
+        for cfg in ("pgsteady", "pgsteady_c100"):
+            if cfg == "pgsteady" or ratio(d, f"{cfg}/pgqueuer_fastest", "jobs_per_s") is not None:
+                add(f"{d}: {cfg} >= 2x the fastest PgQueuer", ratio(d, f"{cfg}/pgqueuer_fastest", "jobs_per_s"),
+                    lambda v: v >= 2)
         for cfg, ref in (("pgsteady", "plain_sql"), ("pgsteady_c100", "plain_sql_b100")):
             if ratio(d, f"{cfg}/{ref}", "jobs_per_s") is not None:
                 add(f"{d}: {cfg} >= 0.75x {ref} (same batch size)", ratio(d, f"{cfg}/{ref}", "jobs_per_s"),

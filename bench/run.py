@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import tempfile
@@ -66,10 +67,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pgqueuer-batches", default="100,250", help="PgQueuer batch sizes tried besides its default")
     p.add_argument("--wide", type=int, default=100,
                    help="also drain with pgsteady at this concurrency and plain SQL at this batch (0: off)")
-    p.add_argument("--procrastinate-drain", type=int, default=5_000,
+    p.add_argument("--procrastinate-drain", type=int, default=3_000,
                    help="Procrastinate drains at most this many jobs (it runs ~160/s here)")
     p.add_argument("--write-docs", action=argparse.BooleanOptionalAction, default=None,
                    help="rewrite the results block of docs/benchmarks.md (default: on for a full run)")
+    p.add_argument("--docs-from", type=Path, metavar="JSON",
+                   help="measure nothing: rewrite the docs' results block from a results file")
     return p.parse_args(argv)
 
 
@@ -98,15 +101,29 @@ def measure(name: str, server: Server, system: systems.System, counts: Counts, l
 
 
 def compare_pairs(names: list[str], scenario: str) -> list[tuple[str, str]]:
-    ours = [n for n in names if n.startswith("pgsteady")]
+    """pgsteady against every peer; a wide pgsteady (more at once) only
+    against the plain-SQL reference of the same batch and the fastest PgQueuer."""
     others = [n for n in names if not n.startswith("pgsteady")]
     if scenario.startswith("drain") and any(n.startswith("pgqueuer") for n in names):
         others.append("pgqueuer_fastest")
-    return [(a, b) for a in ours for b in others]
+    pairs = []
+    for ours in (n for n in names if n.startswith("pgsteady")):
+        suffix = ours[len("pgsteady"):]
+        for other in others:
+            wide_ref = other.startswith("plain_sql_b")
+            if not suffix and not wide_ref:
+                pairs.append((ours, other))
+            elif suffix and (other == "pgqueuer_fastest" or other == f"plain_sql_b{suffix[2:]}"):
+                pairs.append((ours, other))
+    return pairs
 
 
 def main(argv: list[str] | None = None) -> None:
     a = parse(argv)
+    if a.docs_from:
+        results = json.loads(a.docs_from.read_text())
+        write_docs(results, report.targets_table(results["targets"]) + "\n\n" + report.table(results))
+        return
     mode = "smoke" if a.smoke else "quick" if a.quick else "full"
     counts, scale_counts = MODES[mode]
     runs = a.runs or (1 if a.smoke else 3)
@@ -117,6 +134,8 @@ def main(argv: list[str] | None = None) -> None:
                      "mode": mode, "runs": runs, "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      "machine": machine(), "counts": {**counts.__dict__, **{f"scale_{k}": v for k, v in scale_counts.__dict__.items()}},
                      "systems": {}, "scenarios": {}}
+    # Other work on the machine shows up here, and in the ranges.
+    results["machine"]["loadavg_start"] = [round(x, 2) for x in os.getloadavg()]
     lineup = line_up(a)
     log_dir = Path(tempfile.mkdtemp(prefix="bench-logs-"))
     with Server(a.dsn) as server:
@@ -156,6 +175,7 @@ def main(argv: list[str] | None = None) -> None:
                 sc["runs"]["pgqueuer_fastest"] = report.fastest(sc["runs"], pgq, "jobs_per_s")
         report.summarise(sc)
         sc.pop("compare", None)
+    results["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     results["targets"] = report.targets(results)
     results["duration_s"] = round(time.monotonic() - started)
     out = a.json or systems.BENCH_DIR / "results" / f"{mode}.json"
@@ -176,14 +196,18 @@ def _short(value: dict) -> str:
 def write_docs(results: dict, text: str) -> None:
     """Replace the block between the markers in docs/benchmarks.md."""
     m, pg = results["machine"], results["postgres"]
-    versions = "; ".join(f"{name}: " + ", ".join(f"{k} {v}" for k, v in s["versions"].items())
-                         for name, s in results["systems"].items() if s["versions"])
+    seen = {}
+    for s in results["systems"].values():  # one line per distinct set: the configurations share theirs
+        if s["versions"]:
+            seen.setdefault(json.dumps(s["versions"], sort_keys=True), s["versions"])
+    versions = "; ".join(", ".join(f"{k} {v}" for k, v in v_.items()) for v_ in seen.values())
     block = "\n".join([
         BEGIN,
         f"Measured {results['started_at']} in {results['duration_s'] // 60} min, {results['runs']} passes:",
         "", "```", results["command"], "```", "",
         f"Machine: {m.get('nproc')} CPUs ({m.get('cpu', '?')}), {m.get('memory_gib')} GiB, Linux {m.get('kernel')}, "
-        f"Python {m.get('python')}. PostgreSQL {pg['version']} "
+        f"Python {m.get('python')}; load average {m.get('loadavg_start')} at the start, {m.get('loadavg_end')} "
+        f"at the end (1, 5, 15 min; other work on the machine shows there). PostgreSQL {pg['version']} "
         f"({'throwaway cluster' if pg['throwaway_cluster'] else 'existing server'}, fsync={pg['fsync']}, "
         f"synchronous_commit={pg['synchronous_commit']}, shared_buffers={pg['shared_buffers']}).",
         "", f"Versions: {versions}.", "", text, END])
