@@ -70,7 +70,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--procrastinate-drain", type=int, default=3_000,
                    help="Procrastinate drains at most this many jobs (it runs ~160/s here)")
     p.add_argument("--write-docs", action=argparse.BooleanOptionalAction, default=None,
-                   help="rewrite the results block of docs/benchmarks.md (default: on for a full run)")
+                   help="rewrite the results block of docs/benchmarks.md (default: on for a complete full run)")
     p.add_argument("--docs-from", type=Path, metavar="JSON",
                    help="measure nothing: rewrite the docs' results block from a results file")
     return p.parse_args(argv)
@@ -184,7 +184,9 @@ def main(argv: list[str] | None = None) -> None:
     text = report.targets_table(results["targets"]) + "\n\n" + report.table(results)
     print(text)
     log(f"done in {results['duration_s']}s; JSON in {out}")
-    if a.write_docs if a.write_docs is not None else mode == "full":
+    # Only a complete full run replaces the published figures by default.
+    complete = mode == "full" and only is None and not a.no_peers and runs == 3
+    if a.write_docs if a.write_docs is not None else complete:
         write_docs(results, text)
         log(f"results written into {DOCS.relative_to(systems.ROOT)}")
 
