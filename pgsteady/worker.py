@@ -61,6 +61,9 @@ from .tasks import Context, Discard, Task
 
 log = logging.getLogger("pgsteady.worker")
 
+# Settings of the claimer's session (see Worker._claim_connection).
+CLAIM_SESSION_OPTIONS = "-c enable_bitmapscan=off -c enable_sort=off"
+
 
 class _LeaseLost(Exception):
     """The attempt's lease token no longer matches: someone else owns the job."""
@@ -143,6 +146,7 @@ class Worker:
         self._flush_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._pool: AsyncConnectionPool | None = None
+        self._claim_conn: psycopg.AsyncConnection | None = None
         self._sync_pool: ConnectionPool | None = None
         self._threads = ThreadPoolExecutor(max_workers=concurrency + 4, thread_name_prefix="pgsteady-task")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -205,6 +209,8 @@ class Worker:
             except psycopg.Error:
                 pass
             await self._pool.close()
+            if self._claim_conn is not None:
+                await self._claim_conn.close()
             if self._sync_pool is not None:
                 self._sync_pool.close()
             self._threads.shutdown(wait=False, cancel_futures=True)
@@ -263,7 +269,9 @@ class Worker:
             if len(rows) < limit:
                 rows += await self._claim_limited(queue, dict(params, limit=limit - len(rows), queue=queue))
         if len(rows) < limit:
-            rows += await self._fetch(self.q.claim_jobs, dict(params, queues=self.queues, limit=limit - len(rows)))
+            conn = await self._claim_connection()
+            cur = await conn.execute(self.q.claim_jobs, dict(params, queues=self.queues, limit=limit - len(rows)))
+            rows += await cur.fetchall()
         for row in rows:
             job_id, queue, task_name, args, key, attempt, max_attempts, token, checkpoint, *_ = row
             ctx = Context(id=job_id, attempt=attempt, key=key, args=args, task=task_name, queue=queue,
@@ -299,12 +307,24 @@ class Worker:
         return self._limited
 
     async def _claim_limited(self, queue: str, params: dict) -> list[tuple]:
-        async with self._pool.connection() as conn:
-            async with conn.transaction():
-                # The row lock first, in its own statement: the claim that
-                # follows then sees every claim committed before it.
-                await conn.execute(self.q.lock_queue, params)
-                return await (await conn.execute(self.q.claim_limited, params)).fetchall()
+        conn = await self._claim_connection()
+        async with conn.transaction():
+            # The row lock first, in its own statement: the claim that
+            # follows then sees every claim committed before it.
+            await conn.execute(self.q.lock_queue, params)
+            return await (await conn.execute(self.q.claim_limited, params)).fetchall()
+
+    async def _claim_connection(self) -> psycopg.AsyncConnection:
+        """The claimer's own connection (claims are one at a time).
+
+        Its session forbids bitmap scans and sorts: the claim must walk
+        jobs_claim_idx in order and stop at its LIMIT. Without statistics (a
+        queue filled faster than autovacuum analyses it) PostgreSQL would
+        otherwise read and sort every waiting job for each claim."""
+        if self._claim_conn is None or self._claim_conn.broken or self._claim_conn.closed:
+            self._claim_conn = await psycopg.AsyncConnection.connect(
+                self.app.dsn, autocommit=True, options=CLAIM_SESSION_OPTIONS)
+        return self._claim_conn
 
     # -- running ------------------------------------------------------------
 

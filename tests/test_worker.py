@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from datetime import timedelta
@@ -311,19 +312,26 @@ def test_cancel_waiting_and_running_jobs(app, dsn):
     assert [k for k, *_ in events(dsn, a.id)] == ["cancel_requested", "cancelled"]
 
 
-def test_claim_query_uses_the_claim_index(app, dsn):
+@pytest.mark.parametrize("analyzed", [True, False])
+def test_claim_query_walks_the_claim_index(app, dsn, analyzed):
+    """In the claimer's session the claim is an index scan in claim order that
+    stops at its LIMIT, with fresh statistics and (a queue filled faster than
+    autovacuum analyses it) without any."""
+    from pgsteady.worker import CLAIM_SESSION_OPTIONS
+
     @app.task(name="t")
     def t() -> None: ...
 
     app.enqueue_many([("t", {"i": i}) for i in range(20_000)])
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("ANALYZE pgsteady.jobs")
+    with psycopg.connect(dsn, autocommit=True, options=CLAIM_SESSION_OPTIONS) as conn:
+        if analyzed:
+            conn.execute("ANALYZE pgsteady.jobs")
         q = for_schema("pgsteady").claim_jobs
         for queues in (None, ["default"]):
             plan = conn.execute("EXPLAIN (FORMAT JSON) " + q, dict(
                 queues=queues, limit=10, lease=timedelta(seconds=30), worker_id="w", release=None)).fetchone()[0]
-            scans = _index_scans(plan)
-            assert "jobs_claim_idx" in scans, plan
+            assert "jobs_claim_idx" in _index_scans(plan), plan
+            assert "Sort" not in json.dumps(plan) and "Bitmap" not in json.dumps(plan), plan
 
 
 def _index_scans(node) -> set[str]:
