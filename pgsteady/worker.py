@@ -40,7 +40,6 @@ import time
 import traceback
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Coroutine
 
@@ -57,50 +56,13 @@ from .maintenance.scheduler import register as register_schedules
 from .migrations import EVENT_DAYS_AHEAD, check_current
 from .monitoring import logs
 from .monitoring.counters import CounterPass
+from .attempts import Attempt, LeaseLost, StopRequested, TimedOut, WorkerStats, bind, describe, within
 from .tasks import Context, Discard, Task
 
 log = logging.getLogger("pgsteady.worker")
 
 # Settings of the claimer's session (see Worker._claim_connection).
 CLAIM_SESSION_OPTIONS = "-c enable_bitmapscan=off -c enable_sort=off"
-
-
-class _LeaseLost(Exception):
-    """The attempt's lease token no longer matches: someone else owns the job."""
-
-
-class _StopRequested(Exception):
-    """The task returned after someone cancelled its job: end it as cancelled."""
-
-
-class _TimedOut(Exception):
-    """The task ran past its timeout (kept apart from a TimeoutError the task raises itself)."""
-
-
-@dataclass
-class _Attempt:
-    id: int
-    token: Any
-    attempt: int
-    task_name: str
-    ctx: Context
-    runner: asyncio.Task | None = None
-    cancel_requested: bool = False
-    lost: bool = False
-    finished: bool = False
-
-
-@dataclass
-class WorkerStats:
-    claimed: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    retried: int = 0
-    rejected: int = 0
-    rescued: int = 0
-    handed_back: int = 0
-    cancelled: int = 0
-    started_at: float = field(default_factory=time.monotonic)
 
 
 class Worker:
@@ -135,10 +97,10 @@ class Worker:
         # Unique per process (and per Worker in a process), never just a host name.
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.stats = WorkerStats()
-        self._active: dict[int, _Attempt] = {}
-        self._ready: deque[_Attempt] = deque()  # claimed, waiting for a free slot
+        self._active: dict[int, Attempt] = {}
+        self._ready: deque[Attempt] = deque()  # claimed, waiting for a free slot
         self._run_time = 1.0  # moving average of attempt run time, seconds
-        self._done: list[_Attempt] = []
+        self._done: list[Attempt] = []
         self._running = 0
         self._wake = asyncio.Event()
         self._done_ready = asyncio.Event()
@@ -276,7 +238,7 @@ class Worker:
             job_id, queue, task_name, args, key, attempt, max_attempts, token, checkpoint, *_ = row
             ctx = Context(id=job_id, attempt=attempt, key=key, args=args, task=task_name, queue=queue,
                           max_attempts=max_attempts, last_checkpoint=checkpoint, runtime=self, token=token)
-            att = _Attempt(job_id, token, attempt, task_name, ctx)
+            att = Attempt(job_id, token, attempt, task_name, ctx)
             self._active[job_id] = att
             self._ready.append(att)
         self.stats.claimed += len(rows)
@@ -328,7 +290,7 @@ class Worker:
 
     # -- running ------------------------------------------------------------
 
-    async def _run(self, att: _Attempt) -> None:
+    async def _run(self, att: Attempt) -> None:
         # Every log line written while this attempt runs carries its job id,
         # task, attempt and release (the context follows the asyncio task).
         started = time.monotonic()
@@ -336,7 +298,7 @@ class Worker:
             await self._run_attempt(att)
         self._run_time = 0.9 * self._run_time + 0.1 * (time.monotonic() - started)
 
-    async def _run_attempt(self, att: _Attempt) -> None:
+    async def _run_attempt(self, att: Attempt) -> None:
         try:
             if att.cancel_requested:  # cancelled while it waited for a slot
                 await self._after_cancel(att)
@@ -358,17 +320,17 @@ class Worker:
                     att.finished = True
                     self._done.append(att)
                     self._done_ready.set()
-            except (asyncio.CancelledError, _StopRequested):
+            except (asyncio.CancelledError, StopRequested):
                 await self._after_cancel(att)
-            except _LeaseLost:
+            except LeaseLost:
                 await self._record_rejected(att, "completion rejected: this attempt no longer holds the lease")
-            except _TimedOut:
+            except TimedOut:
                 await self._fail(att, f"timed out after {task.timeout}s", "", retry=True,
                                  backoff=task.backoff(att.attempt))
             except Discard as exc:
-                await self._fail(att, _describe(exc), traceback.format_exc(), retry=False)
+                await self._fail(att, describe(exc), traceback.format_exc(), retry=False)
             except Exception as exc:  # the task's own failure
-                await self._fail(att, _describe(exc), traceback.format_exc(), retry=True,
+                await self._fail(att, describe(exc), traceback.format_exc(), retry=True,
                                  backoff=task.backoff(att.attempt))
         finally:
             self._running -= 1
@@ -377,43 +339,43 @@ class Worker:
             if self._running + len(self._ready) <= (self.concurrency + self._prefetch()) // 2:
                 self._half_free.set()
 
-    async def _call(self, task: Task, att: _Attempt) -> None:
-        call = _bind(task, att.ctx)
+    async def _call(self, task: Task, att: Attempt) -> None:
+        call = bind(task, att.ctx)
         if task.is_async:
-            await _within(task.timeout, call())
+            await within(task.timeout, call())
         else:
-            await _within(task.timeout, self._loop.run_in_executor(self._threads, logs.in_current_context(call)))
+            await within(task.timeout, self._loop.run_in_executor(self._threads, logs.in_current_context(call)))
         if att.cancel_requested:
-            raise _StopRequested()
+            raise StopRequested()
 
-    async def _call_transactional(self, task: Task, att: _Attempt) -> None:
+    async def _call_transactional(self, task: Task, att: Attempt) -> None:
         args = dict(id=att.id, token=att.token)
         if task.is_async:
             async with self._pool.connection() as conn:
                 async with conn.transaction():
                     att.ctx.conn = conn
-                    await _within(task.timeout, _bind(task, att.ctx)())
+                    await within(task.timeout, bind(task, att.ctx)())
                     if att.cancel_requested:
-                        raise _StopRequested()  # rolls the task's writes back
+                        raise StopRequested()  # rolls the task's writes back
                     att.finished = True
                     if (await (await conn.execute(self.q.complete_job_in_tx, args)).fetchone()) is None:
-                        raise _LeaseLost()
+                        raise LeaseLost()
             return
 
         def run_in_thread() -> None:
             with self.sync_connection() as conn:
                 with conn.transaction():
                     att.ctx.conn = conn
-                    _bind(task, att.ctx)()
+                    bind(task, att.ctx)()
                     if att.cancel_requested:
-                        raise _StopRequested()  # rolls the task's writes back
+                        raise StopRequested()  # rolls the task's writes back
                     att.finished = True
                     if conn.execute(self.q.complete_job_in_tx, args).fetchone() is None:
-                        raise _LeaseLost()
+                        raise LeaseLost()
 
-        await _within(task.timeout, self._loop.run_in_executor(self._threads, logs.in_current_context(run_in_thread)))
+        await within(task.timeout, self._loop.run_in_executor(self._threads, logs.in_current_context(run_in_thread)))
 
-    async def _after_cancel(self, att: _Attempt) -> None:
+    async def _after_cancel(self, att: Attempt) -> None:
         if att.lost or self._stopping.is_set() and not att.cancel_requested:
             return  # lease gone, or shutting down: hand_back decides
         if att.cancel_requested:
@@ -426,7 +388,7 @@ class Worker:
             return
         raise asyncio.CancelledError()
 
-    async def _fail(self, att: _Attempt, error: str, tb: str, *, retry: bool, backoff: float = 0.0) -> None:
+    async def _fail(self, att: Attempt, error: str, tb: str, *, retry: bool, backoff: float = 0.0) -> None:
         att.finished = True  # a terminal write is under way: the heartbeat must not call this lease lost
         rows = await self._fetch(self.q.fail_job, dict(
             id=att.id, token=att.token, retry=retry, backoff=timedelta(seconds=backoff), error=error,
@@ -441,14 +403,14 @@ class Worker:
         log.info("job %s (%s) attempt %d failed: %s%s", att.id, att.task_name, att.attempt, error,
                  "" if not rows else f" -> {rows[0][0]}")
 
-    async def _record_rejected(self, att: _Attempt, message: str) -> None:
+    async def _record_rejected(self, att: Attempt, message: str) -> None:
         self._forget(att)
         self.stats.rejected += 1
         await self._write(self.q.log_event, dict(job_id=att.id, attempt=att.attempt, worker_id=self.id,
                                                  release=self.app.release, kind="late_write_rejected",
                                                  message=message, data=None))
 
-    def _forget(self, att: _Attempt) -> None:
+    def _forget(self, att: Attempt) -> None:
         att.finished = True
         self._active.pop(att.id, None)
 
@@ -604,7 +566,7 @@ class Worker:
     @staticmethod
     def lease_lost() -> Exception:
         """The exception that makes the worker treat the attempt as superseded."""
-        return _LeaseLost()
+        return LeaseLost()
 
     def sync_connection(self):
         """A pooled sync connection (autocommit) for code running in task threads."""
@@ -638,10 +600,10 @@ class Worker:
         if isinstance(ctx.conn, psycopg.AsyncConnection):
             async def write() -> None:
                 if not await (await ctx.conn.execute(self.q.save_checkpoint, params)).fetchall():
-                    raise _LeaseLost()
+                    raise LeaseLost()
             return write()
         if not ctx.conn.execute(self.q.save_checkpoint, params).fetchall():
-            raise _LeaseLost()
+            raise LeaseLost()
         return None
 
     async def save_checkpoint(self, ctx: Context, value: Any) -> None:
@@ -652,33 +614,7 @@ class Worker:
                                                      release=self.app.release, kind="late_write_rejected",
                                                      message="checkpoint rejected: this attempt no longer holds the lease",
                                                      data=None))
-            raise _LeaseLost()
-
-
-async def _within(seconds: float | None, awaitable: Any) -> Any:
-    """Await with an optional timeout; a timeout raises _TimedOut."""
-    if seconds is None:
-        return await awaitable
-    scope = asyncio.timeout(seconds)
-    try:
-        async with scope:
-            return await awaitable
-    except TimeoutError:
-        if scope.expired():
-            raise _TimedOut() from None
-        raise
-
-
-def _bind(task: Task, ctx: Context):
-    """A zero-argument callable that runs the task with the job's arguments."""
-    if task.takes_ctx:
-        return lambda: task.fn(ctx, **ctx.args)
-    return lambda: task.fn(**ctx.args)
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+            raise LeaseLost()
 
 
 def run_worker(app: App, **options: Any) -> WorkerStats:
