@@ -7,9 +7,10 @@ import json
 import os
 import re
 import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool

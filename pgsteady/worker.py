@@ -256,6 +256,8 @@ class Worker:
     def _start_ready(self) -> None:
         while self._ready and self._running < self.concurrency and not self._stopping.is_set():
             att = self._ready.popleft()
+            if att.lost:
+                continue  # its lease went while it waited: another worker owns the job now
             self._running += 1
             att.runner = asyncio.create_task(self._run(att))
 
@@ -461,9 +463,7 @@ class Worker:
             lost = [a for a in held if a.id not in renewed and not a.finished]
             for a in lost:
                 a.lost = True
-                a.ctx._cancelled = True
-                if a.runner is not None and self.app.tasks.get(a.task_name, None) and self.app.tasks[a.task_name].is_async:
-                    a.runner.cancel()
+                self._interrupt(a)
             if lost:
                 log.warning("lost the lease of jobs %s; stopping them", [a.id for a in lost])
                 await self._write(self.q.record_lost_leases, dict(
@@ -479,6 +479,11 @@ class Worker:
         if att is None or att.cancel_requested or att.finished:
             return
         att.cancel_requested = True
+        self._interrupt(att)
+
+    def _interrupt(self, att: Attempt) -> None:
+        """Tell a running attempt to stop: sync tasks see ctx.cancelled, async
+        ones are cancelled as well."""
         att.ctx._cancelled = True
         task = self.app.tasks.get(att.task_name)
         if att.runner is not None and task is not None and task.is_async:
