@@ -1,16 +1,16 @@
 """The worker: claim → run → complete, with leases, heartbeats and shutdown.
 
-One asyncio loop per process runs five small loops that share one pool of
-autocommit connections:
+One asyncio loop per process runs four small loops:
 
     listen     LISTEN on <schema>_jobs / <schema>_control; wakes the claimer,
                forwards cancellations (reconnects on its own when the server
                goes away)
-    claim      claims up to the free slots in one statement (FOR UPDATE SKIP
-               LOCKED), starts each job, then sleeps until woken or until the
-               poll interval passes (the fallback when a notification is lost)
-    complete   marks finished attempts succeeded in batches, one statement
-               per batch, each row fenced by its lease token
+    claim      on its own connection, one statement per round: marks the
+               attempts that finished since the last round succeeded (each
+               row fenced by its lease token) and claims up to the free slots
+               (FOR UPDATE SKIP LOCKED); starts each job, then sleeps until a
+               job finishes, a notification wakes it, or the poll interval
+               passes (the fallback when a notification is lost)
     heartbeat  renews the leases of every attempt this process holds; an
                attempt whose lease is gone is told to stop
     rescue     returns attempts whose lease expired (their worker died) to
@@ -75,7 +75,7 @@ class Worker:
         lease: float = 30.0,
         poll_interval: float = 1.0,
         grace: float = 30.0,
-        complete_batch: int = 200,
+        complete_batch: int = 500,
         rescue_interval: float | None = None,
         retention: dict[str, timedelta] | None = None,
         events_retention: timedelta = timedelta(days=14),
@@ -103,9 +103,7 @@ class Worker:
         self._done: list[Attempt] = []
         self._running = 0
         self._wake = asyncio.Event()
-        self._done_ready = asyncio.Event()
         self._half_free = asyncio.Event()
-        self._flush_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._pool: AsyncConnectionPool | None = None
         self._claim_conn: psycopg.AsyncConnection | None = None
@@ -156,7 +154,7 @@ class Worker:
         log.info("worker %s started: queues=%s concurrency=%d release=%s",
                  self.id, ",".join(self.queues or ["*"]), self.concurrency, self.app.release)
         helpers = [asyncio.create_task(coro) for coro in
-                   (self._listen_loop(), self._complete_loop(), self._heartbeat_loop(),
+                   (self._listen_loop(), self._heartbeat_loop(),
                     self.maintenance.run(self._pool))]
         try:
             await self._claim_loop(until_idle)
@@ -208,15 +206,15 @@ class Worker:
             # A job may finish (and reschedule itself) while the claim is in
             # flight, so "idle" needs nothing running from before the claim.
             busy_before = self._running > 0 or bool(self._done) or bool(self._ready)
-            if free > 0:
+            if free > 0 or self._done:
                 self._wake.clear()
                 try:
-                    got = await self._claim(free)
+                    got = await self._claim(max(free, 0))
                 except psycopg.OperationalError as exc:
                     log.warning("claim failed (%s); retrying", database.scrub(str(exc)).strip())
                     await self._sleep(1.0)
                     continue
-                if got == free:
+                if got == free or self._done:
                     self._half_free.clear()
                     continue
                 if (until_idle and got == 0 and not busy_before and self._running == 0 and not self._done
@@ -225,15 +223,21 @@ class Worker:
             await self._sleep(self.poll_interval, self._wake)
 
     async def _claim(self, limit: int) -> int:
+        """One round: complete what finished, claim up to ``limit`` jobs."""
         params = dict(limit=limit, lease=timedelta(seconds=self.lease), worker_id=self.id, release=self.app.release)
         rows = []
-        for queue in await self._limited_queues():
+        for queue in await self._limited_queues() if limit else ():
             if len(rows) < limit:
                 rows += await self._claim_limited(queue, dict(params, limit=limit - len(rows), queue=queue))
-        if len(rows) < limit:
+        batch = self._done[: self.complete_batch]
+        if len(rows) < limit or batch:
             conn = await self._claim_connection()
-            cur = await conn.execute(self.q.claim_jobs, dict(params, queues=self.queues, limit=limit - len(rows)))
-            rows += await cur.fetchall()
+            cur = await conn.execute(self.q.complete_and_claim, dict(
+                params, queues=self.queues, limit=limit - len(rows),
+                ids=[a.id for a in batch], tokens=[a.token for a in batch]))
+            *claimed, (*_, completed) = await cur.fetchall()
+            rows += claimed
+            self._completed(batch, completed)
         for row in rows:
             job_id, queue, task_name, args, key, attempt, max_attempts, token, checkpoint, *_ = row
             ctx = Context(id=job_id, attempt=attempt, key=key, args=args, task=task_name, queue=queue,
@@ -244,6 +248,13 @@ class Worker:
         self.stats.claimed += len(rows)
         self._start_ready()
         return len(rows)
+
+    def _completed(self, batch: list[Attempt], accepted: list[int]) -> None:
+        del self._done[: len(batch)]
+        for att in batch:
+            self._active.pop(att.id, None)
+        self.stats.succeeded += len(accepted)
+        self.stats.rejected += len(batch) - len(accepted)
 
     def _prefetch(self) -> int:
         """How many jobs to claim beyond the free slots. When jobs are short
@@ -320,8 +331,7 @@ class Worker:
                 else:
                     await self._call(task, att)
                     att.finished = True
-                    self._done.append(att)
-                    self._done_ready.set()
+                    self._done.append(att)  # the claimer's next round completes it
             except (asyncio.CancelledError, StopRequested):
                 await self._after_cancel(att)
             except LeaseLost:
@@ -416,36 +426,6 @@ class Worker:
         att.finished = True
         self._active.pop(att.id, None)
 
-    # -- completing ---------------------------------------------------------
-
-    async def _complete_loop(self) -> None:
-        while True:
-            await self._done_ready.wait()
-            self._done_ready.clear()
-            await self._flush_done()
-
-    async def _flush_done(self) -> None:
-        async with self._flush_lock:
-            await self._flush_locked()
-
-    async def _flush_locked(self) -> None:
-        while self._done:
-            batch = self._done[: self.complete_batch]
-            try:
-                rows = await self._fetch(self.q.complete_jobs, dict(
-                    ids=[a.id for a in batch], tokens=[a.token for a in batch],
-                    worker_id=self.id, release=self.app.release))
-            except psycopg.OperationalError as exc:
-                log.warning("completing %d jobs failed (%s); retrying", len(batch), database.scrub(str(exc)).strip())
-                await self._sleep(1.0)
-                continue
-            del self._done[: len(batch)]
-            ok = {r[0] for r in rows}
-            for att in batch:
-                self._active.pop(att.id, None)
-            self.stats.succeeded += len(ok)
-            self.stats.rejected += len(batch) - len(ok)
-
     # -- heartbeat, cancellation and rescue -----------------------------------
 
     async def _heartbeat_loop(self) -> None:
@@ -521,7 +501,17 @@ class Worker:
         if running:
             log.info("waiting up to %ss for %d running jobs", self.grace, len(running))
             await asyncio.wait(running, timeout=self.grace)
-        await self._flush_done()
+        deadline = time.monotonic() + self.lease
+        while self._done:
+            try:
+                await self._claim(0)  # complete only
+            except psycopg.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    # Their leases expire and they run again elsewhere: at-least-once.
+                    log.warning("could not record %d finished jobs (%s)", len(self._done),
+                                database.scrub(str(exc)).strip())
+                    break
+                await self._sleep(1.0)
         unfinished = [a for a in self._active.values() if not a.finished and not a.lost]
         for a in unfinished:
             a.ctx._cancelled = True

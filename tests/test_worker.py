@@ -6,6 +6,7 @@ import asyncio
 import json
 import threading
 import time
+import uuid
 from datetime import timedelta
 
 import psycopg
@@ -220,18 +221,25 @@ def test_fencing_rejects_every_write_of_a_stale_attempt(app, dsn):
 
     ref = app.enqueue("t", {})
     q = for_schema("pgsteady")
-    common = dict(release="r", lease=timedelta(seconds=30), limit=10, queues=None)
+    common = dict(release="r", lease=timedelta(seconds=30), limit=10, queues=None, ids=[], tokens=[])
+
+    def complete(worker_id, tokens):  # a completion-only round: no claim
+        rows = conn.execute(q.complete_and_claim, dict(common, worker_id=worker_id, limit=0,
+                                                       ids=[ref.id], tokens=tokens)).fetchall()
+        assert len(rows) == 1  # only the row that lists accepted completions
+        return rows[0][-1]
+
     with psycopg.connect(dsn, autocommit=True) as conn:
-        (a,) = conn.execute(q.claim_jobs, dict(common, worker_id="A")).fetchall()
+        (a, _) = conn.execute(q.complete_and_claim, dict(common, worker_id="A")).fetchall()
         token_a = a[7]
         conn.execute("UPDATE pgsteady.jobs SET lease_expires_at = now() - interval '1 second'")
         assert conn.execute(q.rescue_expired, dict(limit=10, worker_id="R", release="r")).fetchall() == [(ref.id,)]
-        (b,) = conn.execute(q.claim_jobs, dict(common, worker_id="B")).fetchall()
+        (b, _) = conn.execute(q.complete_and_claim, dict(common, worker_id="B")).fetchall()
         token_b = b[7]
         assert b[5] == 2 and token_b != token_a
 
         ids, stale = [ref.id], [token_a]
-        assert conn.execute(q.complete_jobs, dict(ids=ids, tokens=stale, worker_id="A", release="r")).fetchall() == []
+        assert complete("A", stale) == []
         assert conn.execute(q.fail_job, dict(id=ref.id, token=token_a, retry=True, backoff=timedelta(0), error="late",
                                               traceback="", worker_id="A", release="r")).fetchall() == []
         assert conn.execute(q.heartbeat, dict(ids=ids, tokens=stale, worker_id="A",
@@ -239,7 +247,7 @@ def test_fencing_rejects_every_write_of_a_stale_attempt(app, dsn):
         assert conn.execute(q.save_checkpoint, dict(id=ref.id, token=token_a, value='{"n": 1}')).fetchall() == []
         assert job(dsn, ref.id)["state"] == "running" and job(dsn, ref.id)["worker_id"] == "B"
 
-        assert conn.execute(q.complete_jobs, dict(ids=ids, tokens=[token_b], worker_id="B", release="r")).fetchall() == [(ref.id,)]
+        assert complete("B", [token_b]) == [ref.id]
     kinds = [k for k, *_ in events(dsn, ref.id)]
     assert kinds == ["rescued", "late_write_rejected", "late_write_rejected"]
     assert job(dsn, ref.id)["state"] == "succeeded"
@@ -326,10 +334,11 @@ def test_claim_query_walks_the_claim_index(app, dsn, analyzed):
     with psycopg.connect(dsn, autocommit=True, options=CLAIM_SESSION_OPTIONS) as conn:
         if analyzed:
             conn.execute("ANALYZE pgsteady.jobs")
-        q = for_schema("pgsteady").claim_jobs
+        q = for_schema("pgsteady").complete_and_claim
         for queues in (None, ["default"]):
             plan = conn.execute("EXPLAIN (FORMAT JSON) " + q, dict(
-                queues=queues, limit=10, lease=timedelta(seconds=30), worker_id="w", release=None)).fetchone()[0]
+                queues=queues, limit=10, lease=timedelta(seconds=30), worker_id="w", release=None,
+                ids=[1, 2], tokens=[uuid.uuid4(), uuid.uuid4()])).fetchone()[0]
             assert "jobs_claim_idx" in _index_scans(plan), plan
             assert "Sort" not in json.dumps(plan) and "Bitmap" not in json.dumps(plan), plan
 

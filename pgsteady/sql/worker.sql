@@ -16,29 +16,19 @@
 -- re-evaluates it on the newest row version after any lock wait, so there is
 -- no window in which a stale worker can overwrite a newer attempt.
 
--- name: claim_jobs
-WITH picked AS (
-    SELECT id FROM {schema}.jobs
-    WHERE state = 'waiting' AND run_at <= now()
-      AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
-      -- Paused queues wait; limited ones are claimed only by claim_limited.
-      AND queue NOT IN (SELECT queue FROM {schema}.queues
-                        WHERE paused OR max_running IS NOT NULL OR max_per_second IS NOT NULL)
-    ORDER BY priority, run_at, id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE {schema}.jobs j
-SET state = 'running', attempt = j.attempt + 1, lease_token = gen_random_uuid(),
-    lease_expires_at = now() + %(lease)s::interval, worker_id = %(worker_id)s,
-    release = %(release)s, started_at = now(), cancel_requested = false
-FROM picked WHERE j.id = picked.id
-RETURNING j.id, j.queue, j.task, j.args, j.key, j.attempt, j.max_attempts, j.lease_token,
-          j.checkpoint, j.created_at, j.run_at;
-
--- name: complete_jobs
--- Success of many attempts at once. The success path writes no event; only
--- rejected late writes are recorded.
+-- name: complete_and_claim
+-- One statement, one commit per round of the claimer: mark the attempts that
+-- finished since the last round succeeded (each fenced by its token, as
+-- every write is) and claim up to %(limit)s waiting jobs. Completing and
+-- claiming in one statement halves the commits and round trips of a busy
+-- worker; either half may be empty (no finished attempts, or LIMIT 0 to
+-- complete only).
+--
+-- The two halves touch disjoint rows (running vs waiting), so their order
+-- inside the statement does not matter. Claimed rows come first; the last
+-- row has only `completed`: the ids whose completion was accepted. A
+-- rejected completion (the lease moved on) is recorded as an event; the
+-- success path writes none.
 WITH done AS (
     UPDATE {schema}.jobs j
     SET state = 'succeeded', finished_at = now(), lease_token = NULL, lease_expires_at = NULL
@@ -51,8 +41,28 @@ WITH done AS (
            'completion rejected: this attempt no longer holds the lease'
     FROM unnest(%(ids)s::bigint[]) AS c(id)
     WHERE c.id NOT IN (SELECT id FROM done)
+), picked AS (
+    SELECT id FROM {schema}.jobs
+    WHERE state = 'waiting' AND run_at <= now()
+      AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+      -- Paused queues wait; limited ones are claimed only by claim_limited.
+      AND queue NOT IN (SELECT queue FROM {schema}.queues
+                        WHERE paused OR max_running IS NOT NULL OR max_per_second IS NOT NULL)
+    ORDER BY priority, run_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE {schema}.jobs j
+    SET state = 'running', attempt = j.attempt + 1, lease_token = gen_random_uuid(),
+        lease_expires_at = now() + %(lease)s::interval, worker_id = %(worker_id)s,
+        release = %(release)s, started_at = now(), cancel_requested = false
+    FROM picked WHERE j.id = picked.id
+    RETURNING j.id, j.queue, j.task, j.args, j.key, j.attempt, j.max_attempts, j.lease_token, j.checkpoint
 )
-SELECT id FROM done;
+SELECT id, queue, task, args, key, attempt, max_attempts, lease_token, checkpoint, NULL::bigint[] AS completed
+FROM claimed
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, ARRAY(SELECT id FROM done);
 
 -- name: complete_job_in_tx
 -- Runs in the transactional task's own transaction, after its body; the
