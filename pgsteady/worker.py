@@ -61,6 +61,10 @@ from .tasks import Context, Discard, Task
 
 log = logging.getLogger("pgsteady.worker")
 
+# Claiming ahead of free slots, for short jobs only (see Worker._prefetch).
+PREFETCH_SECONDS = 0.05
+MAX_PREFETCH = 200
+
 # Settings of the claimer's session (see Worker._claim_connection).
 CLAIM_SESSION_OPTIONS = "-c enable_bitmapscan=off -c enable_sort=off"
 
@@ -92,7 +96,6 @@ class Worker:
         self.poll_interval = poll_interval
         self.grace = grace
         self.complete_batch = complete_batch
-        self.coalesce = 0.005  # seconds the claimer may wait for more free slots
         self.rescue_interval = rescue_interval if rescue_interval is not None else max(lease / 3, 0.5)
         # Unique per process (and per Worker in a process), never just a host name.
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
@@ -103,7 +106,6 @@ class Worker:
         self._done: list[Attempt] = []
         self._running = 0
         self._wake = asyncio.Event()
-        self._half_free = asyncio.Event()
         self._stopping = asyncio.Event()
         self._pool: AsyncConnectionPool | None = None
         self._claim_conn: psycopg.AsyncConnection | None = None
@@ -195,32 +197,43 @@ class Worker:
 
     async def _claim_loop(self, until_idle: bool) -> None:
         while not self._stopping.is_set():
-            capacity = self.concurrency + self._prefetch()
-            free = capacity - self._running - len(self._ready)
-            if 0 < free < capacity // 2:
-                # Slots free up one at a time when jobs are short; waiting a
-                # moment for a few more turns many one-row claims into one.
-                await self._sleep(self.coalesce, self._half_free)
-                free = capacity - self._running - len(self._ready)
-            got = 0
-            # A job may finish (and reschedule itself) while the claim is in
-            # flight, so "idle" needs nothing running from before the claim.
-            busy_before = self._running > 0 or bool(self._done) or bool(self._ready)
-            if free > 0 or self._done:
-                self._wake.clear()
+            self._wake.clear()  # what woke us is seen below; a wake during the claim is kept
+            if self._claim_due():
+                # A job may finish (and reschedule itself) while the claim is
+                # in flight, so "idle" needs nothing running from before it.
+                busy_before = self._running > 0 or bool(self._done) or bool(self._ready)
+                free = max(self._free(), 0)
                 try:
-                    got = await self._claim(max(free, 0))
+                    got = await self._claim(free)
                 except psycopg.OperationalError as exc:
                     log.warning("claim failed (%s); retrying", database.scrub(str(exc)).strip())
                     await self._sleep(1.0)
                     continue
-                if got == free or self._done:
-                    self._half_free.clear()
-                    continue
-                if (until_idle and got == 0 and not busy_before and self._running == 0 and not self._done
-                        and not self._ready):
-                    return
+                if got and got == free:
+                    continue  # the queue may hold more
+                if until_idle and got == 0 and self._running == 0 and not self._done and not self._ready:
+                    if not busy_before:
+                        return
+                    continue  # the last jobs just finished: look once more, at once
             await self._sleep(self.poll_interval, self._wake)
+
+    def _free(self) -> int:
+        return self.concurrency + self._prefetch() - self._running - len(self._ready)
+
+    def _claim_due(self) -> bool:
+        """Whether a round is worth a statement now: a slot is idle with
+        nothing claimed ahead to fill it, or a third of the capacity is free
+        (short jobs free slots one at a time; claiming each alone would make
+        many one-row rounds), or many finished attempts wait to be recorded.
+
+        The threshold is a third, not a half, because the claimer resumes
+        only after the job steps already queued on the loop: by the time its
+        statement is sent, more slots are free, and the jobs claimed ahead
+        keep the slots busy while the round is in flight."""
+        free = self._free()
+        if free > 0 and (not self._ready or 3 * free >= self.concurrency + self._prefetch()):
+            return True
+        return len(self._done) >= self.complete_batch
 
     async def _claim(self, limit: int) -> int:
         """One round: complete what finished, claim up to ``limit`` jobs."""
@@ -257,12 +270,19 @@ class Worker:
         self.stats.rejected += len(batch) - len(accepted)
 
     def _prefetch(self) -> int:
-        """How many jobs to claim beyond the free slots. When jobs are short
-        (under 50 ms on average), claiming up to twice the concurrency ahead
-        hides the claim's round trip and makes every claim and completion a
-        bigger batch (at most ~2 s of work held); when they are long, claiming
-        ahead would only keep jobs from idle workers elsewhere, so nothing is."""
-        return min(2 * self.concurrency, 200) if self._run_time < 0.05 else 0
+        """How many jobs to claim beyond the free slots: as many as the slots
+        run in PREFETCH_SECONDS at the average attempt time, at most
+        MAX_PREFETCH, and none once attempts average PREFETCH_SECONDS or more.
+
+        Short jobs then come in big rounds (one statement completes and
+        claims ~100 no-op jobs), and the jobs claimed ahead keep the slots
+        busy while the next round is in flight. A job claimed ahead waits at
+        most about PREFETCH_SECONDS for a slot, and its lease is renewed
+        meanwhile; long jobs are never claimed ahead, so they stay claimable
+        by idle workers elsewhere."""
+        if self._run_time >= PREFETCH_SECONDS:
+            return 0
+        return min(MAX_PREFETCH, int(self.concurrency * PREFETCH_SECONDS / max(self._run_time, 1e-4)))
 
     def _start_ready(self) -> None:
         while self._ready and self._running < self.concurrency and not self._stopping.is_set():
@@ -347,9 +367,8 @@ class Worker:
         finally:
             self._running -= 1
             self._start_ready()
-            self._wake.set()
-            if self._running + len(self._ready) <= (self.concurrency + self._prefetch()) // 2:
-                self._half_free.set()
+            if self._claim_due():
+                self._wake.set()
 
     async def _call(self, task: Task, att: Attempt) -> None:
         call = bind(task, att.ctx)
@@ -551,9 +570,16 @@ class Worker:
 
     @staticmethod
     async def _sleep(seconds: float, event: asyncio.Event | None = None) -> None:
+        """Sleep, or less if ``event`` is set. (asyncio.timeout, not wait_for:
+        wait_for wraps the wait in a task of its own, and each hop between
+        tasks queues behind every job step already on the loop.)"""
+        if event is None:
+            await asyncio.sleep(seconds)
+            return
         try:
-            await asyncio.wait_for((event or asyncio.Event()).wait(), seconds)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(seconds):
+                await event.wait()
+        except TimeoutError:
             pass
 
     # -- what Context calls ---------------------------------------------------
