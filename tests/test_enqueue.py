@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from pgsteady import App
 from pgsteady.errors import ConfigError, DatabaseUnavailable, InvalidPayload, UnknownTask
 
-from .helpers import scalar
+from .helpers import scalar, wait_until
 
 
 def _register(app: App):
@@ -144,6 +145,57 @@ def test_enqueue_many_in_chunks(app, dsn):
     assert len({r.id for r in refs}) == 12_001
     assert [r.id for r in refs] == sorted(r.id for r in refs)
     assert _count(dsn) == 12_001
+
+
+def test_a_big_batch_without_keys_goes_in_by_copy_with_every_option_kept(app, dsn):
+    """From 100 jobs without keys enqueue_many uses COPY: ids still ascend in
+    input order, and queue, priority, run_at (given or the default), max
+    attempts and awkward JSON text arrive as an INSERT would store them."""
+    _register(app)
+    later = datetime.now(timezone.utc) + timedelta(hours=2)
+    awkward = {"text": "tab\there\nnew line, back\\slash \\N, quote \" and ünï €", "nested": {"l": [1, None, True]}}
+    items = [("import_post", {"post_id": i}) for i in range(150)]
+    items[7] = {"task": "send_digest", "args": {"user_id": 7}, "priority": -2, "run_at": later}
+    items[8] = {"task": "import_post", "args": awkward, "queue": "imports"}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        before = conn.execute("SELECT now()").fetchone()[0]
+        refs = app.enqueue_many(items)
+        rows = {r[0]: r[1:] for r in conn.execute(
+            "SELECT id, queue, task, args, priority, run_at, max_attempts, key, key_active, state::text, created_at "
+            "FROM pgsteady.jobs").fetchall()}
+    assert [r.id for r in refs] == sorted(r.id for r in refs) and len(rows) == 150
+    assert all(r.created and r.key is None for r in refs)
+    queue, task, args, priority, run_at, max_attempts, key, key_active, state, created_at = rows[refs[7].id]
+    assert (queue, task, args, priority, max_attempts) == ("mail", "send_digest", {"user_id": 7}, -2, 5)
+    assert abs((run_at - later).total_seconds()) < 0.001
+    assert rows[refs[8].id][:3] == ("imports", "import_post", awkward)
+    queue, task, args, priority, run_at, max_attempts, key, key_active, state, created_at = rows[refs[0].id]
+    assert (queue, task, args, priority, max_attempts, key, key_active, state) == (
+        "default", "import_post", {"post_id": 0}, 0, app.tasks["import_post"].max_attempts, None, False, "waiting")
+    assert run_at == created_at and run_at >= before  # run_at defaults to the transaction's now(), as in an INSERT
+
+
+def test_a_copied_batch_wakes_an_idle_worker_at_once(app, dsn):
+    """COPY fires the same notify trigger as an INSERT: a worker whose poll
+    interval is a minute runs the batch as soon as it commits."""
+    from pgsteady import Worker
+
+    done = []
+
+    @app.task(name="tick")
+    async def tick(i: int) -> None:
+        done.append(i)
+
+    worker = Worker(app, concurrency=4, poll_interval=60)
+    thread = threading.Thread(target=lambda: asyncio.run(worker.run()), daemon=True)
+    thread.start()
+    app.enqueue("tick", {"i": -1})  # the worker listens once it ran this one
+    wait_until(lambda: done == [-1], timeout=20, what="the first job")
+    app.enqueue_many([("tick", {"i": i}) for i in range(200)])
+    wait_until(lambda: len(done) == 201, timeout=20, what="the copied batch, well before the poll interval")
+    worker.stop()
+    thread.join(30)
+    assert sorted(done) == list(range(-1, 200))
 
 
 def test_run_at_in_the_future(app, dsn):

@@ -31,3 +31,16 @@ UPDATE {schema}.jobs SET key_active = false
 WHERE key = ANY(%(keys)s::text[]) AND key_active AND state = 'succeeded'
   AND finished_at < now() - %(retention)s::interval
 RETURNING key;
+
+-- name: reserve_job_ids
+-- Ids for a COPY of many jobs without keys (see copy_jobs), ascending in the
+-- order the jobs were given, and the transaction's now(), which stands in for
+-- run_at's default.
+SELECT ARRAY(SELECT nextval('{schema}.jobs_id_seq') FROM generate_series(1, %(n)s) ORDER BY 1), now();
+
+-- name: copy_jobs
+-- COPY is the cheapest way into a table: no executor work per row beyond
+-- the indexes. Only for jobs without keys, which cannot conflict. COPY
+-- writes the given ids into the identity column and fires the notify trigger
+-- like an INSERT.
+COPY {schema}.jobs (id, queue, task, args, priority, run_at, max_attempts) FROM STDIN
