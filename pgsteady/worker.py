@@ -103,6 +103,7 @@ class Worker:
         self._active: dict[int, Attempt] = {}
         self._ready: deque[Attempt] = deque()  # claimed, waiting for a free slot
         self._run_time = 1.0  # moving average of attempt run time, seconds
+        self._capacity = concurrency  # slots plus the jobs claimed ahead (see _prefetch)
         self._done: list[Attempt] = []
         self._running = 0
         self._wake = asyncio.Event()
@@ -218,7 +219,7 @@ class Worker:
             await self._sleep(self.poll_interval, self._wake)
 
     def _free(self) -> int:
-        return self.concurrency + self._prefetch() - self._running - len(self._ready)
+        return self._capacity - self._running - len(self._ready)
 
     def _claim_due(self) -> bool:
         """Whether a round is worth a statement now: a slot is idle with
@@ -231,12 +232,13 @@ class Worker:
         statement is sent, more slots are free, and the jobs claimed ahead
         keep the slots busy while the round is in flight."""
         free = self._free()
-        if free > 0 and (not self._ready or 3 * free >= self.concurrency + self._prefetch()):
+        if free > 0 and (not self._ready or 3 * free >= self._capacity):
             return True
         return len(self._done) >= self.complete_batch
 
     async def _claim(self, limit: int) -> int:
         """One round: complete what finished, claim up to ``limit`` jobs."""
+        self._capacity = self.concurrency + self._prefetch()  # run times move slowly: once per round
         params = dict(limit=limit, lease=timedelta(seconds=self.lease), worker_id=self.id, release=self.app.release)
         rows = []
         for queue in await self._limited_queues() if limit else ():
@@ -327,8 +329,8 @@ class Worker:
         # Every log line written while this attempt runs carries its job id,
         # task, attempt and release (the context follows the asyncio task).
         started = time.monotonic()
-        with logs.job_context(att.id, att.task_name, att.attempt, self.app.release):
-            await self._run_attempt(att)
+        logs.enter_job(att.id, att.task_name, att.attempt, self.app.release)  # this task's own context
+        await self._run_attempt(att)
         self._run_time = 0.9 * self._run_time + 0.1 * (time.monotonic() - started)
 
     async def _run_attempt(self, att: Attempt) -> None:

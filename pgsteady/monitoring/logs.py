@@ -43,6 +43,12 @@ def job_context(job_id: int, task: str, attempt: int, release: str | None = None
         _job.reset(token)
 
 
+def enter_job(job_id: int, task: str, attempt: int, release: str | None = None) -> None:
+    """Like job_context, for the rest of the current context: for an asyncio
+    task that runs one job and ends (its context is its own copy)."""
+    _job.set({"job_id": job_id, "task": task, "attempt": attempt, "release": release})
+
+
 def current_job() -> dict[str, Any] | None:
     """The fields of the job running in this context, or None."""
     return _job.get()

@@ -183,7 +183,7 @@ WITH q AS (
         lease_expires_at = statement_timestamp() + %(lease)s::interval, worker_id = %(worker_id)s,
         release = %(release)s, started_at = statement_timestamp(), cancel_requested = false
     FROM picked WHERE j.id = picked.id
-    RETURNING j.id, j.queue, j.task, j.args, j.key, j.attempt, j.max_attempts, j.lease_token,
+    RETURNING j.id, j.queue, j.task, j.args, j.key, j.attempt, j.max_attempts, j.lease_token::text,
               j.checkpoint, j.created_at, j.run_at
 ), counted AS (
     UPDATE {schema}.queues

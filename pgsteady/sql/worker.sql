@@ -28,7 +28,8 @@
 -- inside the statement does not matter. Claimed rows come first; the last
 -- row has only `completed`: the ids whose completion was accepted. A
 -- rejected completion (the lease moved on) is recorded as an event; the
--- success path writes none.
+-- success path writes none. Tokens travel as text: the worker only hands
+-- them back, and a text value costs less to decode and encode than a UUID.
 WITH done AS (
     UPDATE {schema}.jobs j
     SET state = 'succeeded', finished_at = now(), lease_token = NULL, lease_expires_at = NULL
@@ -57,7 +58,7 @@ WITH done AS (
         lease_expires_at = now() + %(lease)s::interval, worker_id = %(worker_id)s,
         release = %(release)s, started_at = now(), cancel_requested = false
     FROM picked WHERE j.id = picked.id
-    RETURNING j.id, j.queue, j.task, j.args, j.key, j.attempt, j.max_attempts, j.lease_token, j.checkpoint
+    RETURNING j.id, j.queue, j.task, j.args, j.key, j.attempt, j.max_attempts, j.lease_token::text, j.checkpoint
 )
 SELECT id, queue, task, args, key, attempt, max_attempts, lease_token, checkpoint, NULL::bigint[] AS completed
 FROM claimed
