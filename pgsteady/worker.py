@@ -1,6 +1,6 @@
 """The worker: claim → run → complete, with leases, heartbeats and shutdown.
 
-One asyncio loop per process runs four small loops:
+One asyncio loop per process runs these small loops:
 
     listen     LISTEN on <schema>_jobs / <schema>_control; wakes the claimer,
                forwards cancellations (reconnects on its own when the server
@@ -10,7 +10,9 @@ One asyncio loop per process runs four small loops:
                row fenced by its lease token) and claims up to the free slots
                (FOR UPDATE SKIP LOCKED); starts each job, then sleeps until a
                job finishes, a notification wakes it, or the poll interval
-               passes (the fallback when a notification is lost)
+               passes (the fallback when a notification is lost). With short
+               jobs a second lane, on a second connection, runs a round
+               while the first one's is in flight
     heartbeat  renews the leases of every attempt this process holds; an
                attempt whose lease is gone is told to stop
     rescue     returns attempts whose lease expired (their worker died) to
@@ -109,7 +111,9 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._pool: AsyncConnectionPool | None = None
-        self._claim_conn: psycopg.AsyncConnection | None = None
+        self._claim_conns: list[psycopg.AsyncConnection | None] = [None, None]  # one per lane
+        self._inflight = 0  # slots reserved by rounds in flight
+        self._idle = False  # until_idle: a lane found nothing left to do
         self._sync_pool: ConnectionPool | None = None
         self._threads = ThreadPoolExecutor(max_workers=concurrency + 4, thread_name_prefix="pgsteady-task")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -160,7 +164,7 @@ class Worker:
                    (self._listen_loop(), self._heartbeat_loop(),
                     self.maintenance.run(self._pool))]
         try:
-            await self._claim_loop(until_idle)
+            await asyncio.gather(self._claim_loop(until_idle, 0), self._claim_loop(until_idle, 1))
             await self._shutdown()
         finally:
             for h in helpers:
@@ -172,8 +176,9 @@ class Worker:
             except psycopg.Error:
                 pass
             await self._pool.close()
-            if self._claim_conn is not None:
-                await self._claim_conn.close()
+            for conn in self._claim_conns:
+                if conn is not None:
+                    await conn.close()
             if self._sync_pool is not None:
                 self._sync_pool.close()
             self._threads.shutdown(wait=False, cancel_futures=True)
@@ -196,32 +201,40 @@ class Worker:
 
     # -- claiming -----------------------------------------------------------
 
-    async def _claim_loop(self, until_idle: bool) -> None:
-        while not self._stopping.is_set():
+    async def _claim_loop(self, until_idle: bool, lane: int) -> None:
+        """One claimer lane. Lane 0 is the claimer; lane 1 runs a second round
+        only while lane 0's is in flight and jobs are short (see _claim_due),
+        so a fast queue keeps the database busy while the worker runs what
+        the last round brought, and a slow one never opens its connection."""
+        while not self._stopping.is_set() and not self._idle:
             self._wake.clear()  # what woke us is seen below; a wake during the claim is kept
-            if self._claim_due():
+            if self._claim_due(lane):
                 # A job may finish (and reschedule itself) while the claim is
                 # in flight, so "idle" needs nothing running from before it.
-                busy_before = self._running > 0 or bool(self._done) or bool(self._ready)
+                busy_before = self._running > 0 or bool(self._done) or bool(self._ready) or self._inflight > 0
                 free = max(self._free(), 0)
                 try:
-                    got = await self._claim(free)
+                    got = await self._claim(free, lane)
                 except psycopg.OperationalError as exc:
                     log.warning("claim failed (%s); retrying", database.scrub(str(exc)).strip())
                     await self._sleep(1.0)
                     continue
                 if got and got == free:
                     continue  # the queue may hold more
-                if until_idle and got == 0 and self._running == 0 and not self._done and not self._ready:
+                if (until_idle and got == 0 and self._running == 0 and not self._done and not self._ready
+                        and self._inflight == 0):
                     if not busy_before:
+                        self._idle = True
+                        self._wake.set()  # the other lane sees it and returns too
                         return
-                    continue  # the last jobs just finished: look once more, at once
+                    self._wake.set()  # the last jobs just finished: look once more, at once, on either lane
+                    continue
             await self._sleep(self.poll_interval, self._wake)
 
     def _free(self) -> int:
-        return self._capacity - self._running - len(self._ready)
+        return self._capacity - self._running - len(self._ready) - self._inflight
 
-    def _claim_due(self) -> bool:
+    def _claim_due(self, lane: int = 0) -> bool:
         """Whether a round is worth a statement now: a slot is idle with
         nothing claimed ahead to fill it, or a third of the capacity is free
         (short jobs free slots one at a time; claiming each alone would make
@@ -231,28 +244,43 @@ class Worker:
         only after the job steps already queued on the loop: by the time its
         statement is sent, more slots are free, and the jobs claimed ahead
         keep the slots busy while the round is in flight."""
+        if lane and not (self._inflight and self._capacity > self.concurrency):
+            return False
         free = self._free()
         if free > 0 and (not self._ready or 3 * free >= self._capacity):
             return True
         return len(self._done) >= self.complete_batch
 
-    async def _claim(self, limit: int) -> int:
-        """One round: complete what finished, claim up to ``limit`` jobs."""
+    async def _claim(self, limit: int, lane: int = 0) -> int:
+        """One round: complete what finished, claim up to ``limit`` jobs.
+        The slots it may fill and the completions it carries are taken
+        before it is sent, so a round on the other lane cannot take them too."""
         self._capacity = self.concurrency + self._prefetch()  # run times move slowly: once per round
         params = dict(limit=limit, lease=timedelta(seconds=self.lease), worker_id=self.id, release=self.app.release)
-        rows = []
-        for queue in await self._limited_queues() if limit else ():
-            if len(rows) < limit:
-                rows += await self._claim_limited(queue, dict(params, limit=limit - len(rows), queue=queue))
         batch = self._done[: self.complete_batch]
-        if len(rows) < limit or batch:
-            conn = await self._claim_connection()
-            cur = await conn.execute(self.q.complete_and_claim, dict(
-                params, queues=self.queues, limit=limit - len(rows),
-                ids=[a.id for a in batch], tokens=[a.token for a in batch]))
-            *claimed, (*_, completed) = await cur.fetchall()
-            rows += claimed
-            self._completed(batch, completed)
+        del self._done[: len(batch)]
+        self._inflight += limit
+        rows = []
+        try:
+            for queue in await self._limited_queues() if limit else ():
+                if len(rows) < limit:
+                    rows += await self._claim_limited(queue, dict(params, limit=limit - len(rows), queue=queue), lane)
+            if len(rows) < limit or batch:
+                conn = await self._claim_connection(lane)
+                cur = await conn.execute(self.q.complete_and_claim, dict(
+                    params, queues=self.queues, limit=limit - len(rows),
+                    ids=[a.id for a in batch], tokens=[a.token for a in batch]))
+                *claimed, (*_, completed) = await cur.fetchall()
+                rows += claimed
+                self._completed(batch, completed)
+                batch = []
+        finally:
+            self._inflight -= limit
+            self._done[:0] = batch  # not recorded: the next round carries them again
+            self._take(rows)
+        return len(rows)
+
+    def _take(self, rows: list[tuple]) -> None:
         for row in rows:
             job_id, queue, task_name, args, key, attempt, max_attempts, token, checkpoint, *_ = row
             ctx = Context(id=job_id, attempt=attempt, key=key, args=args, task=task_name, queue=queue,
@@ -262,10 +290,8 @@ class Worker:
             self._ready.append(att)
         self.stats.claimed += len(rows)
         self._start_ready()
-        return len(rows)
 
     def _completed(self, batch: list[Attempt], accepted: list[int]) -> None:
-        del self._done[: len(batch)]
         for att in batch:
             self._active.pop(att.id, None)
         self.stats.succeeded += len(accepted)
@@ -303,25 +329,26 @@ class Worker:
             self._limited_at = time.monotonic()
         return self._limited
 
-    async def _claim_limited(self, queue: str, params: dict) -> list[tuple]:
-        conn = await self._claim_connection()
+    async def _claim_limited(self, queue: str, params: dict, lane: int) -> list[tuple]:
+        conn = await self._claim_connection(lane)
         async with conn.transaction():
             # The row lock first, in its own statement: the claim that
             # follows then sees every claim committed before it.
             await conn.execute(self.q.lock_queue, params)
             return await (await conn.execute(self.q.claim_limited, params)).fetchall()
 
-    async def _claim_connection(self) -> psycopg.AsyncConnection:
-        """The claimer's own connection (claims are one at a time).
+    async def _claim_connection(self, lane: int) -> psycopg.AsyncConnection:
+        """A claimer lane's own connection (one round at a time on each).
 
         Its session forbids bitmap scans and sorts: the claim must walk
         jobs_claim_idx in order and stop at its LIMIT. Without statistics (a
         queue filled faster than autovacuum analyses it) PostgreSQL would
         otherwise read and sort every waiting job for each claim."""
-        if self._claim_conn is None or self._claim_conn.broken or self._claim_conn.closed:
-            self._claim_conn = await psycopg.AsyncConnection.connect(
+        conn = self._claim_conns[lane]
+        if conn is None or conn.broken or conn.closed:
+            conn = self._claim_conns[lane] = await psycopg.AsyncConnection.connect(
                 self.app.dsn, autocommit=True, options=CLAIM_SESSION_OPTIONS)
-        return self._claim_conn
+        return conn
 
     # -- running ------------------------------------------------------------
 

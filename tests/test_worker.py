@@ -460,3 +460,23 @@ def test_a_worker_busy_with_long_jobs_claims_no_more_than_it_can_run(app, dsn):
     worker.stop()
     thread.join(30)
     assert max(seen) == 2
+    assert worker._claim_conns[1] is None  # no second round in flight for long jobs, so no second connection
+
+
+def test_short_jobs_drain_on_two_claim_lanes_each_run_once(app, dsn):
+    """Short jobs are claimed ahead and by two rounds in flight at once; every
+    job still runs exactly once and every completion is recorded."""
+    runs: dict[int, int] = {}
+
+    @app.task(name="quick")
+    async def quick(i: int) -> None:
+        runs[i] = runs.get(i, 0) + 1
+
+    app.enqueue_many([("quick", {"i": i}) for i in range(5_000)])
+    worker = Worker(app, concurrency=10, lease=30, poll_interval=0.1)
+    stats = asyncio.run(worker.run(until_idle=True))
+    assert worker._claim_conns[1] is not None  # the second lane did run rounds
+    assert sorted(runs) == list(range(5_000)) and set(runs.values()) == {1}
+    assert (stats.claimed, stats.succeeded, stats.rejected) == (5_000, 5_000, 0)
+    assert states(dsn) == {"succeeded": 5_000}
+    assert scalar(dsn, "SELECT count(*) FROM pgsteady.events") == 0
