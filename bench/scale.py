@@ -15,6 +15,7 @@ still active, then vacuumed and analysed as autovacuum would have by then.
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
 import time
@@ -64,14 +65,19 @@ def add_history(dsn: str, start: int, total: int, log) -> None:
         conn.execute("VACUUM (ANALYZE) pgsteady.jobs")
 
 
-def _timed_cli(dsn: str, *args: str, ok: tuple[int, ...]) -> float:
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pgsteady", *args], env=environment(dsn), cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
-    seconds = time.perf_counter() - start
-    if proc.returncode not in ok:
-        raise HarnessError(f"pgsteady {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
-    return seconds
+def _timed_cli(dsn: str, *args: str, ok: tuple[int, ...], times: int = 5) -> float:
+    """The median wall time of ``times`` runs of the command: one run's figure
+    is mostly Python start-up, whose noise (±50 ms here) would swamp the
+    difference the scenario is about."""
+    walls = []
+    for _ in range(times):
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "pgsteady", *args], env=environment(dsn), cwd=ROOT,
+                              capture_output=True, text=True, timeout=600)
+        walls.append(time.perf_counter() - start)
+        if proc.returncode not in ok:
+            raise HarnessError(f"pgsteady {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
+    return statistics.median(walls)
 
 
 def has_command(name: str) -> bool:
