@@ -108,7 +108,9 @@ class Worker:
         self._capacity = concurrency  # slots plus the jobs claimed ahead (see _prefetch)
         self._done: list[Attempt] = []
         self._running = 0
-        self._wake = asyncio.Event()
+        # One wake-up event per claim lane, so that a lane which looks and
+        # finds nothing to do cannot swallow a wake-up meant for the other.
+        self._wakes = (asyncio.Event(), asyncio.Event())
         self._stopping = asyncio.Event()
         self._pool: AsyncConnectionPool | None = None
         self._claim_conns: list[psycopg.AsyncConnection | None] = [None, None]  # one per lane
@@ -207,7 +209,7 @@ class Worker:
         so a fast queue keeps the database busy while the worker runs what
         the last round brought, and a slow one never opens its connection."""
         while not self._stopping.is_set() and not self._idle:
-            self._wake.clear()  # what woke us is seen below; a wake during the claim is kept
+            self._wakes[lane].clear()  # what woke us is seen below; a wake during the claim is kept
             if self._claim_due(lane):
                 # A job may finish (and reschedule itself) while the claim is
                 # in flight, so "idle" needs nothing running from before it.
@@ -225,11 +227,15 @@ class Worker:
                         and self._inflight == 0):
                     if not busy_before:
                         self._idle = True
-                        self._wake.set()  # the other lane sees it and returns too
+                        self._wake()  # the other lane sees it and returns too
                         return
-                    self._wake.set()  # the last jobs just finished: look once more, at once, on either lane
+                    self._wake()  # the last jobs just finished: look once more, at once
                     continue
-            await self._sleep(self.poll_interval, self._wake)
+            await self._sleep(self.poll_interval, self._wakes[lane])
+
+    def _wake(self) -> None:
+        for event in self._wakes:
+            event.set()
 
     def _free(self) -> int:
         return self._capacity - self._running - len(self._ready) - self._inflight
@@ -397,7 +403,7 @@ class Worker:
             self._running -= 1
             self._start_ready()
             if self._claim_due():
-                self._wake.set()
+                self._wake()
 
     async def _call(self, task: Task, att: Attempt) -> None:
         call = bind(task, att.ctx)
@@ -526,17 +532,17 @@ class Worker:
                 async with conn:
                     for channel in (jobs_channel, control_channel):
                         await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-                    self._wake.set()  # anything enqueued while we were not listening
+                    self._wake()  # anything enqueued while we were not listening
                     delay = 0.5
                     async for note in conn.notifies():
                         if note.channel == jobs_channel:
                             if self.queues is None or note.payload in self.queues:
-                                self._wake.set()
+                                self._wake()
                         elif note.payload.isdigit():
                             self._cancel(int(note.payload))
                         elif note.payload == "queues":
                             self._limited_at = 0.0
-                            self._wake.set()
+                            self._wake()
             except psycopg.OperationalError as exc:
                 log.warning("listen connection lost (%s); reconnecting", database.scrub(str(exc)).strip())
                 await asyncio.sleep(delay)
