@@ -14,15 +14,13 @@ held against in docs/benchmarks.md. Uses a throwaway cluster unless --dsn.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from datetime import timedelta
 
 import psycopg
 
 from .cluster import Server
-from .systems import PEERS_DIR
+from .profile_drain import fill
 
 
 def main() -> None:
@@ -31,18 +29,11 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=110, help="jobs claimed per round (a c20 worker's rounds average ~110)")
     p.add_argument("--dsn")
     a = p.parse_args()
-    sys.path.insert(0, str(PEERS_DIR))
     with Server(a.dsn) as server, server.database("rounds") as dsn:
-        os.environ["BENCH_DSN"] = dsn
-        import pgsteady_harness  # the suite's App and no-op task
-        from pgsteady.migrations import migrate
         from pgsteady.queries import for_schema
-        from pgsteady.worker import CLAIM_SESSION_OPTIONS
+        from pgsteady.claiming import CLAIM_SESSION_OPTIONS
 
-        migrate(dsn)
-        app = pgsteady_harness.app
-        app.enqueue_many([("noop", {"i": i}) for i in range(a.jobs)])
-        app.close()
+        fill(dsn, a.jobs)
         query = for_schema("pgsteady").complete_and_claim
         params = dict(limit=a.batch, lease=timedelta(seconds=30), worker_id="rounds", release="bench", queues=None,
                       ids=[], tokens=[])

@@ -35,6 +35,21 @@ def db_stats(dsn: str) -> tuple:
         return conn.execute(STATS).fetchone()
 
 
+def fill(dsn: str, jobs: int):
+    """Migrate ``dsn`` and enqueue ``jobs`` no-op jobs with the suite's own
+    App (bench/peers/pgsteady_harness.py); returns that App."""
+    sys.path.insert(0, str(PEERS_DIR))
+    os.environ["BENCH_DSN"] = dsn
+    import pgsteady_harness  # the suite's App and no-op task
+    from pgsteady.migrations import migrate
+
+    migrate(dsn)
+    app = pgsteady_harness.app
+    app.enqueue_many([("noop", {"i": i}) for i in range(jobs)])
+    app.close()
+    return app
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--jobs", type=int, default=20_000)
@@ -49,17 +64,10 @@ def main() -> None:
     from pyinstrument import Profiler
 
     os.environ["BENCH_TASK_STYLE"] = "sync" if a.sync else "async"
-    sys.path.insert(0, str(PEERS_DIR))
     with Server(a.dsn) as server, server.database("profile") as dsn:
-        os.environ["BENCH_DSN"] = dsn
-        import pgsteady_harness  # the suite's App and no-op task
         from pgsteady import Worker
-        from pgsteady.migrations import migrate
 
-        migrate(dsn)
-        app = pgsteady_harness.app
-        app.enqueue_many([("noop", {"i": i}) for i in range(a.jobs)])
-        app.close()
+        app = fill(dsn, a.jobs)
         if a.analyze:
             with psycopg.connect(dsn, autocommit=True) as conn:
                 conn.execute("ANALYZE pgsteady.jobs")

@@ -325,7 +325,7 @@ def test_claim_query_walks_the_claim_index(app, dsn, analyzed):
     """In the claimer's session the claim is an index scan in claim order that
     stops at its LIMIT, with fresh statistics and (a queue filled faster than
     autovacuum analyses it) without any."""
-    from pgsteady.worker import CLAIM_SESSION_OPTIONS
+    from pgsteady.claiming import CLAIM_SESSION_OPTIONS
 
     @app.task(name="t")
     def t() -> None: ...
