@@ -227,8 +227,9 @@ class App:
     def enqueue_many(self, jobs: Iterable[Mapping[str, Any] | tuple], *, conn: psycopg.Connection | None = None) -> list[JobRef]:
         """Enqueue many jobs in one transaction (by COPY when none has a key,
         else one INSERT per 5,000); returns one JobRef per job, in order, with
-        ids ascending in input order. Items are ``(task, args)`` tuples or dicts with ``task``,
-        ``args`` and optionally ``key``, ``queue``, ``priority``, ``run_at``.
+        ids ascending in input order. Items are ``(task, args)`` tuples or
+        dicts with ``task``, ``args`` and optionally ``key``, ``queue``,
+        ``priority``, ``run_at``.
         Every item is checked before anything is written."""
         rows = [self._row(item) for item in jobs]
         if not rows:
