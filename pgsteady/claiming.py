@@ -144,7 +144,7 @@ class ClaimRounds:
         MAX_PREFETCH, and none once attempts average PREFETCH_SECONDS or more.
 
         Short jobs then come in big rounds (one statement completes and
-        claims ~100 no-op jobs), and the jobs claimed ahead keep the slots
+        claims ~150 no-op jobs at concurrency 20), and the jobs claimed ahead keep the slots
         busy while the next round is in flight. A job claimed ahead waits at
         most about PREFETCH_SECONDS for a slot, and its lease is renewed
         meanwhile; long jobs are never claimed ahead, so they stay claimable

@@ -136,6 +136,7 @@ class Worker(ClaimRounds):
         """Run until stop() (or a signal); with ``until_idle`` return once no
         job is claimable and none is running (handy for tests and scripts)."""
         self._loop = asyncio.get_running_loop()
+        self._idle = False  # a Worker may run until idle again, for the jobs enqueued since
         dsn = self.app.dsn
         with database.connect(dsn, autocommit=True) as conn:
             check_current(conn, self.app.schema)

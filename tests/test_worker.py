@@ -480,3 +480,23 @@ def test_short_jobs_drain_on_two_claim_lanes_each_run_once(app, dsn):
     assert (stats.claimed, stats.succeeded, stats.rejected) == (5_000, 5_000, 0)
     assert states(dsn) == {"succeeded": 5_000}
     assert scalar(dsn, "SELECT count(*) FROM pgsteady.events") == 0
+
+
+
+def test_a_worker_runs_until_idle_again_for_jobs_enqueued_since(app, dsn):
+    seen = []
+
+    @app.task(name="quick")
+    async def quick(i: int) -> None:
+        seen.append(i)
+
+    async def twice() -> None:
+        worker = Worker(app, concurrency=4, lease=30, poll_interval=0.1)
+        app.enqueue_many([("quick", {"i": i}) for i in range(150)])
+        await worker.run(until_idle=True)
+        app.enqueue_many([("quick", {"i": i}) for i in range(150, 300)])
+        stats = await worker.run(until_idle=True)
+        assert stats.succeeded == 300
+
+    asyncio.run(twice())
+    assert sorted(seen) == list(range(300))

@@ -1,6 +1,8 @@
 """Structured logs: every line written while a job runs names the job.
 
-The worker wraps each attempt in ``job_context(...)``; a ``JobContextFilter``
+The worker sets the fields for each attempt (``enter_job`` in the attempt's
+own asyncio task; ``job_context(...)`` is the same as a block, for code of
+your own); a ``JobContextFilter``
 on the handler copies the job id, task, attempt and release from a context
 variable onto every record, whichever logger wrote it (the task's own
 ``logging.getLogger(__name__)`` included). ``JsonFormatter`` prints one JSON
