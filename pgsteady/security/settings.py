@@ -1,0 +1,69 @@
+"""Every security-relevant setting pgsteady has, with its default and why.
+
+This table is the one home of these values: the modules that enforce a limit
+import it from here, `pgsteady security check` reports them, and
+docs/security.md lists the same rows (a test keeps the two in step). To add a
+setting, add a `Setting` row and a constant, then use the constant where the
+rule is enforced.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str            # how a user sets it: an App/Worker argument, an option or an environment variable
+    default: Any
+    area: str            # permissions | secrets | headers | upload limits | logging
+    why: str
+
+
+# Upload limits -------------------------------------------------------------
+
+MAX_PAYLOAD_BYTES = 256 * 1024
+"""Largest encoded job arguments accepted by enqueue (App(max_payload_bytes=...))."""
+
+MAX_JSON_DEPTH = 64
+"""Deepest nesting accepted in job arguments; deeper input is refused before encoding."""
+
+# Secrets -------------------------------------------------------------------
+
+SECRET_KEY_PATTERN = r"pass(word|wd)?|secret|token|api[_-]?key|auth(orization)?|cookie|session|credential|private[_-]?key"
+"""Keys whose values are masked when job arguments or event data are shown."""
+
+MASK = "••••••"
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("App(max_payload_bytes=...)", MAX_PAYLOAD_BYTES, "upload limits",
+            "Job arguments live in a row that every claim reads; a large payload slows every worker and can fill the table."),
+    Setting("max JSON depth of job arguments", MAX_JSON_DEPTH, "upload limits",
+            "Deeply nested JSON can exhaust the recursion of encoders and decoders on the way in and out."),
+    Setting("PGSTEADY_SECRET_KEYS", SECRET_KEY_PATTERN, "secrets",
+            "Values of keys that look like secrets are masked wherever pgsteady shows job arguments or event data."),
+)
+
+
+def secret_key_re(pattern: str | None = None) -> re.Pattern[str]:
+    return re.compile(pattern or SECRET_KEY_PATTERN, re.IGNORECASE)
+
+
+def mask_secrets(value: Any, pattern: re.Pattern[str] | None = None, _depth: int = 0) -> Any:
+    """A copy of `value` (decoded JSON) with the values of secret-looking keys masked.
+
+    Nested mappings and lists are walked; anything deeper than MAX_JSON_DEPTH
+    is masked whole rather than walked, so hostile input cannot exhaust the stack.
+    """
+    rx = pattern or secret_key_re()
+    if _depth > MAX_JSON_DEPTH:
+        return MASK
+    if isinstance(value, Mapping):
+        return {k: (MASK if isinstance(k, str) and rx.search(k) else mask_secrets(v, rx, _depth + 1))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_secrets(v, rx, _depth + 1) for v in value]
+    return value
