@@ -41,7 +41,7 @@ class Server:
         # this folder: a new one of ours under /tmp, opened to 0755.
         self._home = Path(tempfile.mkdtemp(prefix="pgsteady-bench-", dir="/tmp"))
         os.chmod(self._home, 0o755)
-        self.dsn = with_dbname(embedded.ensure_running(home=self._home), "postgres")
+        self.dsn = with_dbname(embedded.ensure_running(home=self._home, admin=True), "postgres")
         return self
 
     def __exit__(self, *exc) -> None:

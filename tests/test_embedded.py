@@ -118,12 +118,40 @@ def test_processes_starting_at_once_share_one_server(home):
 
 def test_server_listens_only_on_its_socket_and_has_the_pgsteady_database(home):
     url = embedded.ensure_running(home)
-    assert url == f"postgresql://postgres@/pgsteady?host={home}/run&port=5432"
+    assert url == f"postgresql://pgsteady@/pgsteady?host={home}/run&port=5432"
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
-        assert conn.execute("SELECT current_database(), current_user").fetchone() == ("pgsteady", "postgres")
+        assert conn.execute("SELECT current_database(), current_user").fetchone() == ("pgsteady", "pgsteady")
         assert conn.execute("SHOW listen_addresses").fetchone() == ("",)
     assert embedded.dsn(home) == url
+    assert embedded.admin_dsn(home) == url.replace("pgsteady@", "postgres@", 1)
+    assert embedded.ensure_running(home, admin=True) == embedded.admin_dsn(home)
+
+
+def test_embedded_app_role_is_no_superuser_and_cannot_copy_to_program(home):
+    url = embedded.ensure_running(home)
+    with psycopg.connect(url, autocommit=True) as conn:
+        role = conn.execute("SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls"
+                            " FROM pg_roles WHERE rolname = current_user").fetchone()
+        assert role == (False, False, False, False, False)
+        assert conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database"
+                            " WHERE datname = current_database()").fetchone() == ("pgsteady",)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("COPY (SELECT 1) TO PROGRAM 'true'")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT pg_read_file('postgresql.conf')")
+    # The role owns its database, so it can create pgsteady's schema itself.
+    from pgsteady.migrations import migrate, latest_version
+
+    schema = f"s_{os.getpid()}"
+    try:
+        assert migrate(url, schema)[-1] == latest_version()
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = %s",
+                                [schema]).fetchone() == ("pgsteady",)
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(psycopg.sql.Identifier(schema)))
 
 
 def test_second_call_reuses_the_running_server(home):
@@ -322,3 +350,119 @@ def test_long_home_puts_the_socket_in_a_short_private_folder():
         shutil.rmtree(home.parent.parent)
         if socket_dir:
             shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+# -- root must never follow a path another user planted ---------------------------------------------
+
+
+def victim_file(folder: Path, name: str = "victim") -> tuple[Path, tuple]:
+    """A root-owned file that root must not write, chown, chmod or remove; with its (content, mode, owner)."""
+    path = folder / name
+    path.write_text("root's file\n")
+    path.chmod(0o644)
+    return path, _fingerprint(path)
+
+
+def _fingerprint(path: Path) -> tuple:
+    st = path.stat()
+    return path.read_text(), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+
+
+def server_user() -> pwd.struct_passwd:
+    return pwd.getpwnam(embedded.status()["server_user"])
+
+
+@as_root
+def test_root_does_not_write_chown_or_chmod_through_a_conf_symlink_planted_by_the_server_user(home):
+    embedded.ensure_running(home)
+    embedded.stop(home)
+    target, before = victim_file(reachable_tmp())
+    conf = home / "data" / "pgsteady.conf"
+    conf.unlink()
+    conf.symlink_to(target)
+    os.lchown(conf, server_user().pw_uid, server_user().pw_gid)  # as the server user would have planted it
+
+    url = embedded.ensure_running(home)
+    assert one_value(url, "SELECT 1") == 1
+    assert _fingerprint(target) == before
+    st = os.lstat(conf)
+    assert stat.S_ISREG(st.st_mode) and st.st_uid == server_user().pw_uid and stat.S_IMODE(st.st_mode) == 0o600
+    shutil.rmtree(target.parent)
+
+
+@as_root
+def test_root_does_not_unlink_a_path_named_in_a_planted_postmaster_pid(home):
+    embedded.ensure_running(home)
+    embedded.stop(home)
+    folder = reachable_tmp()
+    target, before = victim_file(folder, ".s.PGSQL.5432.lock")
+    traversal, before_traversal = victim_file(folder, "traversal")
+    # A dead pid, a "socket folder" of root's and a "port" that walks out of it.
+    pidfile = home / "data" / "postmaster.pid"
+    pidfile.write_text(f"999999\n{home / 'data'}\n0\n5432\n{folder}\n\n\nready\n")
+    os.chown(pidfile, server_user().pw_uid, server_user().pw_gid)
+    embedded.ensure_running(home)
+    assert _fingerprint(target) == before
+    embedded.stop(home)
+    pidfile.write_text(f"999999\n{home / 'data'}\n0\n../../../{folder}/traversal\n/\n\n\nready\n")
+    os.chown(pidfile, server_user().pw_uid, server_user().pw_gid)
+    embedded.ensure_running(home)
+    assert _fingerprint(traversal) == before_traversal
+    shutil.rmtree(folder)
+
+
+@as_root
+def test_root_does_not_reuse_a_recorded_socket_folder_replaced_by_a_symlink():
+    home = reachable_tmp() / ("long-" * 20) / "home"
+    victim = reachable_tmp()
+    before = modes([victim])
+    sockets = []
+    try:
+        embedded.ensure_running(home)
+        first = Path(json.loads((home / "embedded.json").read_text())["socket_dir"])
+        sockets.append(first)
+        embedded.stop(home)
+        # A local user plants the recorded name after the folder went away (a tmp cleaner, a reboot).
+        shutil.rmtree(first)
+        first.symlink_to(victim)
+        url = embedded.ensure_running(home)
+        second = Path(embedded.status(home)["dsn"].split("host=")[1].split("&")[0])
+        sockets.append(second)
+        assert second != first and not second.is_symlink()
+        assert modes([victim]) == before
+        assert one_value(url, "SELECT 1") == 1
+
+        # A real folder under that name, but someone else's, is not used either.
+        embedded.stop(home)
+        first.unlink()
+        first.mkdir(mode=0o700)  # root's, not the server user's
+        json_state = json.loads((home / "embedded.json").read_text())
+        (home / "embedded.json").write_text(json.dumps({**json_state, "socket_dir": str(first)}))
+        embedded.ensure_running(home)
+        third = Path(embedded.status(home)["dsn"].split("host=")[1].split("&")[0])
+        sockets.append(third)
+        assert third != first and first.stat().st_uid == 0
+    finally:
+        embedded.stop(home)
+        shutil.rmtree(home.parent.parent)
+        shutil.rmtree(victim)
+        for s in sockets:
+            if s.is_symlink():
+                s.unlink()
+            else:
+                shutil.rmtree(s, ignore_errors=True)
+
+
+@as_root
+def test_root_refuses_a_home_that_another_user_can_write():
+    shared = reachable_tmp()
+    shared.chmod(0o777)  # like a group-shared or world-writable folder, without the sticky bit
+    home = shared / "home"
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pgsteady", "db", "start"], capture_output=True, text=True,
+                              cwd=ROOT, env={**os.environ, "PGSTEADY_HOME": str(home)})
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert f"{shared} can be written by users other than root" in proc.stderr
+        assert not home.exists()
+    finally:
+        shutil.rmtree(shared)

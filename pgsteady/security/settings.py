@@ -31,6 +31,11 @@ MAX_PAYLOAD_BYTES = 256 * 1024
 MAX_JSON_DEPTH = 64
 """Deepest nesting accepted in job arguments; deeper input is refused before encoding."""
 
+# Permissions ---------------------------------------------------------------
+
+EMBEDDED_APP_ROLE = "pgsteady"
+"""The ordinary role (no SUPERUSER, CREATEDB, CREATEROLE) that the embedded server's DSN uses; it owns the database."""
+
 # Secrets -------------------------------------------------------------------
 
 SECRET_KEY_PATTERN = r"pass(word|wd)?|secret|token|api[_-]?key|auth(orization)?|cookie|session|credential|private[_-]?key"
@@ -39,6 +44,9 @@ SECRET_KEY_PATTERN = r"pass(word|wd)?|secret|token|api[_-]?key|auth(orization)?|
 MASK = "••••••"
 
 SETTINGS: tuple[Setting, ...] = (
+    Setting("embedded server app role", EMBEDDED_APP_ROLE, "permissions",
+            "The App and every task on the embedded server run as an ordinary role that owns its database, "
+            "not as the superuser postgres, which could run programs (COPY ... TO PROGRAM) as the server's OS user."),
     Setting("App(max_payload_bytes=...)", MAX_PAYLOAD_BYTES, "upload limits",
             "Job arguments live in a row that every claim reads; a large payload slows every worker and can fill the table."),
     Setting("max JSON depth of job arguments", MAX_JSON_DEPTH, "upload limits",
