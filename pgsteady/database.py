@@ -3,12 +3,21 @@
 The DSN comes from, in order: an explicit argument (``--dsn``), the
 ``PGSTEADY_DSN`` environment variable, else the embedded PostgreSQL, which is
 started on demand (see ``embedded.py``).
+
+This module owns redaction. Every DSN that comes through ``validate_dsn`` has
+its password candidates remembered (taken from the raw text, so even a DSN
+that libpq cannot parse gives them up), and ``scrub`` removes those and
+anything shaped like a password from any message; libpq's parse errors quote
+pieces of the DSN, so those quotes are dropped whole. Better than a password
+in a DSN: the environment (PGPASSWORD), a service file (PGSERVICE) or
+``~/.pgpass``, which libpq reads by itself.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from urllib.parse import unquote
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -17,10 +26,42 @@ from .errors import ConfigError, DatabaseUnavailable
 
 _PASSWORD_IN_URL = re.compile(r"(postgres(?:ql)?://[^:/@\s]*:)([^@\s]*)(@)")
 _PASSWORD_KV = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+_URL_AUTHORITY = re.compile(r"^\s*postgres(?:ql)?://([^/?#]*)", re.IGNORECASE)
+_URL_PASSWORD_PARAM = re.compile(r"[?&]password=([^&#]*)", re.IGNORECASE)
+_QUOTED = re.compile(r'"[^"]*"|\'[^\']*\'')
+_MIN_SECRET = 4  # shorter candidates would blank out ordinary words of every message
+_secrets: set[str] = set()
+
+
+def password_candidates(dsn: str) -> set[str]:
+    """Every string of a DSN that may be (part of) its password, read from the raw text."""
+    found: set[str] = set()
+    m = _URL_AUTHORITY.match(dsn)
+    if m and "@" in m.group(1):
+        userinfo = m.group(1).rsplit("@", 1)[0]
+        if ":" in userinfo:
+            password = userinfo.split(":", 1)[1]
+            # libpq splits at the first "@", so the pieces of an unencoded one show up as a host.
+            found.update([password, *password.split("@")])
+    found.update(_URL_PASSWORD_PARAM.findall(dsn))
+    for value in (v for _, v in _PASSWORD_KV.findall(dsn)):
+        found.update([value, value.strip("'"), value.strip("'").replace("\\'", "'").replace("\\\\", "\\")])
+    found |= {unquote(c) for c in found}
+    return {c for c in found if len(c) >= _MIN_SECRET}
+
+
+def has_password(dsn: str) -> bool:
+    """Whether the DSN itself carries a password (rather than PGPASSWORD, a service file or .pgpass)."""
+    try:
+        return bool(conninfo_to_dict(dsn).get("password"))
+    except psycopg.ProgrammingError:
+        return bool(password_candidates(dsn))
 
 
 def scrub(text: str) -> str:
-    """Remove anything that looks like a password from a message or DSN."""
+    """Remove anything that looks like a password, or is one we have seen in a DSN, from a message."""
+    for secret in sorted(_secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
     text = _PASSWORD_IN_URL.sub(r"\1***\3", text)
     return _PASSWORD_KV.sub(r"\1***", text)
 
@@ -37,15 +78,27 @@ def describe(dsn: str) -> str:
 
 
 def validate_dsn(dsn: str) -> str:
+    """The DSN if libpq can use it, else a ConfigError that quotes none of it."""
+    _secrets.update(password_candidates(dsn))
+    if "\0" in dsn:
+        # libpq stops reading at a NUL, and would read the rest of the password as a host.
+        raise ConfigError("the DSN contains a NUL character; remove it (percent-encoding it as %00 is refused too)")
     try:
-        conninfo_to_dict(dsn)
+        params = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        reason = scrub(str(exc)).splitlines()[0]
-        raise ConfigError(
-            f"the DSN is not a valid PostgreSQL connection string ({reason}); "
-            "use a form like postgresql://user@host:5432/dbname"
-        ) from None
+        raise invalid(exc) from None
+    if any("@" in h for h in (params.get("host") or "").split(",")):
+        raise ConfigError("the DSN's host contains '@': a password with '@' must be percent-encoded (%40); "
+                          "better, keep the password out of the DSN (PGPASSWORD, a service file or ~/.pgpass)")
     return dsn
+
+
+def invalid(exc: BaseException) -> ConfigError:
+    # libpq quotes the token it choked on, which may be the password: drop every quote.
+    reason = _QUOTED.sub('"…"', scrub(str(exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    return ConfigError(f"the DSN is not a valid PostgreSQL connection string ({reason}); "
+                       "use a form like postgresql://user@host:5432/dbname, with special characters "
+                       "percent-encoded")
 
 
 def resolve_dsn(dsn: str | None = None) -> str:
@@ -69,6 +122,8 @@ def connect(dsn: str, *, autocommit: bool = False, **kwargs) -> psycopg.Connecti
         return psycopg.connect(dsn, autocommit=autocommit, **kwargs)
     except psycopg.OperationalError as exc:
         raise unavailable(dsn, exc) from None
+    except psycopg.ProgrammingError as exc:
+        raise _unparsable(dsn, exc) from None
 
 
 async def connect_async(dsn: str, *, autocommit: bool = False, **kwargs) -> psycopg.AsyncConnection:
@@ -76,9 +131,17 @@ async def connect_async(dsn: str, *, autocommit: bool = False, **kwargs) -> psyc
         return await psycopg.AsyncConnection.connect(dsn, autocommit=autocommit, **kwargs)
     except psycopg.OperationalError as exc:
         raise unavailable(dsn, exc) from None
+    except psycopg.ProgrammingError as exc:
+        raise _unparsable(dsn, exc) from None
+
+
+def _unparsable(dsn: str, exc: BaseException) -> ConfigError:
+    _secrets.update(password_candidates(dsn))
+    return invalid(exc)
 
 
 def unavailable(dsn: str, exc: BaseException) -> DatabaseUnavailable:
+    _secrets.update(password_candidates(dsn))
     lines = [ln.strip() for ln in scrub(str(exc)).splitlines() if ln.strip()]
     # psycopg's first line reads "connection failed: connection to server at
     # ... failed: <reason>"; the reason is the part worth showing.

@@ -70,6 +70,11 @@ class FileResult:
     existing: int = 0
     bad: list[tuple[int, str]] = field(default_factory=list)
     committed: bool = True
+    lines: int = 0
+
+
+class FileRefused(PgsteadyError):
+    """The database refused a chunk of a JSONL file that had passed every check."""
 
 
 def parse_line(app, text: str) -> dict:
@@ -78,6 +83,8 @@ def parse_line(app, text: str) -> dict:
         item = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise ValueError("not JSON this program can read (nested too deeply)") from None
     if not isinstance(item, dict):
         raise ValueError("not a JSON object")
     if "task" not in item:
@@ -93,51 +100,98 @@ def parse_line(app, text: str) -> dict:
         app._row(item)  # the same checks as app.enqueue
     except PgsteadyError as exc:
         raise ValueError(str(exc)) from None
+    except (RecursionError, TypeError, ValueError) as exc:
+        raise ValueError(f"cannot be enqueued ({type(exc).__name__}: {exc})") from None
     return item
 
 
-def enqueue_file(app, path: Path, *, all_or_nothing: bool, on_progress: Callable[[int], None] | None = None) -> FileResult:
+def _numbered(lines: Iterable[bytes | str]):
+    """(line number, text) of the non-empty lines; a line that is not UTF-8 comes back as a ValueError."""
+    for lineno, raw in enumerate(lines, 1):
+        if isinstance(raw, bytes):
+            try:
+                raw = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield lineno, ValueError(f"not UTF-8 (byte {exc.start + 1})")
+                continue
+        if raw.strip():
+            yield lineno, raw
+
+
+def enqueue_file(app, source: Path | Callable[[], Iterable[bytes | str]], *, all_or_nothing: bool,
+                 on_progress: Callable[[int], None] | None = None) -> FileResult:
     """Enqueue one job per non-empty line of a JSONL file.
 
-    Default: good lines are enqueued (committed every FILE_CHUNK lines) and bad
-    ones reported. With ``all_or_nothing`` every line goes in one transaction
-    that is rolled back if any line is bad. ``on_progress(lines_read)`` is
-    called after each chunk."""
+    Two passes: the first checks every line (JSON, task, arguments, the same
+    checks as app.enqueue) and writes nothing; the second enqueues. So a bad
+    line is always reported as ``line: reason``, before anything is written.
+
+    - Default: good lines are enqueued (committed every FILE_CHUNK lines) and
+      the bad ones reported.
+    - ``all_or_nothing``: if any line is bad nothing is written; otherwise
+      every line goes in one transaction, so a refusal by the database (a
+      constraint, a lost connection) also leaves nothing behind.
+
+    If the database refuses a chunk of checked lines, FileRefused names the
+    line range and what was committed before it. ``source`` is a path (read
+    twice) or a function returning the lines afresh (stdin: read once by the
+    caller). ``on_progress(lines_written)`` is called after each chunk."""
+    def lines() -> Iterable[bytes | str]:
+        return source() if callable(source) else _read(source)
+
     result = FileResult()
+    for lineno, text in _numbered(lines()):
+        result.lines += 1
+        try:
+            if isinstance(text, ValueError):
+                raise text
+            parse_line(app, text)
+        except ValueError as exc:
+            result.bad.append((lineno, str(exc)))
+    if all_or_nothing and result.bad:
+        result.committed = False
+        return result
+    bad = {n for n, _ in result.bad}
     batch: list[dict] = []
-    with path.open(encoding="utf-8") as f, app.pool().connection() as conn:
+    first = last = seen = 0
+    with app.pool().connection() as conn:
         with conn.transaction() if all_or_nothing else contextlib.nullcontext():
-            seen = 0
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
+            for lineno, text in _numbered(lines()):
+                if lineno in bad:
                     continue
+                first, last = first or lineno, lineno
+                batch.append(parse_line(app, text))
                 seen += 1
-                try:
-                    batch.append(parse_line(app, line))
-                except ValueError as exc:
-                    result.bad.append((lineno, str(exc)))
                 if len(batch) >= FILE_CHUNK:
-                    _flush(app, conn, batch, result, own_tx=not all_or_nothing)
+                    _flush(app, conn, batch, result, (first, last), own_tx=not all_or_nothing)
+                    first = 0
                     if on_progress:
                         on_progress(seen)
-            _flush(app, conn, batch, result, own_tx=not all_or_nothing)
+            _flush(app, conn, batch, result, (first, last), own_tx=not all_or_nothing)
             if on_progress:
                 on_progress(seen)
-            if all_or_nothing and result.bad:
-                result.committed = False
-                result.new = result.existing = 0
-                raise psycopg.Rollback()  # leaves the block, rolling back every line
     return result
 
 
-def _flush(app, conn, batch: list[dict], result: FileResult, *, own_tx: bool) -> None:
+def _read(path: Path):
+    with path.open("rb") as f:
+        yield from f
+
+
+def _flush(app, conn, batch: list[dict], result: FileResult, span: tuple[int, int], *, own_tx: bool) -> None:
     if not batch:
         return
-    if own_tx:
-        with conn.transaction():
+    try:
+        with conn.transaction() if own_tx else contextlib.nullcontext():
             refs = app.enqueue_many(batch, conn=conn)
-    else:
-        refs = app.enqueue_many(batch, conn=conn)
+    except psycopg.Error as exc:
+        from .database import scrub
+
+        reason = scrub(str(exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        kept = ("nothing was enqueued (one transaction)" if not own_tx else
+                f"{result.new:,} new jobs from the lines before were committed; with keys, running the file "
+                "again enqueues only the rest")
+        raise FileRefused(f"lines {span[0]}-{span[1]}: the database refused them ({reason}); {kept}") from None
     result.new += sum(r.created for r in refs)
     result.existing += sum(not r.created for r in refs)
     batch.clear()

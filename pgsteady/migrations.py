@@ -21,12 +21,16 @@ from importlib import resources
 import psycopg
 from psycopg import sql
 
-from .database import connect
-from .errors import SchemaNotReady
+from .database import connect, scrub
+from .errors import PgsteadyError, SchemaNotReady
 from .queries import render, validate_schema
 
 _FILE = re.compile(r"^(\d{3})_(\w+)\.sql$")
 EVENT_DAYS_AHEAD = 7
+
+
+class MigrationFailed(PgsteadyError):
+    """The database refused a migration; nothing was changed."""
 
 
 @dataclass(frozen=True)
@@ -82,10 +86,25 @@ def migrate(dsn: str, schema: str = "pgsteady", *, fresh_from: str = "schema") -
     the two).
     """
     validate_schema(schema)
+    with connect(dsn) as conn:
+        try:
+            return _migrate(conn, schema, fresh_from)
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise _refused(conn, schema, exc) from None
+        except psycopg.Error as exc:
+            raise MigrationFailed(f"migrating the {schema!r} schema failed ({_first_line(exc)}); "
+                                  "nothing was changed (one transaction): fix the cause and run it again") from None
+
+
+def _migrate(conn: psycopg.Connection, schema: str, fresh_from: str) -> list[int]:
     migrations = available()
-    with connect(dsn) as conn, conn.transaction():
+    with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"pgsteady.migrate:{schema}"])
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        # CREATE SCHEMA IF NOT EXISTS checks CREATE on the database even when
+        # the schema exists, so a role that owns its schema but may not create
+        # schemas would be refused: create it only when it is missing.
+        if conn.execute("SELECT to_regnamespace(%s) IS NULL", [schema]).fetchone()[0]:
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         conn.execute(
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {}.migrations ("
@@ -114,3 +133,26 @@ def migrate(dsn: str, schema: str = "pgsteady", *, fresh_from: str = "schema") -
             sql.SQL("SELECT {}.ensure_event_partitions(%s)").format(sql.Identifier(schema)), [EVENT_DAYS_AHEAD]
         )
     return [m.version for m in todo]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = scrub(str(exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _refused(conn: psycopg.Connection, schema: str, exc: psycopg.Error) -> MigrationFailed:
+    """A missing privilege, named with the GRANT (or the owner change) that fixes it."""
+    conn.rollback()
+    role, db, owner = conn.execute(
+        "SELECT current_user, current_database(), (SELECT nspowner::regrole::text FROM pg_namespace"
+        " WHERE nspname = %s)", [schema]).fetchone()
+    ident = lambda name: sql.Identifier(name).as_string(conn)  # noqa: E731
+    if owner is None:
+        fix = (f"GRANT CREATE ON DATABASE {ident(db)} TO {ident(role)}; or, as an administrator, "
+               f"CREATE SCHEMA {ident(schema)} AUTHORIZATION {ident(role)}")
+    elif owner != role:
+        fix = f"ALTER SCHEMA {ident(schema)} OWNER TO {ident(role)}, or migrate as {owner}"
+    else:
+        fix = "a privilege on an object of the schema is missing; migrate as the role that owns the schema"
+    return MigrationFailed(f"migrating the {schema!r} schema as {role} was refused ({_first_line(exc)}); "
+                           f"nothing was changed. Fix: {fix}")

@@ -1,19 +1,31 @@
-"""What every command shares: the resolved DSN, the user's App, JSON output."""
+"""What every command shares: the connection options, the one way to open a
+connection and to answer "no", the user's App, safe output, JSON.
+
+Exit codes: 0 yes/ok; 1 a negative answer (``answer_no()``); 2 an error, as
+one line (a PgsteadyError, or anything else turned into one by ``main``).
+"""
 
 from __future__ import annotations
 
 import importlib
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NoReturn
 
 import click
+import psycopg
+from rich.text import Text
 
-from ..database import resolve_dsn
+from ..database import connect as _connect
+from ..database import has_password, resolve_dsn
 from ..errors import ConfigError
+from ..migrations import check_current
+
+SHARED_OPTIONS = ("dsn", "app_path", "schema_option")
 
 
 @dataclass
@@ -23,6 +35,20 @@ class State:
     schema_option: str | None
     _resolved: str | None = field(default=None, repr=False)
     _app: Any = field(default=None, repr=False)
+    _warned: bool = field(default=False, repr=False)
+
+    def set_option(self, name: str, value: str | None, *, from_command_line: bool) -> None:
+        """--dsn / --app / --schema, given before or after the command name (the later one wins)."""
+        if value is None:
+            return
+        if self._resolved is not None or self._app is not None:
+            raise ConfigError(f"--{name.removesuffix('_path').removesuffix('_option')} came too late; "
+                              "give it before the command's arguments")
+        setattr(self, name, value)
+        if name == "dsn" and from_command_line and has_password(value) and not self._warned:
+            self._warned = True
+            click.echo("pgsteady: warning: --dsn carries a password, which every local user can read with `ps`; "
+                       "use PGSTEADY_DSN, PGPASSWORD, a service file (PGSERVICE) or ~/.pgpass instead", err=True)
 
     def resolved_dsn(self) -> str:
         """The DSN (--dsn, PGSTEADY_DSN, the App's, else the embedded server)."""
@@ -49,6 +75,63 @@ class State:
             self._app = load_app(self.app_path)
             self._app.configure(dsn=self.dsn, schema=self.schema_option)
         return self._app
+
+
+def connect(state: State, *, schema: bool = True) -> psycopg.Connection:
+    """The one way a command opens a connection: autocommit, and (by default) refusing
+    a schema that is missing or at another version with the one-line fix."""
+    conn = _connect(state.resolved_dsn(), autocommit=True)
+    if schema:
+        try:
+            check_current(conn, state.schema)
+        except BaseException:
+            conn.close()
+            raise
+    return conn
+
+
+def answer_no() -> NoReturn:
+    """The one way a command answers "no" (unhealthy, worse, stopped, bad lines): exit code 1.
+
+    Whatever the command printed stays printed; click's Exit works both under
+    ``main`` (standalone_mode=False) and under CliRunner."""
+    raise click.exceptions.Exit(1)
+
+
+def shared_options(command: click.Command) -> None:
+    """Accept --dsn, --app and --schema after the command name too (`pgsteady jobs list --app x:app`)."""
+    names = {opt for p in command.params for opt in getattr(p, "opts", ())}
+    for name, flag, metavar in (("dsn", "--dsn", "DSN"), ("app_path", "--app", "MODULE:ATTR"),
+                                ("schema_option", "--schema", "NAME")):
+        if flag in names:  # a command's own option of that name keeps its meaning
+            continue
+        command.params.append(click.Option(
+            [flag, name], metavar=metavar, expose_value=False, is_eager=True, callback=_set_shared,
+            help=f"As `pgsteady {flag}` before the command."))
+
+
+def _set_shared(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    state = ctx.find_object(State)
+    if state is not None and not ctx.resilient_parsing:
+        state.set_option(param.name, value, from_command_line=True)
+
+
+# Characters that would move the cursor, recolour or retitle the terminal when
+# text from the database is printed: C0 (but tab and newline), DEL and C1.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(value: Any, *, newlines: bool = True) -> str:
+    """Text from the database made safe for a terminal: control characters shown as \\xNN."""
+    text = "" if value is None else str(value)
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return text if newlines else text.replace("\n", "\\n")
+
+
+def cell(value: Any, limit: int | None = None) -> Text:
+    """A table cell of untrusted text: no rich markup is interpreted, no control character passes."""
+    text = clean(value, newlines=False)
+    return Text(text[:limit] if limit else text)
 
 
 def load_app(path: str):

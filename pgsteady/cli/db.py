@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from .. import embedded
-from .base import echo_json, json_option
+from .base import answer_no, echo_json, json_option
 
 
 def register(cli: click.Group) -> None:
@@ -25,6 +23,10 @@ def db() -> None:
     keeps running until `pgsteady db stop`. As root, the server runs as the
     system user `pgsteady` (PGSTEADY_SERVER_USER), because PostgreSQL refuses
     root. Set PGSTEADY_PG_BIN to use server binaries already on the machine.
+
+    Its URL connects as the ordinary role `pgsteady`, which owns the database
+    but is no superuser; `db url --admin` prints the superuser's, for
+    administration only.
 
     These commands act on the embedded server even when a DSN is configured.
     """
@@ -63,13 +65,12 @@ def status(ctx: click.Context, as_json: bool) -> None:
             click.echo(f"  {key + ':':<13}{info[key] if info[key] is not None else '-'}")
         if ctx.obj is not None and ctx.obj.dsn:
             click.echo("  note: a DSN is configured, so other commands use that server, not this one")
-    # sys.exit, not ctx.exit: the root main() runs click with standalone_mode=False,
-    # where click turns ctx.exit(1) into a return value and the code is lost.
     if not info["running"]:
-        sys.exit(1)
+        answer_no()
 
 
 @db.command()
-def url() -> None:
+@click.option("--admin", is_flag=True, help="The superuser's URL (postgres), for administration only.")
+def url(admin: bool) -> None:
     """Print the embedded server's URL (without starting it), for psql or PGSTEADY_DSN."""
-    click.echo(embedded.dsn())
+    click.echo(embedded.admin_dsn() if admin else embedded.dsn())

@@ -6,7 +6,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .base import echo_json, json_option
+from .base import answer_no, echo_json, json_option
 
 
 def register(cli: click.Group) -> None:
@@ -49,7 +49,7 @@ def register(cli: click.Group) -> None:
                 f"next: `pgsteady jobs list --app pgsteady.demo:app`, `pgsteady db status`, `pgsteady db stop`"
             )
         if summary.rows != n or summary.duplicate_rows or summary.succeeded != n:
-            raise SystemExit(1)
+            answer_no()
 
 
 def _where(app) -> str:

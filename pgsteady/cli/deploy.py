@@ -10,21 +10,12 @@ from datetime import timedelta
 
 import click
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from ..database import connect
-from ..migrations import check_current
 from ..monitoring import deploys
 from ..queries import for_schema
-from .base import echo_json, json_option
+from .base import answer_no, cell, clean, connect, echo_json, json_option
 from .status import render_deploy
-
-
-def _conn(state):
-    conn = connect(state.resolved_dsn(), autocommit=True)
-    check_current(conn, state.schema)
-    return conn
 
 
 def register(cli: click.Group) -> None:
@@ -40,12 +31,12 @@ def register(cli: click.Group) -> None:
     @click.pass_obj
     def mark_cmd(state, version, note, by, as_json) -> None:
         """Record that VERSION was deployed now."""
-        with _conn(state) as conn:
+        with connect(state) as conn:
             row = deploys.mark(conn, for_schema(state.schema), version, note=note, by=by)
         if as_json:
             echo_json(row)
         else:
-            click.echo(f"deploy {row['id']} marked: {row['version']} at {row['marked_at']:%Y-%m-%d %H:%M:%S %Z}")
+            click.echo(f"deploy {row['id']} marked: {clean(row['version'])} at {row['marked_at']:%Y-%m-%d %H:%M:%S %Z}")
 
     @deploy_group.command("list")
     @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
@@ -53,7 +44,7 @@ def register(cli: click.Group) -> None:
     @click.pass_obj
     def list_cmd(state, limit, as_json) -> None:
         """The latest deploy marks first."""
-        with _conn(state) as conn:
+        with connect(state) as conn:
             rows = deploys.list_deploys(conn, for_schema(state.schema), limit=limit)
         if as_json:
             echo_json(rows)
@@ -62,8 +53,8 @@ def register(cli: click.Group) -> None:
         for col in ("id", "version", "marked at", "by", "note"):
             table.add_column(col, overflow="fold")
         for r in rows:
-            table.add_row(str(r["id"]), escape(r["version"]), f"{r['marked_at']:%Y-%m-%d %H:%M:%S}",
-                          escape(r["marked_by"] or ""), escape(r["note"] or ""))
+            table.add_row(str(r["id"]), cell(r["version"]), f"{r['marked_at']:%Y-%m-%d %H:%M:%S}",
+                          cell(r["marked_by"]), cell(r["note"]))
         Console().print(table)
         click.echo(f"{len(rows)} deploy(s)")
 
@@ -78,7 +69,7 @@ def register(cli: click.Group) -> None:
         """Did the deploy change anything? Exit 1 when it made things worse."""
         state = ctx.obj
         q = for_schema(state.schema)
-        with _conn(state) as conn:
+        with connect(state) as conn:
             progress = conn.execute(q.counter_progress).fetchone()
             until = progress[0] if progress else conn.execute("SELECT now()").fetchone()[0]
             result = deploys.compare(conn, q, until=until, rule=deploys.Rule(window=timedelta(minutes=window)),
@@ -92,4 +83,4 @@ def register(cli: click.Group) -> None:
         else:
             render_deploy(result, Console(highlight=False))
         if result["verdict"] == deploys.WORSE:
-            ctx.exit(1)
+            answer_no()

@@ -9,9 +9,19 @@ import threading
 
 import click
 
+import psycopg
+
 from ..app import App
+from ..database import scrub
+from ..errors import PgsteadyError
 from ..monitoring import logs
 from ..worker import run_worker
+
+log = logging.getLogger("pgsteady.worker")
+
+
+class WorkerDied(PgsteadyError):
+    """The worker stopped because of an error it could not recover from."""
 
 
 def register(cli: click.Group) -> None:
@@ -47,8 +57,20 @@ def register(cli: click.Group) -> None:
             app = App(dsn=state.dsn, schema=state.schema_option or "pgsteady")
         else:
             app = state.app()
-        stats = run_worker(app, queues=qs, concurrency=concurrency, lease=lease, grace=grace,
-                           poll_interval=poll_interval, until_idle=until_idle, handle_signals=True)
+        try:
+            stats = run_worker(app, queues=qs, concurrency=concurrency, lease=lease, grace=grace,
+                               poll_interval=poll_interval, until_idle=until_idle, handle_signals=True)
+        except (PgsteadyError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            # One line for the operator (cause, never a password); the traceback goes
+            # to the log at debug level (-vv) and with --debug.
+            log.debug("the worker died", exc_info=True)
+            what = scrub(str(exc)).strip().splitlines()
+            cause = f"{type(exc).__name__}: {what[0]}" if what else type(exc).__name__
+            hint = getattr(getattr(exc, "diag", None), "message_hint", None) if isinstance(exc, psycopg.Error) else None
+            raise WorkerDied(f"the worker stopped: {cause}" + (f" (hint: {hint})" if hint else "")
+                             + "; run with -vv or --debug for the traceback") from exc
         click.echo(f"worker stopped: {stats.succeeded} succeeded, {stats.retried} retried, {stats.failed} failed, "
                    f"{stats.handed_back} handed back, {stats.rejected} late writes rejected", err=True)
         # Threads still running sync tasks were handed back; do not wait for them.

@@ -3,7 +3,7 @@
 -- name: list_jobs
 SELECT id, queue, task, state::text AS state, attempt, max_attempts, priority, key,
        run_at, created_at, started_at, finished_at, worker_id, release,
-       errors -> -1 ->> 'error' AS last_error
+       CASE WHEN state <> 'succeeded' THEN errors -> -1 ->> 'error' END AS last_error
 FROM {schema}.jobs
 WHERE (%(state)s::text IS NULL OR state::text = %(state)s)
   AND (%(queue)s::text IS NULL OR queue = %(queue)s)
