@@ -95,3 +95,88 @@ def test_event_partitions_exist_ahead_and_late_rows_move_out_of_default(dsn):
         conn.execute("SELECT pgsteady.ensure_event_partitions(31)")
         assert conn.execute("SELECT count(*) FROM pgsteady.events_default").fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM pgsteady.events WHERE kind = 'test'").fetchone()[0] == 1
+
+
+# -- privileges: what a role needs, said in one line ----------------------------------------------
+
+
+@pytest.fixture
+def make_role(server_dsn):
+    """A factory of fresh ordinary LOGIN roles (dropped afterwards, with what they own or were granted)."""
+    from psycopg import sql
+    import uuid
+
+    made: list[tuple[str, str]] = []
+
+    def make(dsn: str) -> tuple[str, str]:
+        role = f"mig_role_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(server_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB").format(sql.Identifier(role)))
+        made.append((role, dsn))
+        from pgsteady.database import with_dbname
+        from psycopg.conninfo import make_conninfo
+
+        return role, make_conninfo(dsn, user=role)
+
+    yield make
+    for role, dsn in made:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(sql.Identifier(role)))
+        with psycopg.connect(server_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def _admin(dsn: str, statement: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def test_migrate_needs_no_create_on_the_database_for_a_schema_the_role_owns(empty_dsn, make_role):
+    role, role_dsn = make_role(empty_dsn)
+    _admin(empty_dsn, f'REVOKE CREATE ON DATABASE "{psycopg.conninfo.conninfo_to_dict(empty_dsn)["dbname"]}" FROM PUBLIC')
+    # Without the schema, the refusal names the grant or the schema to create for it.
+    from pgsteady.migrations import MigrationFailed
+
+    with pytest.raises(MigrationFailed, match=rf"as {role} was refused .*Fix: GRANT CREATE ON DATABASE .* "
+                                              rf"CREATE SCHEMA \"pgsteady\" AUTHORIZATION \"{role}\""):
+        migrate(role_dsn)
+    _admin(empty_dsn, f'CREATE SCHEMA pgsteady AUTHORIZATION "{role}"')
+    assert migrate(role_dsn) == list(range(1, latest_version() + 1))
+    assert migrate(role_dsn) == []
+
+
+def test_migrate_of_someone_elses_schema_says_whose_it_is(empty_dsn, make_role):
+    from pgsteady.migrations import MigrationFailed
+
+    role, role_dsn = make_role(empty_dsn)
+    _admin(empty_dsn, "CREATE SCHEMA pgsteady")
+    with pytest.raises(MigrationFailed, match=rf"Fix: ALTER SCHEMA \"pgsteady\" OWNER TO \"{role}\""):
+        migrate(role_dsn)
+
+
+def test_dml_only_worker_role_is_told_the_grant_the_partition_duty_needs(dsn, make_role):
+    import asyncio
+
+    from pgsteady.maintenance.partitions import PartitionKeeper, PartitionsNeedOwner
+    from pgsteady.queries import for_schema
+
+    role, role_dsn = make_role(dsn)
+    _admin(dsn, f'GRANT USAGE ON SCHEMA pgsteady TO "{role}"')
+    _admin(dsn, f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA pgsteady TO "{role}"')
+    with psycopg.connect(dsn, autocommit=True) as conn:  # a day ahead is missing, so the duty must create it
+        last = conn.execute("SELECT max(c.relname) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                            " WHERE i.inhparent = 'pgsteady.events'::regclass AND c.relname <> 'events_default'"
+                            ).fetchone()[0]
+        conn.execute(f"DROP TABLE pgsteady.{last}")
+        owner = conn.execute("SELECT current_user").fetchone()[0]
+
+    async def once() -> int:
+        async with await psycopg.AsyncConnection.connect(role_dsn, autocommit=True) as conn:
+            return await PartitionKeeper(for_schema("pgsteady")).run_once(conn)
+
+    with pytest.raises(PartitionsNeedOwner) as exc:
+        asyncio.run(once())
+    message = str(exc.value)
+    assert "\n" not in message and f"as {role}" in message and f'GRANT "{owner}" TO "{role}"' in message
+    _admin(dsn, f'GRANT "{owner}" TO "{role}"')
+    assert asyncio.run(once()) == 1
