@@ -172,7 +172,7 @@ def register(cli: click.Group) -> None:
             echo_json({**job, "args": mask_secrets(job["args"]),
                        "events": [{**ev, "data": mask_secrets(ev["data"])} for ev in job["events"]]})
             return
-        console = Console(highlight=False)
+        console = Console(highlight=False, soft_wrap=True)
 
         def line(label: str, value) -> None:
             console.print(Text.assemble((f"{label:>13}", "bold"), "  ", clean(value, newlines=False)))
