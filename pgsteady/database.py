@@ -26,7 +26,10 @@ from .errors import ConfigError, DatabaseUnavailable
 
 _PASSWORD_IN_URL = re.compile(r"(postgres(?:ql)?://[^:/@\s]*:)([^@\s]*)(@)")
 _PASSWORD_KV = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
-_URL_AUTHORITY = re.compile(r"^\s*postgres(?:ql)?://([^/?#]*)", re.IGNORECASE)
+_URL_AUTHORITY = (re.compile(r"^\s*postgres(?:ql)?://([^/?#]*)", re.IGNORECASE),
+                  re.compile(r"^\s*postgres(?:ql)?://([^?#]*)", re.IGNORECASE),  # an unencoded "/" in it
+                  re.compile(r"^\s*postgres(?:ql)?://(.*)", re.IGNORECASE | re.DOTALL))  # an unencoded "?" or "#"
+_PIECES = re.compile(r"[@/?#:]")
 _URL_PASSWORD_PARAM = re.compile(r"[?&]password=([^&#]*)", re.IGNORECASE)
 _QUOTED = re.compile(r'"[^"]*"|\'[^\']*\'')
 _MIN_SECRET = 4  # shorter candidates would blank out ordinary words of every message
@@ -35,19 +38,24 @@ _secrets: set[str] = set()
 
 def password_candidates(dsn: str) -> set[str]:
     """Every string of a DSN that may be (part of) its password, read from the raw text."""
+    return {c for c in _candidates(dsn) if len(c) >= _MIN_SECRET}
+
+
+def _candidates(dsn: str) -> set[str]:
     found: set[str] = set()
-    m = _URL_AUTHORITY.match(dsn)
-    if m and "@" in m.group(1):
-        userinfo = m.group(1).rsplit("@", 1)[0]
-        if ":" in userinfo:
-            password = userinfo.split(":", 1)[1]
-            # libpq splits at the first "@", so the pieces of an unencoded one show up as a host.
-            found.update([password, *password.split("@")])
+    for authority in (rx.match(dsn) for rx in _URL_AUTHORITY):
+        if authority and "@" in authority.group(1):
+            userinfo = authority.group(1).rsplit("@", 1)[0]
+            if ":" in userinfo:
+                password = userinfo.split(":", 1)[1]
+                # libpq cuts at the first "@" or "/", so the pieces of an unencoded
+                # password show up as a host, a port or a database name.
+                found.update([password, *_PIECES.split(password)])
     found.update(_URL_PASSWORD_PARAM.findall(dsn))
     for value in (v for _, v in _PASSWORD_KV.findall(dsn)):
         found.update([value, value.strip("'"), value.strip("'").replace("\\'", "'").replace("\\\\", "\\")])
     found |= {unquote(c) for c in found}
-    return {c for c in found if len(c) >= _MIN_SECRET}
+    return found - {""}
 
 
 def has_password(dsn: str) -> bool:
@@ -55,7 +63,7 @@ def has_password(dsn: str) -> bool:
     try:
         return bool(conninfo_to_dict(dsn).get("password"))
     except psycopg.ProgrammingError:
-        return bool(password_candidates(dsn))
+        return bool(_candidates(dsn))
 
 
 def scrub(text: str) -> str:
@@ -68,13 +76,14 @@ def scrub(text: str) -> str:
 
 def describe(dsn: str) -> str:
     """A short, password-free name for a DSN: user@host:port/dbname."""
+    _secrets.update(password_candidates(dsn))
     try:
         p = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError:
         return "<invalid DSN>"
     host = p.get("host") or "local socket"
     port = p.get("port") or "5432"
-    return f"{p.get('user') or '(default user)'}@{host}:{port}/{p.get('dbname') or '(default db)'}"
+    return scrub(f"{p.get('user') or '(default user)'}@{host}:{port}/{p.get('dbname') or '(default db)'}")
 
 
 def validate_dsn(dsn: str) -> str:
@@ -87,9 +96,12 @@ def validate_dsn(dsn: str) -> str:
         params = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
         raise invalid(exc) from None
+    keep_out = "better, keep the password out of the DSN (PGPASSWORD, a service file or ~/.pgpass)"
     if any("@" in h for h in (params.get("host") or "").split(",")):
-        raise ConfigError("the DSN's host contains '@': a password with '@' must be percent-encoded (%40); "
-                          "better, keep the password out of the DSN (PGPASSWORD, a service file or ~/.pgpass)")
+        raise ConfigError(f"the DSN's host contains '@': a password with '@' must be percent-encoded (%40); {keep_out}")
+    if any(p and not p.strip().isdigit() for p in (params.get("port") or "").split(",")):
+        raise ConfigError("the DSN's port is not a number: a ':', '/' or '@' in the password must be "
+                          f"percent-encoded; {keep_out}")
     return dsn
 
 
