@@ -184,7 +184,7 @@ def _flush(app, conn, batch: list[dict], result: FileResult, span: tuple[int, in
     try:
         with conn.transaction() if own_tx else contextlib.nullcontext():
             refs = app.enqueue_many(batch, conn=conn)
-    except psycopg.Error as exc:
+    except (psycopg.Error, UnicodeEncodeError) as exc:  # UnicodeEncodeError: a lone surrogate reached the driver
         from .database import scrub
 
         reason = scrub(str(exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -119,6 +119,8 @@ def register(cli: click.Group) -> None:
             args = json.loads(args_json)
         except json.JSONDecodeError as exc:
             raise InvalidPayload(f"--args is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); pass an object like '{{\"user_id\": 7}}'") from None
+        except RecursionError:
+            raise InvalidPayload("--args is nested too deeply to read; pass a flatter JSON object") from None
         app = state.app()
         ref = app.enqueue(task, args, key=key, queue=queue, priority=priority,
                           run_at=parse_time(at, past=False) if at else None)
