@@ -31,7 +31,7 @@ _URL_AUTHORITY = (re.compile(r"^\s*postgres(?:ql)?://([^/?#]*)", re.IGNORECASE),
                   re.compile(r"^\s*postgres(?:ql)?://(.*)", re.IGNORECASE | re.DOTALL))  # an unencoded "?" or "#"
 _PIECES = re.compile(r"[@/?#:]")
 _URL_PASSWORD_PARAM = re.compile(r"[?&]password=([^&#]*)", re.IGNORECASE)
-_QUOTED = re.compile(r'"[^"]*"|\'[^\']*\'')
+_QUOTED = re.compile(r"[\"'].*[\"']", re.DOTALL)  # first quote to last: the token may hold quotes itself
 _MIN_SECRET = 4  # shorter candidates would blank out ordinary words of every message
 _secrets: set[str] = set()
 
@@ -55,6 +55,7 @@ def _candidates(dsn: str) -> set[str]:
     for value in (v for _, v in _PASSWORD_KV.findall(dsn)):
         found.update([value, value.strip("'"), value.strip("'").replace("\\'", "'").replace("\\\\", "\\")])
     found |= {unquote(c) for c in found}
+    found |= {c.replace("\\", "\\\\") for c in found}  # as psycopg's messages escape a backslash
     return found - {""}
 
 
@@ -76,11 +77,11 @@ def scrub(text: str) -> str:
 
 def describe(dsn: str) -> str:
     """A short, password-free name for a DSN: user@host:port/dbname."""
-    _secrets.update(password_candidates(dsn))
     try:
-        p = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        return "<invalid DSN>"
+        validate_dsn(dsn)
+    except ConfigError:
+        return "<malformed DSN>"
+    p = conninfo_to_dict(dsn)
     host = p.get("host") or "local socket"
     port = p.get("port") or "5432"
     return scrub(f"{p.get('user') or '(default user)'}@{host}:{port}/{p.get('dbname') or '(default db)'}")
@@ -99,6 +100,10 @@ def validate_dsn(dsn: str) -> str:
     keep_out = "better, keep the password out of the DSN (PGPASSWORD, a service file or ~/.pgpass)"
     if any("@" in h for h in (params.get("host") or "").split(",")):
         raise ConfigError(f"the DSN's host contains '@': a password with '@' must be percent-encoded (%40); {keep_out}")
+    m = _URL_AUTHORITY[0].match(dsn)
+    if m and "@" in (params.get("dbname") or "") and "@" in dsn[m.end():].split("?", 1)[0]:
+        raise ConfigError("the DSN's database name contains '@': a '/' or '@' in the password must be "
+                          f"percent-encoded; {keep_out}")
     if any(p and not p.strip().isdigit() for p in (params.get("port") or "").split(",")):
         raise ConfigError("the DSN's port is not a number: a ':', '/' or '@' in the password must be "
                           f"percent-encoded; {keep_out}")
@@ -152,8 +157,11 @@ def _unparsable(dsn: str, exc: BaseException) -> ConfigError:
     return invalid(exc)
 
 
-def unavailable(dsn: str, exc: BaseException) -> DatabaseUnavailable:
-    _secrets.update(password_candidates(dsn))
+def unavailable(dsn: str, exc: BaseException) -> DatabaseUnavailable | ConfigError:
+    try:
+        validate_dsn(dsn)  # a malformed DSN is the problem to report: libpq's message would quote its pieces
+    except ConfigError as malformed:
+        return malformed
     lines = [ln.strip() for ln in scrub(str(exc)).splitlines() if ln.strip()]
     # psycopg's first line reads "connection failed: connection to server at
     # ... failed: <reason>"; the reason is the part worth showing.
