@@ -241,6 +241,8 @@ def test_db_commands_report_stop_and_print_the_url(home, monkeypatch):
 
     result = runner.invoke(cli, ["db", "url"])
     assert result.output.strip() == embedded.dsn(home)
+    result = runner.invoke(cli, ["db", "url", "--admin"])
+    assert result.output.strip() == embedded.admin_dsn(home) != embedded.dsn(home)
 
     result = runner.invoke(cli, ["db", "stop"])
     assert result.exit_code == 0 and "stopped" in result.output
