@@ -26,7 +26,9 @@ Two roles: the superuser ``postgres`` (initdb's) is for administration only
 ordinary role (``pgsteady``, no SUPERUSER, CREATEDB or CREATEROLE) that owns
 the ``pgsteady`` database, so it can create the schema but cannot
 ``COPY ... TO PROGRAM`` or read the server's files. Both authenticate by
-``trust`` on the socket, which only the server user (and root) can reach.
+``trust`` on the socket, which only the server user (and root) can reach. A
+data folder made before the ordinary role existed is handed over to it once
+(``_hand_over``).
 
 Run as root, pgsteady never follows a path that the server user (or any other
 local user) could have planted: the server user owns ``data/`` and the socket
@@ -331,10 +333,46 @@ def _create_database(admin_url: str) -> None:
                 conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(db, role))
             elif owner[0] != EMBEDDED_APP_ROLE:
                 conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(db, role))
+                _hand_over(admin_url)
     except psycopg.OperationalError as exc:
         # psycopg's first line ends in "... failed: <reason>"; the rest are hints.
         reason = str(exc).splitlines()[0].rsplit("failed: ", 1)[-1]
         raise EmbeddedError(f"cannot connect to the embedded PostgreSQL: {reason}; see the server log in PGSTEADY_HOME") from None
+
+
+# What a data folder made before the ordinary role existed holds as the
+# superuser: its schemas and what is in them. Indexes and sequences owned by
+# a column follow their table; array types follow their element type.
+_SUPERUSER_OBJECTS = """
+SELECT 'SCHEMA', quote_ident(n.nspname) FROM pg_namespace n
+ WHERE n.nspowner = %(su)s::regrole AND n.nspname NOT LIKE 'pg\\_%%' AND n.nspname <> 'information_schema'
+UNION ALL
+SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+                      WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, c.oid::regclass::text
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relowner = %(su)s::regrole AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+   AND n.nspname NOT LIKE 'pg\\_%%' AND n.nspname <> 'information_schema'
+   AND (c.relkind <> 'S' OR NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                                        AND d.objid = c.oid AND d.deptype IN ('a', 'i')
+                                        AND d.refclassid = 'pg_class'::regclass))
+UNION ALL
+SELECT 'ROUTINE', p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE p.proowner = %(su)s::regrole AND n.nspname NOT LIKE 'pg\\_%%' AND n.nspname <> 'information_schema'
+UNION ALL
+SELECT 'TYPE', t.oid::regtype::text FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE t.typowner = %(su)s::regrole AND t.typtype IN ('e', 'd', 'r', 'm')
+   AND n.nspname NOT LIKE 'pg\\_%%' AND n.nspname <> 'information_schema'
+"""
+
+
+def _hand_over(admin_url: str) -> None:
+    """Give the ordinary role what the superuser made in the database before the role existed."""
+    with psycopg.connect(admin_url, dbname=DATABASE) as conn, conn.transaction():
+        for kind, name in conn.execute(_SUPERUSER_OBJECTS, dict(su=SUPERUSER)).fetchall():
+            # The names come from the catalogue already quoted (quote_ident, regclass, regprocedure).
+            conn.execute(sql.SQL("ALTER {} {} OWNER TO {}").format(sql.SQL(kind), sql.SQL(name),
+                                                                   sql.Identifier(EMBEDDED_APP_ROLE)))
+        log.info("handed the embedded database's objects over to the role %s", EMBEDDED_APP_ROLE)
 
 
 def _check_version(data: Path, bin_dir: Path) -> None:

@@ -468,3 +468,36 @@ def test_root_refuses_a_home_that_another_user_can_write():
         assert not home.exists()
     finally:
         shutil.rmtree(shared)
+
+
+def test_a_home_made_before_the_ordinary_role_is_handed_over_at_the_next_start(home):
+    """A data folder whose database, schema and tables the superuser made keeps working as the ordinary role."""
+    from pgsteady import App
+    from pgsteady.migrations import migrate
+
+    embedded.ensure_running(home)
+    admin = embedded.admin_dsn(home)
+    schema = f"old_{os.getpid()}"
+    with psycopg.connect(admin.replace("/pgsteady?", "/postgres?"), autocommit=True) as conn:
+        conn.execute("ALTER DATABASE pgsteady OWNER TO postgres")
+    migrate(admin, schema)  # everything in it now belongs to postgres, as an older pgsteady left it
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS old_posts (id serial PRIMARY KEY, title text)")
+    state = json.loads((home / "embedded.json").read_text())
+    (home / "embedded.json").write_text(json.dumps({k: v for k, v in state.items() if k != "app_role"}))
+    try:
+        url = embedded.ensure_running(home)
+        assert migrate(url, schema) == []
+        app = App(dsn=url, schema=schema)
+        app.task(name="noop")(lambda: None)
+        assert app.enqueue("noop", {}).created
+        app.close()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("INSERT INTO old_posts (title) VALUES ('still mine')")
+            owners = conn.execute("SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class c JOIN pg_namespace n"
+                                  " ON n.oid = c.relnamespace WHERE n.nspname = %s", [schema]).fetchall()
+            assert owners == [("pgsteady",)]
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(psycopg.sql.Identifier(schema)))
+            conn.execute("DROP TABLE IF EXISTS old_posts")
