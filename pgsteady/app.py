@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from . import database
+from . import database, notifications
 from .errors import ConfigError, InvalidPayload, UnknownTask
 from .queries import Queries, for_schema, validate_schema
 from .schedules import Schedule
@@ -172,7 +172,7 @@ class App:
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{label} must be a positive integer or None")
         params = dict(queue=queue, max_running=max_running, max_per_second=max_per_second,
-                      channel=f"{self.schema}_control")
+                      **notifications.encode(self.schema, notifications.QueuesChanged()))
         if conn is not None:
             conn.execute(self.queries.set_queue_limits, params)
             return

@@ -138,7 +138,7 @@ WITH q AS (
     ON CONFLICT (queue) DO UPDATE SET paused = EXCLUDED.paused, updated_at = now()
     RETURNING queue
 )
-SELECT queue, pg_notify(%(channel)s, 'queues') FROM q;
+SELECT queue, pg_notify(%(channel)s, %(payload)s) FROM q;
 
 -- name: set_queue_limits
 WITH q AS (
@@ -148,7 +148,7 @@ WITH q AS (
         max_per_second = EXCLUDED.max_per_second, updated_at = now()
     RETURNING queue
 )
-SELECT queue, pg_notify(%(channel)s, 'queues') FROM q;
+SELECT queue, pg_notify(%(channel)s, %(payload)s) FROM q;
 
 -- name: limited_queues
 SELECT queue FROM {schema}.queues WHERE NOT paused AND (max_running IS NOT NULL OR max_per_second IS NOT NULL);

@@ -107,17 +107,26 @@ WITH f AS (
 SELECT state::text FROM f;
 
 -- name: cancel_running_job
--- The attempt stopped because someone asked it to.
+-- The attempt stopped because someone asked it to: only a row whose
+-- cancel_requested was written (by `jobs cancel`, which needs privileges on
+-- the schema) is ever cancelled, whatever the worker was told.
 WITH c AS (
     UPDATE {schema}.jobs
     SET state = 'cancelled', finished_at = now(), key_active = false,
         lease_token = NULL, lease_expires_at = NULL
-    WHERE id = %(id)s AND lease_token = %(token)s AND state = 'running'
-    RETURNING id, attempt
+    WHERE id = %(id)s AND lease_token = %(token)s AND state = 'running' AND cancel_requested
+    RETURNING id, attempt, cancel_requested_by
 )
-INSERT INTO {schema}.events (job_id, attempt, worker_id, release, kind, message)
-SELECT id, attempt, %(worker_id)s, %(release)s, 'cancelled', 'running attempt stopped on request' FROM c
+INSERT INTO {schema}.events (job_id, attempt, worker_id, release, kind, message, data)
+SELECT id, attempt, %(worker_id)s, %(release)s, 'cancelled', 'running attempt stopped on request',
+       jsonb_build_object('requested_by', cancel_requested_by) FROM c
 RETURNING job_id;
+
+-- name: cancel_requests
+-- Which of these attempts were asked to stop, by the row (see request_cancel).
+SELECT j.id FROM {schema}.jobs j
+JOIN unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS c(id, token) ON j.id = c.id AND j.lease_token = c.token
+WHERE j.state = 'running' AND j.cancel_requested;
 
 -- name: heartbeat
 -- Renews the leases this worker holds and says which jobs were asked to
