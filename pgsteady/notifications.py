@@ -21,7 +21,17 @@ outside this module; tests/test_enqueue.py checks that it matches.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from .database import scrub
+
+log = logging.getLogger("pgsteady.worker")
 
 # PostgreSQL's limits: an identifier (a channel) is at most NAMEDATALEN - 1
 # bytes, and a payload must be shorter than 8000 bytes.
@@ -89,3 +99,26 @@ def decode(schema: str, channel: str, payload: str) -> Message | None:
         if digits.isascii() and digits.isdigit() and len(digits) <= 19:
             return CancelRequested(int(digits))
     return None
+
+
+async def listen(dsn: str, schema: str, handle: Callable[[Message | None], None]) -> None:
+    """LISTEN on both channels for ever, calling ``handle`` with each decoded
+    message, and with None after every (re)connection: anything sent while
+    nobody listened is lost, so the caller should look at the rows then."""
+    delay = 0.5
+    while True:
+        try:
+            conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+            async with conn:
+                for channel in (jobs_channel(schema), control_channel(schema)):
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                handle(None)
+                delay = 0.5
+                async for note in conn.notifies():
+                    message = decode(schema, note.channel, note.payload)
+                    if message is not None:
+                        handle(message)
+        except psycopg.OperationalError as exc:
+            log.warning("listen connection lost (%s); reconnecting", scrub(str(exc)).strip())
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -162,7 +162,7 @@ def test_ctx_log_adds_to_the_history(app, dsn):
 
     @app.task(name="achatty")
     async def achatty(ctx) -> None:
-        await ctx.log("async line")
+        await ctx.alog("async line")
 
     a, b = app.enqueue("chatty", {}), app.enqueue("achatty", {})
     drain(app)
@@ -233,7 +233,10 @@ def test_fencing_rejects_every_write_of_a_stale_attempt(app, dsn):
         (a, _) = conn.execute(q.complete_and_claim, dict(common, worker_id="A")).fetchall()
         token_a = a[7]
         conn.execute("UPDATE pgsteady.jobs SET lease_expires_at = now() - interval '1 second'")
-        assert conn.execute(q.rescue_expired, dict(limit=10, worker_id="R", release="r")).fetchall() == [(ref.id,)]
+        with conn.transaction():
+            assert conn.execute(q.expired_leases, dict(limit=10)).fetchall() == [(ref.id, "t", 1)]
+            assert conn.execute(q.rescue_expired, dict(ids=[ref.id], backoffs=[timedelta(0)], worker_id="R",
+                                                       release="r")).fetchall() == [(ref.id,)]
         (b, _) = conn.execute(q.complete_and_claim, dict(common, worker_id="B")).fetchall()
         token_b = b[7]
         assert b[5] == 2 and token_b != token_a
@@ -294,7 +297,8 @@ def test_cancel_waiting_and_running_jobs(app, dsn):
 
     @app.task(name="polite")
     def polite(ctx) -> None:
-        while not ctx.cancelled:
+        while True:
+            ctx.raise_if_cancelled()
             time.sleep(0.01)
 
     @app.task(name="never")
@@ -460,7 +464,7 @@ def test_a_worker_busy_with_long_jobs_claims_no_more_than_it_can_run(app, dsn):
     worker.stop()
     thread.join(30)
     assert max(seen) == 2
-    assert worker._claim_conns[1] is None  # no second round in flight for long jobs, so no second connection
+    assert worker.claimer.conns[1] is None  # no second round in flight for long jobs, so no second connection
 
 
 def test_short_jobs_drain_on_two_claim_lanes_each_run_once(app, dsn):
@@ -475,7 +479,7 @@ def test_short_jobs_drain_on_two_claim_lanes_each_run_once(app, dsn):
     app.enqueue_many([("quick", {"i": i}) for i in range(5_000)])
     worker = Worker(app, concurrency=10, lease=30, poll_interval=0.1)
     stats = asyncio.run(worker.run(until_idle=True))
-    assert worker._claim_conns[1] is not None  # the second lane did run rounds
+    assert worker.claimer.conns[1] is not None  # the second lane did run rounds
     assert sorted(runs) == list(range(5_000)) and set(runs.values()) == {1}
     assert (stats.claimed, stats.succeeded, stats.rejected) == (5_000, 5_000, 0)
     assert states(dsn) == {"succeeded": 5_000}
