@@ -207,8 +207,12 @@ class Runner:
         try:
             await fut
         except Exception:
-            pass
-        att.finished = False  # a transactional body may have set it before rolling back
+            att.finished = False  # a transactional body may have set it before rolling back
+            raise TimedOut() from None
+        if task.transactional:
+            # Its transaction committed, the job's success with it: that stands.
+            log.warning("job %s finished after its timeout; its transaction had committed", att.id)
+            return
         raise TimedOut()
 
     def interrupt(self, att: Attempt) -> None:
