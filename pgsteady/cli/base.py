@@ -25,8 +25,6 @@ from ..database import has_password, resolve_dsn
 from ..errors import ConfigError
 from ..migrations import check_current
 
-SHARED_OPTIONS = ("dsn", "app_path", "schema_option")
-
 
 @dataclass
 class State:
@@ -117,14 +115,16 @@ def _set_shared(ctx: click.Context, param: click.Parameter, value: str | None) -
 
 
 # Characters that would move the cursor, recolour or retitle the terminal when
-# text from the database is printed: C0 (but tab and newline), DEL and C1.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# text from the database is printed (C0 but tab and newline, DEL, C1), and the
+# bidirectional overrides that would make shown text read differently.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def clean(value: Any, *, newlines: bool = True) -> str:
     """Text from the database made safe for a terminal: control characters shown as \\xNN."""
     text = "" if value is None else str(value)
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}",
+                        text)
     return text if newlines else text.replace("\n", "\\n")
 
 
