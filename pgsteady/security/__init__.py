@@ -2,4 +2,14 @@
 masking of secret-looking values, and the checklist behind `pgsteady security
 check`. Other modules read their defaults from here instead of keeping their
 own, so that a reviewer finds every setting in one file and in docs/security.md.
+
+    from pgsteady.security import check
+    report = check("postgresql://...", schema="pgsteady", urls=["https://example.org/"])
+    for result in report.results:
+        print(result.status, result.check, result.subject, result.message, result.fix)
+
+The checklist is a table of small functions over one snapshot (runner.CHECKS):
+snapshot.py, local.py and web.py read the database, the local files and the
+URLs once; permissions, secrets, headers, limits and logs hold the checks of
+each area; roles.py the three least-privilege roles and what they may do.
 """
