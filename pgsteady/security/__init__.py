@@ -13,3 +13,13 @@ snapshot.py, local.py and web.py read the database, the local files and the
 URLs once; permissions, secrets, headers, limits and logs hold the checks of
 each area; roles.py the three least-privilege roles and what they may do.
 """
+
+# Imported on first use, not here: the core modules import settings.py from
+# this package, and the checklist imports the core modules.
+
+
+def check(dsn: str, **options):
+    """Run the whole checklist once; see runner.check for the options."""
+    from .runner import check as run
+
+    return run(dsn, **options)
