@@ -11,6 +11,7 @@ import re
 
 import click
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -30,25 +31,24 @@ def plain(value: object) -> Text:
 
 
 def render(report: Report, console: Console, *, verbose: bool) -> None:
+    """One block per result, worst first within each area: status, check and
+    subject on one line, then the finding and the fix, indented (readable on
+    any width, unlike a wide table)."""
     for area in AREAS:
         rows = [r for r in report.results if r.area == area and (verbose or r.status != PASS)]
         passed = sum(r.area == area and r.status == PASS for r in report.results)
+        more = f" ({passed} pass; -v shows them)" if passed and not verbose else ""
         if not rows:
             if passed:
-                console.print(Text(f"{area}: all {passed} checks pass", style="green"))
+                console.print(Text(f"{area.capitalize()}: all {passed} checks pass", style="green"))
             continue
-        table = Table(title=f"{area.capitalize()}" + (f" ({passed} more pass; -v shows them)" if passed and not verbose
-                                                       else ""),
-                      title_justify="left", show_lines=True, expand=True)
-        table.add_column("", no_wrap=True)
-        table.add_column("Check", no_wrap=True)
-        table.add_column("Subject", overflow="fold")
-        table.add_column("Finding", ratio=3)
-        table.add_column("Fix", ratio=2, overflow="fold")
+        console.print(Text(area.capitalize(), style="bold") + Text(more, style="dim"))
         for r in rows:
-            table.add_row(Text(r.status.upper(), style=_STYLE[r.status]), plain(r.check), plain(r.subject),
-                          plain(r.message), plain(r.fix or "-"))
-        console.print(table)
+            head = Text(f"  {r.status.upper():<4} ", style=_STYLE[r.status]) + Text(f"{r.check} · ", style="bold")
+            console.print(head + plain(r.subject))
+            console.print(Padding(plain(r.message), (0, 0, 0, 7)))
+            if r.fix:
+                console.print(Padding(Text("fix: ", style="dim") + plain(r.fix), (0, 0, 0, 7)))
     c = report.counts()
     console.print(plain(f"{c[FAIL]} fail, {c[WARN]} warn, {c[PASS]} pass, {c[SKIP]} skipped · role {report.role} · "
                         f"{report.database} · schema {report.schema} ({report.duration_seconds:.2f}s)"),

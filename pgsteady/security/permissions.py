@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from .report import FAIL, PASS, SKIP, WARN, Result
-from .roles import KINDS, ROLE_RULES, excess_powers, problems, role_names
+from .roles import KINDS, ROLE_RULES, name_list, excess_powers, problems, role_names
 from .snapshot import Snapshot
 
 AREA = "permissions"
@@ -25,7 +25,9 @@ def app_role(snap: Snapshot) -> Iterator[Result]:
                      f"{db.unreadable.get('role_facts', 'no row in pg_roles')}")
         return
     found = excess_powers(db.role)
-    if db.role["owns_schema"]:
+    if db.role["superuser"]:
+        pass
+    elif db.role["owns_schema"]:
         found.append((WARN, f"owns the {snap.schema!r} schema: it can alter and drop every pgsteady table"))
     elif db.role["schema_create"]:
         found.append((WARN, f"may CREATE objects in the {snap.schema!r} schema"))
@@ -86,11 +88,14 @@ def public_privileges(snap: Snapshot) -> Iterator[Result]:
     for row in granted:
         if row["kind"] in ("table", "view") or "CREATE" in row["privileges"]:
             status = FAIL
+    groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for row in granted:
+        groups.setdefault((row["kind"], tuple(row["privileges"])), []).append(row["name"])
     yield Result(
         "public_privileges", AREA, status, snap.schema,
         "every role of the server (PUBLIC) may " + "; ".join(
-            f"{'/'.join(row['privileges'])} on {row['kind']} {row['name']}" for row in granted[:8])
-        + (f" and {len(granted) - 8} more" if len(granted) > 8 else ""),
+            f"{'/'.join(privileges)} on {len(names)} {kind}{'s' if len(names) > 1 else ''} ({name_list(names)})"
+            for (kind, privileges), names in groups.items()),
         fix=(f"REVOKE ALL ON SCHEMA {snap.schema} FROM PUBLIC; REVOKE ALL ON ALL TABLES IN SCHEMA {snap.schema} "
              f"FROM PUBLIC; REVOKE ALL ON ALL SEQUENCES IN SCHEMA {snap.schema} FROM PUBLIC "
              "(the SQL of `pgsteady security roles` does this and grants what each role needs)"),

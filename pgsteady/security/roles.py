@@ -175,9 +175,9 @@ def problems(rule: RoleRule, facts: dict, tables: list[dict]) -> list[tuple[str,
             if row["owner"]:
                 extra.setdefault("OWNER", []).append(row["table"])
     for p, names in missing.items():
-        found.append(("fail", f"lacks {p} on {_names(names)}"))
+        found.append(("fail", f"lacks {p} on {name_list(names)}"))
     for p, names in extra.items():
-        found.append(("fail", f"has {p} on {_names(names)}, beyond what it needs"))
+        found.append(("fail", f"has {p} on {name_list(names)}, beyond what it needs"))
     return found
 
 
@@ -185,21 +185,21 @@ def excess_powers(facts: dict) -> list[tuple[str, str]]:
     """Powers beyond any pgsteady role's needs: (status, what)."""
     out = []
     if facts["superuser"]:
-        out.append(("fail", "is a superuser: a task or a bad query can COPY ... TO PROGRAM and run anything"))
+        # Every other power follows from this one; naming them would bury it.
+        return [("fail", "is a superuser: a task or a bad query can COPY ... TO PROGRAM and run anything")]
     if facts["createrole"]:
         out.append(("fail", "has CREATEROLE: it can grant itself the predefined roles that read and write server files"))
     for d in facts["dangerous_memberships"]:
-        if not facts["superuser"]:
-            out.append(("fail", f"is a member of {d}"))
-    if facts["bypassrls"] and not facts["superuser"]:
+        out.append(("fail", f"is a member of {d}"))
+    if facts["bypassrls"]:
         out.append(("warn", "has BYPASSRLS: row-level security policies do not apply to it"))
-    if facts["createdb"] and not facts["superuser"]:
+    if facts["createdb"]:
         out.append(("warn", "has CREATEDB"))
-    if facts["replication"] and not facts["superuser"]:
+    if facts["replication"]:
         out.append(("warn", "has REPLICATION: it can stream every table of the cluster"))
     return out
 
 
-def _names(names: list[str], most: int = 5) -> str:
+def name_list(names: list[str], most: int = 5) -> str:
     shown = ", ".join(names[:most])
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
