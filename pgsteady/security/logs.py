@@ -24,20 +24,45 @@ PROBE_SECRET = "pgsteady-probe-S3cret"
 FORGED = "2026-01-01 00:00:00 ERROR forged line"
 
 
-def server_logging(snap: Snapshot) -> Iterator[Result]:
-    s = snap.database.settings
-    if not s:
-        yield Result("server_logging", AREA, SKIP, "server", "cannot read the server's settings")
-        return
-    yield _bool(s, "log_lock_waits", "a lock wait longer than deadlock_timeout is logged",
-                "lock waits are not logged: a blocked migration or index build leaves no trace",
-                "ALTER SYSTEM SET log_lock_waits = on; SELECT pg_reload_conf()")
-    yield _duration(s, "log_min_duration_statement", "slow statements",
-                    "ALTER SYSTEM SET log_min_duration_statement = '1s'; SELECT pg_reload_conf()", zero_logs_all=True)
-    yield _duration(s, "log_autovacuum_min_duration", "slow autovacuum runs",
-                    "ALTER SYSTEM SET log_autovacuum_min_duration = '10min'; SELECT pg_reload_conf()")
-    yield _prefix(s.get("log_line_prefix"))
-    yield _statement(s.get("log_statement"), s.get("log_parameter_max_length"))
+def _settings(snap: Snapshot, name: str) -> dict | None:
+    return snap.database.settings if name in snap.database.settings else None
+
+
+def _unread(name: str) -> Result:
+    return Result(name, AREA, SKIP, name, f"cannot read the server setting {name}")
+
+
+def log_lock_waits(snap: Snapshot) -> Iterator[Result]:
+    s = _settings(snap, "log_lock_waits")
+    yield _unread("log_lock_waits") if s is None else _bool(
+        s, "log_lock_waits", "a lock wait longer than deadlock_timeout is logged",
+        "lock waits are not logged: a blocked migration or index build leaves no trace",
+        "ALTER SYSTEM SET log_lock_waits = on; SELECT pg_reload_conf()")
+
+
+def log_min_duration_statement(snap: Snapshot) -> Iterator[Result]:
+    s = _settings(snap, "log_min_duration_statement")
+    yield _unread("log_min_duration_statement") if s is None else _duration(
+        s, "log_min_duration_statement", "slow statements",
+        "ALTER SYSTEM SET log_min_duration_statement = '1s'; SELECT pg_reload_conf()", zero_logs_all=True)
+
+
+def log_autovacuum_min_duration(snap: Snapshot) -> Iterator[Result]:
+    s = _settings(snap, "log_autovacuum_min_duration")
+    yield _unread("log_autovacuum_min_duration") if s is None else _duration(
+        s, "log_autovacuum_min_duration", "slow autovacuum runs",
+        "ALTER SYSTEM SET log_autovacuum_min_duration = '10min'; SELECT pg_reload_conf()")
+
+
+def log_line_prefix(snap: Snapshot) -> Iterator[Result]:
+    s = _settings(snap, "log_line_prefix")
+    yield _unread("log_line_prefix") if s is None else _prefix(s["log_line_prefix"])
+
+
+def log_statement(snap: Snapshot) -> Iterator[Result]:
+    s = _settings(snap, "log_statement")
+    yield _unread("log_statement") if s is None else _statement(s["log_statement"],
+                                                                 s.get("log_parameter_max_length"))
 
 
 def _bool(s: dict, name: str, on: str, off: str, fix: str) -> Result:

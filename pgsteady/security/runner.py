@@ -46,7 +46,11 @@ CHECKS: list[tuple[str, Callable[[Snapshot], Iterator[Result]]]] = [
     ("cache_rules", headers.cache_rules),
     ("own_limits", limits.own_limits),
     ("site_upload_limit", limits.site_limits),
-    ("server_logging", logs.server_logging),
+    ("log_lock_waits", logs.log_lock_waits),
+    ("log_min_duration_statement", logs.log_min_duration_statement),
+    ("log_autovacuum_min_duration", logs.log_autovacuum_min_duration),
+    ("log_line_prefix", logs.log_line_prefix),
+    ("log_statement", logs.log_statement),
     ("own_log_format", logs.own_logs),
 ]
 

@@ -10,7 +10,7 @@ from psycopg import sql
 
 from pgsteady import App
 from pgsteady.security import check
-from pgsteady.security.runner import gather, run
+from pgsteady.security.runner import CHECKS, gather, run
 
 SECRET = "hunter2-do-not-print"
 
@@ -83,6 +83,7 @@ def test_weak_database_fails_on_superuser_public_grants_and_logs_every_statement
     assert report.by_check("stored_secrets")[0].evidence["with_secret_keys"] == 1
     assert report.reaches("fail")
     assert SECRET not in report.to_json()
+    assert {r.check for r in report.results} <= {name for name, _ in CHECKS}
 
 
 def test_hardened_database_passes_permissions_secrets_and_server_logging(dsn, roles, tmp_path):
