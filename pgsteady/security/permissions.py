@@ -29,8 +29,12 @@ def app_role(snap: Snapshot) -> Iterator[Result]:
         pass
     elif db.role["owns_schema"]:
         found.append((WARN, f"owns the {snap.schema!r} schema: it can alter and drop every pgsteady table"))
-    elif db.role["schema_create"]:
-        found.append((WARN, f"may CREATE objects in the {snap.schema!r} schema"))
+    else:
+        if db.role["schema_create"]:
+            found.append((WARN, f"may CREATE objects in the {snap.schema!r} schema"))
+        owned = [row["table"] for row in db.tables if row["owner"]]
+        if owned:
+            found.append((WARN, f"owns {len(owned)} pgsteady tables ({name_list(owned)}): it can alter and drop them"))
     if not found:
         yield Result("app_role", AREA, PASS, name,
                      f"{name} is an ordinary role: not a superuser, no CREATEROLE, no server file or program "
