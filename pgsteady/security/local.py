@@ -2,7 +2,7 @@
 
 Nothing read here is kept: a file is reduced to its mode, its owner and the
 number of lines that hold a secret; a command line to the positions of its
-secret-bearing arguments and a scrubbed copy. A secret never reaches the
+secret-bearing arguments. A secret never reaches the
 snapshot, so no check and no report can print one.
 """
 
@@ -42,8 +42,7 @@ class ProcessFact:
 
 @dataclass
 class LocalFacts:
-    argv: list[str]                        # scrubbed
-    argv_secrets: list[int]                # positions in argv that held a secret
+    argv_secrets: list[int]                # positions in this process's argv that hold a password
     processes: list[ProcessFact] | None    # None when not scanned
     files: list[FileFact] = field(default_factory=list)
     uid: int = -1
@@ -57,7 +56,7 @@ def secret_positions(args: Iterable[str]) -> list[int]:
 def gather(argv: list[str], environ: Mapping[str, str], env_files: Iterable[str] = (), *,
            home: Path | None = None, scan_processes: bool = True, pattern: str | None = None) -> LocalFacts:
     home = home or Path.home()
-    facts = LocalFacts(argv=[scrub(a) for a in argv], argv_secrets=secret_positions(argv),
+    facts = LocalFacts(argv_secrets=secret_positions(argv),
                        processes=_processes() if scan_processes else None, uid=os.getuid())
     rx = secret_key_re(pattern)
     pgpass = Path(environ.get("PGPASSFILE") or home / ".pgpass")

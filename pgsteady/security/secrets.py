@@ -25,7 +25,7 @@ def command_line(snap: Snapshot) -> Iterator[Result]:
         yield Result("command_line", AREA, FAIL, "this process",
                      f"this command line holds a password in argument {', '.join(map(str, local.argv_secrets))}: "
                      "every local user sees it in ps",
-                     fix=_PREFER, evidence={"positions": local.argv_secrets, "argv": local.argv})
+                     fix=_PREFER, evidence={"positions": local.argv_secrets})
     else:
         yield Result("command_line", AREA, PASS, "this process", "no password on this command line")
     if local.processes is None:

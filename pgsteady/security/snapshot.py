@@ -71,11 +71,7 @@ def read_database(dsn: str, schema: str, *, role_prefix: str, sample: int,
                   since: timedelta = timedelta(days=1)) -> Database:
     """The catalogue facts of one database, read through one connection."""
     validate_schema(schema)
-    try:
-        conn = connect(dsn, autocommit=True, connect_timeout=10)
-    except psycopg.OperationalError as exc:  # pragma: no cover - connect() already converts
-        raise unavailable(dsn, exc) from None
-    with conn:
+    with connect(dsn, autocommit=True, connect_timeout=10) as conn:
         try:
             return _read(conn, dsn, schema, role_prefix, sample, since)
         except psycopg.OperationalError as exc:

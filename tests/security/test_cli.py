@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import psycopg
 import pytest
@@ -91,4 +92,5 @@ def test_stored_markup_and_terminal_escapes_are_shown_inert(capsys, dsn):
         conn.execute("INSERT INTO pgsteady.jobs (queue, task, args, max_attempts) VALUES "
                      "('default', %s, '{\"password\": \"x\"}', 1)", ["[bold red]evil\x1b]0;pwned\x07"])
     code, out, _ = run(capsys, "--dsn", dsn, "security", "check", "--no-processes", "-v")
-    assert "\x1b]0;" not in out and "\x07" not in out
+    assert code == 1 and "\x1b]0;" not in out and "\x07" not in out
+    assert "[bold red]evil\\x1b]0;pwned\\x07" in re.sub(r"\s+", " ", out)  # markup shown as text, escapes spelled out
