@@ -32,6 +32,8 @@ def app_role(snap: Snapshot) -> Iterator[Result]:
     else:
         if db.role["schema_create"]:
             found.append((WARN, f"may CREATE objects in the {snap.schema!r} schema"))
+        if db.role["database_create"]:
+            found.append((WARN, "may CREATE schemas in the database"))
         owned = [row["table"] for row in db.tables if row["owner"]]
         if owned:
             found.append((WARN, f"owns {len(owned)} pgsteady tables ({name_list(owned)}): it can alter and drop them"))
@@ -184,5 +186,5 @@ def password_encryption(snap: Snapshot) -> Iterator[Result]:
 
 def _powers(facts: dict) -> dict:
     keys = ("superuser", "createrole", "createdb", "bypassrls", "replication", "dangerous_memberships",
-            "owns_schema", "schema_usage", "schema_create")
+            "database_create", "owns_schema", "schema_usage", "schema_create")
     return {k: facts[k] for k in keys}

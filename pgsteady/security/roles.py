@@ -163,6 +163,8 @@ def problems(rule: RoleRule, facts: dict, tables: list[dict]) -> list[tuple[str,
         found.append(("fail", "has no USAGE on the schema"))
     if facts["schema_create"] and not rule.schema_create:
         found.append(("fail", "may CREATE objects in the schema"))
+    if facts["database_create"] and not rule.schema_create:
+        found.append(("fail", "may CREATE schemas in the database"))
     missing: dict[str, list[str]] = {}
     extra: dict[str, list[str]] = {}
     for row in tables:

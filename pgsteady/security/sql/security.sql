@@ -17,6 +17,7 @@ SELECT r.rolname AS name, r.rolsuper AS superuser, r.rolcreaterole AS createrole
        ARRAY(SELECT d.rolname::text FROM pg_roles d
              WHERE d.rolname = ANY(%(dangerous)s::text[]) AND pg_has_role(r.oid, d.oid, 'MEMBER')
              ORDER BY 1) AS dangerous_memberships,
+       has_database_privilege(r.oid, current_database(), 'CREATE') AS database_create,
        n.oid IS NOT NULL AS schema_exists,
        coalesce(n.nspowner = r.oid, false) AS owns_schema,
        coalesce(has_schema_privilege(r.oid, n.oid, 'USAGE'), false) AS schema_usage,
