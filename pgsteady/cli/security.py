@@ -92,6 +92,12 @@ def register(cli: click.Group) -> None:
 
         Each result is pass, warn or fail with its evidence and the fix; skip
         when it could not look (the reason says why). Secrets are never printed.
+        Run it with the DSN the App uses: the role of that connection is the one
+        judged.
+
+        Exit codes: 0 when nothing reaches --fail-on, 1 when something does,
+        2 on bad input (an option, a URL that cannot be fetched, a missing file,
+        an unreachable database).
 
         \b
         Examples:
