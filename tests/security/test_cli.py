@@ -75,7 +75,7 @@ def test_unreachable_database_is_exit_two_without_the_password(capsys):
 def test_help_explains_the_checks_exit_codes_and_examples(capsys):
     code, out, _ = run(capsys, "security", "check", "--help")
     assert code == 0
-    for words in ("--fail-on", "--url", "--env-file", "--json", "Examples:", "pgsteady security check --url"):
+    for words in ("--fail-on", "--url", "--env-file", "--json", "Exit codes", "Examples:", "pgsteady security check --url"):
         assert words in out
 
 
