@@ -20,13 +20,14 @@ def _db(dsn: str) -> str:
 
 
 def weaken(dsn: str) -> None:
-    """PUBLIC may do anything in the schema; the server logs every statement but no lock wait or slow query."""
+    """PUBLIC may do anything in the schema; new passwords are stored as MD5; the server logs every
+    statement but no lock wait or slow query."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("GRANT ALL ON SCHEMA pgsteady TO PUBLIC")
         conn.execute("GRANT ALL ON ALL TABLES IN SCHEMA pgsteady TO PUBLIC")
         db = sql.Identifier(_db(dsn))
         for setting, value in (("log_lock_waits", "off"), ("log_min_duration_statement", "-1"),
-                               ("log_statement", "all")):
+                               ("log_statement", "all"), ("password_encryption", "md5")):
             conn.execute(sql.SQL("ALTER DATABASE {} SET {} = {}").format(db, sql.Identifier(setting),
                                                                          sql.Literal(value)))
         conn.execute("INSERT INTO pgsteady.events (kind, data) VALUES ('log', %s)",
@@ -80,6 +81,8 @@ def test_weak_database_fails_on_superuser_public_grants_and_logs_every_statement
     assert statement.status == "warn" and "job arguments" in statement.message
     assert report.status_of("stored_secrets", "job arguments") == "warn"
     assert report.status_of("stored_secrets", "event data") == "warn"
+    [encryption] = report.by_check("password_encryption")
+    assert encryption.status == "fail" and "MD5" in encryption.message
     assert report.by_check("stored_secrets")[0].evidence["with_secret_keys"] == 1
     assert report.reaches("fail")
     assert SECRET not in report.to_json()
@@ -152,3 +155,15 @@ def test_a_check_that_raises_is_reported_as_skipped_and_the_others_still_answer(
     [skipped] = [r for r in results if r.check == "broken"]
     assert skipped.status == "skip" and "RuntimeError: boom" in skipped.message
     assert any(r.check == "app_role" for r in results)
+
+
+def test_a_missing_least_privilege_role_is_named_while_the_others_are_verified(dsn, roles):
+    kinds = roles.least_privilege(dsn)
+    readonly = psycopg.conninfo.conninfo_to_dict(kinds["readonly"])["user"]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(readonly)))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(readonly)))
+    report = checked(kinds["worker"], role_prefix=roles.prefix)
+    found = {r.subject: r for r in report.by_check("least_privilege_roles")}
+    assert found[readonly].status == "warn" and "does not exist" in found[readonly].message
+    assert found[f"{roles.prefix}_worker"].status == "pass"
