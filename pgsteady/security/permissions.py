@@ -6,7 +6,7 @@ from typing import Iterator
 
 from .report import FAIL, PASS, SKIP, WARN, Result
 from .roles import KINDS, ROLE_RULES, name_list, excess_powers, problems, role_names
-from .snapshot import Snapshot
+from .snapshot import Database, Snapshot
 
 AREA = "permissions"
 TCP_TYPES = {"host", "hostssl", "hostnossl", "hostgssenc", "hostnogssenc"}
@@ -25,18 +25,8 @@ def app_role(snap: Snapshot) -> Iterator[Result]:
                      f"{db.unreadable.get('role_facts', 'no row in pg_roles')}")
         return
     found = excess_powers(db.role)
-    if db.role["superuser"]:
-        pass
-    elif db.role["owns_schema"]:
-        found.append((WARN, f"owns the {snap.schema!r} schema: it can alter and drop every pgsteady table"))
-    else:
-        if db.role["schema_create"]:
-            found.append((WARN, f"may CREATE objects in the {snap.schema!r} schema"))
-        if db.role["database_create"]:
-            found.append((WARN, "may CREATE schemas in the database"))
-        owned = [row["table"] for row in db.tables if row["owner"]]
-        if owned:
-            found.append((WARN, f"owns {len(owned)} pgsteady tables ({name_list(owned)}): it can alter and drop them"))
+    if not db.role["superuser"]:  # a superuser's other powers follow from that one
+        found += _schema_powers(db, snap.schema)
     if not found:
         yield Result("app_role", AREA, PASS, name,
                      f"{name} is an ordinary role: not a superuser, no CREATEROLE, no server file or program "
@@ -50,6 +40,21 @@ def app_role(snap: Snapshot) -> Iterator[Result]:
              f"the schema: `pgsteady security roles` prints the SQL for both"),
         evidence={"role": _powers(db.role), "problems": [text for _, text in found]},
     )
+
+
+def _schema_powers(db: Database, schema: str) -> list[tuple[str, str]]:
+    """What the connection's role may do to pgsteady's objects beyond using them."""
+    if db.role["owns_schema"]:
+        return [(WARN, f"owns the {schema!r} schema: it can alter and drop every pgsteady table")]
+    found = []
+    if db.role["schema_create"]:
+        found.append((WARN, f"may CREATE objects in the {schema!r} schema"))
+    if db.role["database_create"]:
+        found.append((WARN, "may CREATE schemas in the database"))
+    owned = [row["table"] for row in db.tables if row["owner"]]
+    if owned:
+        found.append((WARN, f"owns {len(owned)} pgsteady tables ({name_list(owned)}): it can alter and drop them"))
+    return found
 
 
 def least_privilege_roles(snap: Snapshot) -> Iterator[Result]:
