@@ -90,6 +90,10 @@ def least_privilege_roles(snap: Snapshot) -> Iterator[Result]:
 
 
 def public_privileges(snap: Snapshot) -> Iterator[Result]:
+    if not any(row["kind"] == "schema" for row in snap.database.public):
+        yield Result("public_privileges", AREA, SKIP, snap.schema,
+                     f"the {snap.schema!r} schema does not exist in this database (pgsteady migrate creates it)")
+        return
     granted = [row for row in snap.database.public if row["privileges"]]
     if not granted:
         yield Result("public_privileges", AREA, PASS, snap.schema,

@@ -167,3 +167,10 @@ def test_a_missing_least_privilege_role_is_named_while_the_others_are_verified(d
     found = {r.subject: r for r in report.by_check("least_privilege_roles")}
     assert found[readonly].status == "warn" and "does not exist" in found[readonly].message
     assert found[f"{roles.prefix}_worker"].status == "pass"
+
+
+def test_a_database_without_the_schema_skips_what_needs_it_and_says_why(empty_dsn, tmp_path):
+    report = checked(empty_dsn, home=tmp_path)
+    for check_name in ("public_privileges", "stored_secrets"):
+        assert {r.status for r in report.by_check(check_name)} == {"skip"}
+        assert all("does not exist" in r.message for r in report.by_check(check_name))
