@@ -104,15 +104,19 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.close_connection = True
             return False
+        if self.path.startswith("/silent"):
+            return True  # no 100 Continue, no refusal: do_POST waits for the body
         return super().handle_expect_100()
 
-    def do_POST(self) -> None:  # only reached by the weak page; the probe never sends the body
+    def do_POST(self) -> None:
+        if self.path.startswith("/silent"):
+            self.rfile.read(int(self.headers["Content-Length"]))  # until the client gives up
         self.close_connection = True
 
 
 @pytest.fixture
 def site():
-    """http://127.0.0.1:PORT, serving /weak and /hardened."""
+    """http://127.0.0.1:PORT, serving /weak, /hardened and /silent (weak headers, and it waits for any body)."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)

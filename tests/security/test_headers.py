@@ -48,6 +48,12 @@ def test_upload_probe_tells_a_site_that_refuses_a_huge_body_from_one_that_asks_f
     assert probes[f"{site}/weak"].status == "warn" and probes[f"{site}/weak"].evidence["outcome"] == "continue"
 
 
+def test_upload_probe_to_a_site_that_waits_for_the_body_warns(dsn, tmp_path, site):
+    report = checked(dsn, tmp_path, f"{site}/silent", probe_uploads=True, http_timeout=0.5)
+    [probe] = report.by_check("site_upload_limit")
+    assert probe.status == "warn" and probe.evidence["outcome"] == "waited"
+
+
 def test_without_the_probe_the_site_limit_is_skipped_with_how_to_ask(dsn, tmp_path, site):
     report = checked(dsn, tmp_path, f"{site}/weak")
     [probe] = report.by_check("site_upload_limit")
