@@ -214,12 +214,14 @@ def cacheable_cookie(snap: Snapshot) -> Iterator[Result]:
                          evidence={"cache_control": cc})
 
 
-# HOOK(cache rules): `--cache-rules FILE` names the CDN's rules file
-# (pgsteady/cache/, built separately). When that module can load a file and
-# match a URL to its rule, this check should, for each response that sets a
-# cookie, load the rule for r.url and FAIL when the rule caches the page
-# without a bypass on the cookie (the rule's "bypass" conditions). Until then
-# it says that it did not look, so no one reads silence as a pass.
+# HOOK(cache rules): `--cache-rules FILE` names the CDN's rules file, which
+# pgsteady/cache/ reads (built separately; nothing here imports it yet). To
+# connect them: read the file once in runner.gather() (the cache branch has
+# rules.load(path) and evaluate.decide(rules, request)), keep the decisions
+# per --url in the Snapshot, and here FAIL each response that sets a cookie
+# when the rules would cache that request for everyone (no bypass fires on
+# the cookie). Until then this says that it did not look, so no one reads
+# silence as a pass.
 def cache_rules(snap: Snapshot) -> Iterator[Result]:
     if snap.cache_rules is None:
         return
