@@ -144,7 +144,7 @@ and a sort of every row of demo_site.events on every request, and the table
 grows by the minute.
 """
 ddl = "CREATE INDEX CONCURRENTLY idx_events_created_at ON demo_site.events (created_at DESC)"
-files = ["{schema_file}", "{path}"]
+files = ["{schema_file}", "{path}", "{backup}"]
 watch = "{watch}s"
 
 [build]
@@ -214,7 +214,8 @@ def index_change(day: Day) -> None:
     folder = day.folder / "changes"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{change_id}.toml"
-    path.write_text(CHANGE.format(id=change_id, schema_file=SCHEMA_FILE, path=path.name, watch=f"{day.sizes.watch:g}"))
+    path.write_text(CHANGE.format(id=change_id, schema_file=SCHEMA_FILE, path=path.name, backup=f"{change_id}.before.sql",
+                                 watch=f"{day.sizes.watch:g}"))
     day.say(f"the change file: {path}")
 
     day.say("[bold]capture the current behaviour[/bold]")
