@@ -380,7 +380,7 @@ def test_enqueue_async_writes_through_the_callers_async_transaction(app, dsn):
             assert _count(dsn) == 0  # not committed yet
             await conn.commit()
         own = await app.enqueue_async("import_post", {"post_id": 2}, key="k")
-        again = await app.enqueue_async("import_post", {"post_id": 2}, key="k")
+        again = await app.tasks["import_post"].configure(key="k").enqueue_async(post_id=2)
         await app.aclose()
         return [ref, *many, own, again]
 
