@@ -125,13 +125,16 @@ def _location(i: int, rule: Rule, rules: Rules, opts: Options) -> list[str]:
         body.append("        proxy_cache_background_update on;")
     if any(h.lower() == "accept-encoding" for h in a.vary):
         body.append("        proxy_set_header Accept-Encoding $pgs_ae;")
-    if opts.purge_module:
-        body.append(f"        proxy_cache_purge PURGE from {' '.join(opts.purge_from)};")
     body += [f"        add_header Cache-Control {v}_cc always;"]
     if "Vary" in headers:
         body.append(f"        add_header Vary {_q(headers['Vary'])} always;")
     body += ["        add_header X-Cache $upstream_cache_status always;",
              "        proxy_pass http://pgsteady_origin$request_uri;", "    }", ""]
+    if opts.purge_module:  # the module's same-location form (PURGE in this block) crashes Debian's 2.3 build
+        body += [f"    # PURGE of a URL that rule {rule.name} caches: the same key as above",
+                 f"    location = /.pgsteady/purge/rule/{rule.name} {{", "        internal;",
+                 *(f"        allow {ip};" for ip in opts.purge_from), "        deny all;",
+                 f"        proxy_cache_purge {ZONE} {_q('$scheme://$host$request_uri' + vary_key)};", "    }", ""]
     return head + common + body
 
 
@@ -148,6 +151,8 @@ def compile(rules: Rules, opts: Options) -> str:
              f"upstream pgsteady_origin {{ server {hostport}; }}", "",
              "# Requests no rule may store: a method other than GET/HEAD, a percent-encoded parameter name.",
              "map $request_method $pgs_unstorable { GET 0; HEAD 0; PURGE 0; default 1; }",
+             "# A PURGE request goes to the purge location of the rule that caches its URL.",
+             'map $request_method $pgs_op { PURGE "purge/"; default ""; }',
              _flag("$args", "$pgs_encoded", r"(^|&)[^=&]*%"),
              '# Accept-Encoding reduced to the two variants the cache keeps (and the origin is asked for).',
              'map $http_accept_encoding $pgs_ae { "~*gzip" "gzip"; default ""; }', ""]
@@ -172,7 +177,9 @@ def compile(rules: Rules, opts: Options) -> str:
         lines.append(f"    {_q('~^' + '0' * i + '1')} rule/{rule.name};")
     lines += ["    default none;", "}", "", "server {",
               f"    listen {opts.listen or site.listen};", f"    server_name {site.server_name};", "",
-              "    location / {", "        set $pgs_path $uri;", "        rewrite ^ /.pgsteady/$pgs_dest last;", "    }", "",
+              "    location / {", "        set $pgs_path $uri;", "        rewrite ^ /.pgsteady/$pgs_op$pgs_dest last;", "    }", "",
+              "    # anything else under /.pgsteady/ (a PURGE of a URL no rule caches): nothing to do",
+              "    location /.pgsteady/ {", "        internal;", "        return 404;", "    }", "",
               "    # no rule matched: passed to the origin, never stored",
               "    location = /.pgsteady/none {", "        internal;", "        proxy_set_header Host $host;",
               "        proxy_pass http://pgsteady_origin$request_uri;", "    }", ""]
