@@ -153,7 +153,7 @@ def decide(rules: Rules, req: Request) -> Decision:
         d.bypasses_tried.append(Step(name, ok, why))
         if ok:
             d.bypass = b
-            d.reason = f"bypass {name!r} fired: {why} ({b.why})"
+            d.reason = f"bypass {name!r} fired: {why}"
             return d
     no = blocked(req)
     if no is not None:

@@ -276,9 +276,9 @@ def _rule(data: Any, i: int, where: str) -> Rule:
     here = f"{where} [[rules]] #{i + 1}"
     if not isinstance(data, dict):
         raise RulesError(f"{here} must be a table")
-    _fields(data, _RULE, here)
     name = _name(data.get("name"), "rule name", here)
     here = f"{where} rule {name!r}"
+    _fields(data, _RULE, here)
     text = {k: _text(data, k, here) for k in ("owner", "reason", "expect", "rollback")}
     match = data.get("match")
     if not isinstance(match, dict) or "path" not in match:
