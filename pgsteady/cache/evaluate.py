@@ -91,7 +91,9 @@ def match(m: Match, req: Request) -> tuple[bool, str]:
         if req.method not in m.methods:
             return False, f"method {req.method} is not {', '.join(m.methods)}"
         why.append(f"method {req.method}")
-    checks = [("query parameter", n, v, req.arg(n)) for n, v in m.query.items()] + \
+    # "*" asks for presence: a parameter counts with or without a value, a header or cookie only with one
+    checks = [("query parameter", n, v, ("(present)" if req.has_arg(n) else "") if v == "*" else req.arg(n))
+              for n, v in m.query.items()] + \
         [("header", n, v, req.headers.get(n, "")) for n, v in m.headers.items()] + \
         [("cookie", n, v, cookie_value(req, n)) for n, v in m.cookies.items()]
     for kind, name, want, got in checks:
@@ -109,9 +111,9 @@ def fires(b: Bypass, req: Request) -> tuple[bool, str]:
     if b.kind == "header":
         v = req.headers.get(b.value, "")
         return bool(v), f"header {b.value} {'is sent' if v else 'is not sent'}"
-    if b.kind == "query":
-        v = req.arg(b.value)
-        return bool(v), f"query parameter {b.value} {'is set' if v else 'is not set'}"
+    if b.kind == "query":  # present at all: ?preview with no value is a preview to most frameworks
+        ok = req.has_arg(b.value)
+        return ok, f"query parameter {b.value} {'is present' if ok else 'is absent'}"
     if b.kind == "path":
         ok = path_matches(b.value, req.path)
         return ok, f"path {req.path} {'matches' if ok else 'does not match'} {b.value}"

@@ -39,6 +39,10 @@ class Request:
                 return value
         return ""
 
+    def has_arg(self, name: str) -> bool:
+        """Whether the parameter appears at all (``?preview``, ``?preview=`` and ``?preview=1`` alike)."""
+        return any(p.partition("=")[0].lower() == name.lower() for p in self.query.split("&"))
+
     def encoded_param_name(self) -> str | None:
         return next((p.partition("=")[0] for p in self.query.split("&") if "%" in p.partition("=")[0]), None)
 

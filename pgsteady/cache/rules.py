@@ -33,6 +33,7 @@ _COOKIE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\*?$")      # a trailing * matches a
 _VALUE = re.compile(r"^[A-Za-z0-9 ._/+:=,@*-]{1,200}$")  # no quotes, ; { } $ \ or control characters
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 STORABLE = ("GET", "HEAD")  # what HTTP caches (and nginx's proxy_cache_methods) ever store
+_ONE_LINE = re.compile(r"^[^\x00-\x1f\x7f]{0,1000}$")
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)?\s*$")
 _UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_TTL = 365 * 86400
@@ -347,13 +348,11 @@ def _example(data: Any, cached: bool, where: str) -> Example:
     if method not in METHODS:
         raise RulesError(f"{where}: method {method!r} is not one of {', '.join(METHODS)}")
     cookies, headers = data.get("cookies", {}), data.get("headers", {})
-    if not isinstance(cookies, dict) or not all(isinstance(k, str) and re.match(r"^[A-Za-z0-9_.-]+$", k) and isinstance(v, str)
-                                                for k, v in cookies.items()):
-        raise RulesError(f"{where} ({url}): cookies must be a table of name = \"value\"")
+    if not isinstance(cookies, dict) or not all(
+            isinstance(k, str) and re.match(r"^[A-Za-z0-9_.-]{1,64}$", k) and isinstance(v, str) and _ONE_LINE.match(v)
+            and ";" not in v for k, v in cookies.items()):
+        raise RulesError(f"{where} ({url}): cookies must be a table of name = \"value\" (one line, no ';')")
     if not isinstance(headers, dict) or not all(isinstance(k, str) and _HEADER.match(k) and isinstance(v, str)
-                                                for k, v in headers.items()):
-        raise RulesError(f"{where} ({url}): headers must be a table of Name = \"value\"")
-    for v in [*cookies.values(), *headers.values()]:
-        if any(ord(c) < 32 or ord(c) == 127 for c in v) or ";" in v and v in cookies.values():
-            raise RulesError(f"{where} ({url}): header and cookie values must be one line (and cookies without ';')")
+                                                and _ONE_LINE.match(v) for k, v in headers.items()):
+        raise RulesError(f"{where} ({url}): headers must be a table of Name = \"value\" (one line)")
     return Example(url, cached, method, dict(cookies), dict(headers), str(data.get("note", "")))

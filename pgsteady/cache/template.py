@@ -130,6 +130,7 @@ must_not_cache = [
     {{ url = "/posts/hello-world", cookies = {{ sessionid = "abc" }}, note = "signed in" }},
     {{ url = "/posts/hello-world", headers = {{ Authorization = "Bearer t" }} }},
     "/posts/hello-world?preview=1",
+    {{ url = "/posts/hello-world?preview", note = "no value is still a preview" }},
     {{ url = "/posts/hello-world", method = "POST" }},
 ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -36,9 +37,11 @@ def register(cli: click.Group) -> None:
     @click.option("--force", is_flag=True, help="Overwrite an existing file.")
     def new(file: Path, site: str, force: bool) -> None:
         """Write a commented rules template for a content site."""
+        if not re.match(r"^[A-Za-z0-9._-]{1,100}$", site):
+            raise ConfigError(f"--site {site!r} must be a host name (letters, digits, '.', '_', '-')")
         if file.exists() and not force:
             raise ConfigError(f"{file} exists; pick another name or pass --force to overwrite it")
-        file.write_text(template(str(file), comment(site, 100)))
+        file.write_text(template(str(file), site))
         click.echo(f"wrote {file}; next: pgsteady cache check {file}")
 
     @cache.command("check")

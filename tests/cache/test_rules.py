@@ -141,3 +141,11 @@ def test_durations():
     for bad in ("10 parsecs", "-1s", "1.5h", "400d", True, ""):
         with pytest.raises(rules_mod.RulesError):
             rules_mod.ttl(bad, "cdn")
+
+
+def test_a_query_bypass_fires_for_a_parameter_without_a_value():
+    rules = rules_mod.parse(template("r.toml"))
+    for url in ("/posts/hello-world?preview", "/posts/hello-world?utm=1&PREVIEW=", "/?preview=1"):
+        d = evaluate.decide(rules, requests.build(url))
+        assert not d.cached and d.bypass.name == "preview", url
+    assert evaluate.decide(rules, requests.build("/posts/hello-world?previewed=1")).cached

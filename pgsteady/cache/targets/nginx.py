@@ -63,6 +63,8 @@ def _header_var(name: str) -> str:
 def _condition(kind: str, name: str, value: str, var: str) -> str:
     if kind == "cookie":
         return _flag("$http_cookie", var, _cookie_regex(name, value))
+    if kind == "query" and value == "*":
+        return _flag("$args", var, rf"(^|&)(?i:{name})(=|&|$)")
     source = f"$arg_{name}" if kind == "query" else _header_var(name)
     if value == "*":
         return _flag(source, var, present=True)
@@ -74,8 +76,8 @@ def _bypass(b: Bypass, var: str) -> str:
         return _flag("$http_cookie", var, _cookie_regex(b.value))
     if b.kind == "header":
         return _flag(_header_var(b.value), var, present=True)
-    if b.kind == "query":
-        return _flag(f"$arg_{b.value}", var, present=True)
+    if b.kind == "query":  # present at all, with or without a value ($arg_ would miss ?preview)
+        return _flag("$args", var, rf"(^|&)(?i:{b.value})(=|&|$)")
     if b.kind == "path":
         return _path_flag(b.value, var)
     allowed = " ".join(f"{m} 0;" for m in b.value)

@@ -24,8 +24,8 @@ def _q(text: str) -> str:
     return f'"{text}"'
 
 
-def _arg(name: str, rest: str = "[^&]") -> str:
-    return rf"[?&](?i:{name})={rest}"
+def _arg(name: str, rest: str = "(=|&|$)") -> str:
+    return rf"[?&](?i:{name}){rest}"
 
 
 def _cookie(name: str, value: str = "*") -> str:
@@ -56,7 +56,7 @@ def _match(rule: Rule) -> str:
     if m.methods is not None:
         conds.append("(" + " || ".join(f'req.method == "{x}"' for x in m.methods) + ")")
     for name, v in m.query.items():
-        conds.append(f"req.url ~ {_q(_arg(name) if v == '*' else _arg(name, pcre_literal(v) + '(&|$)'))}")
+        conds.append(f"req.url ~ {_q(_arg(name) if v == '*' else _arg(name, '=' + pcre_literal(v) + '(&|$)'))}")
     for name, v in m.headers.items():
         conds.append(_header(name) if v == "*" else f"{_header(name)} ~ {_q('^' + pcre_literal(v) + '$')}")
     for name, v in m.cookies.items():
