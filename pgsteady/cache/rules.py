@@ -79,11 +79,11 @@ class Bypass:
 
     def describe(self) -> str:
         if self.kind == "cookie":
-            return f"a cookie {self.value} is sent"
+            return f"the cookie {self.value} is sent"
         if self.kind == "header":
-            return f"a {self.value} header is sent"
+            return f"the header {self.value} is sent"
         if self.kind == "query":
-            return f"the query has a {self.value} parameter"
+            return f"the query has the parameter {self.value}"
         if self.kind == "path":
             return f"the path matches {self.value}"
         return f"the method is not {', '.join(self.value)}"

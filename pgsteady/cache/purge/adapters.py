@@ -39,7 +39,7 @@ class Throttled(Exception):
 
     def __init__(self, status: int, body: str, retry_after: float | None) -> None:
         wait = f", Retry-After {retry_after:g}s" if retry_after is not None else ""
-        super().__init__(f"HTTP {status}{wait}: {body[:200]}")
+        super().__init__(f"HTTP {status}{wait}: {body[:200]}" if status else body[:200])
         self.status, self.body, self.retry_after = status, body, retry_after
 
 
