@@ -14,6 +14,7 @@ process and is stopped by its pid. As root, its workers run as ``nobody``
 
 from __future__ import annotations
 
+import abc
 import http.client
 import os
 import shutil
@@ -74,7 +75,9 @@ class Origin:
                     origin.seen.append((self.command, self.path))
                     n = origin.hits
                 body = f"origin answer {n} for {self.command} {self.path}\n".encode()
+                keys = " ".join(seg for seg in self.path.split("?")[0].split("/") if seg) or "home"
                 self.send_response(200)
+                self.send_header("Surrogate-Key", keys)  # /posts/hello-world: "posts hello-world"
                 self.send_header("Content-Type", "text/plain; charset=utf-8")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -107,59 +110,52 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Nginx:
-    """A private nginx serving ``rules`` on 127.0.0.1:<port>, proxying to ``origin_port``."""
+class Proxy(abc.ABC):
+    """A private proxy serving ``rules`` on 127.0.0.1:<port> in front of ``origin_port``.
+
+    Subclasses say how to configure and start it; this class owns the temporary
+    directory, the free port, readiness (a connection accepted), and stopping
+    the child it started, by its pid."""
+
+    kind = "proxy"
+    install = ""
 
     def __init__(self, rules: Rules, origin_port: int, *, binary: str | None = None) -> None:
-        self.binary = binary or nginx_binary()
+        self.binary = binary or self.find()
         if self.binary is None:
-            raise ProxyUnavailable("nginx is not installed; install Debian's: apt-get install nginx libnginx-mod-http-cache-purge")
+            raise ProxyUnavailable(f"{self.kind} is not installed; install Debian's: apt-get install {self.install}")
         self.rules = rules
         self.origin_port = origin_port
-        self.module = purge_module()
-        self.dir = Path(tempfile.mkdtemp(prefix="pgsteady-nginx-"))
+        self.dir = Path(tempfile.mkdtemp(prefix=f"pgsteady-{self.kind}-"))
         self.port = 0
         self.proc: subprocess.Popen | None = None
 
-    def config(self) -> str:
-        opts = Options(listen=f"127.0.0.1:{self.port}", origin=f"http://127.0.0.1:{self.origin_port}",
-                       cache_dir=str(self.dir / "cache"), purge_module=self.module is not None)
-        (self.dir / "rules.conf").write_text(nginx_target.compile(self.rules, opts))
-        user = ""
-        if os.geteuid() == 0:
-            import grp
-            import pwd
+    @abc.abstractmethod
+    def find(self) -> str | None:
+        """The proxy's binary, or None."""
 
-            nobody = pwd.getpwnam("nobody")
-            user = f"user nobody {grp.getgrgid(nobody.pw_gid).gr_name};"
-        d = self.dir
-        return "\n".join([
-            f"load_module {self.module};" if self.module else "# no cache purge module installed",
-            user, "worker_processes 1;", f"pid {d}/nginx.pid;", f"error_log {d}/error.log warn;",
-            "events { worker_connections 128; }",
-            "http {", "    access_log off;",
-            *(f"    {k}_temp_path {d}/tmp_{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")),
-            f"    include {d}/rules.conf;", "}", ""])
+    @abc.abstractmethod
+    def prepare(self) -> list[str]:
+        """Write the configuration for self.port; return the command line."""
 
-    def start(self) -> Nginx:
-        for _ in range(3):  # a free port can be taken between our probe and nginx's bind
+    def start(self) -> Proxy:
+        for _ in range(3):  # a free port can be taken between our probe and the proxy's bind
             self.port = free_port()
-            (self.dir / "nginx.conf").write_text(self.config())
-            if os.geteuid() == 0:
-                for p in [self.dir, *self.dir.rglob("*")]:
-                    shutil.chown(p, "nobody")
-            self.proc = subprocess.Popen(
-                [self.binary, "-p", str(self.dir), "-e", str(self.dir / "error.log"), "-c", str(self.dir / "nginx.conf"),
-                 "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            command = self.prepare()
+            self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             if self._wait_ready():
                 return self
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
             err = self.proc.stderr.read() if self.proc.stderr else ""
-            if "Address already in use" not in err:
+            if "Address already in use" not in err and "Could not get socket" not in err:
                 self.stop()
-                last = (err.strip().splitlines() or ["(no output)"])[-1]
-                raise ProxyUnavailable(f"nginx would not start with the compiled configuration: {last}")
+                lines = [ln for ln in err.strip().splitlines() if ln.strip() and not ln.startswith(("Debug:", "Info:"))]
+                raise ProxyUnavailable(f"{self.kind} would not start with the compiled configuration: "
+                                       f"{' '.join(lines[-3:]) or '(no output)'}")
         self.stop()
-        raise ProxyUnavailable("nginx could not bind a free loopback port after 3 tries")
+        raise ProxyUnavailable(f"{self.kind} could not bind a free loopback port after 3 tries")
 
     def _wait_ready(self) -> bool:
         deadline = time.monotonic() + CACHE_TEST_START_TIMEOUT
@@ -185,7 +181,7 @@ class Nginx:
             self.proc.stderr.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> Nginx:
+    def __enter__(self) -> Proxy:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -200,6 +196,73 @@ class Nginx:
             return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
         finally:
             conn.close()
+
+    def options(self) -> Options:
+        return Options(listen=f"127.0.0.1:{self.port}", origin=f"http://127.0.0.1:{self.origin_port}",
+                       cache_dir=str(self.dir / "cache"), purge_module=purge_module() is not None)
+
+
+class Nginx(Proxy):
+    """Debian's nginx, in the foreground, with its pid, logs, temp paths and cache in the temporary directory."""
+
+    kind = "nginx"
+    install = "nginx libnginx-mod-http-cache-purge"
+
+    def find(self) -> str | None:
+        return nginx_binary()
+
+    def config(self) -> str:
+        (self.dir / "rules.conf").write_text(nginx_target.compile(self.rules, self.options()))
+        user = ""
+        if os.geteuid() == 0:  # workers as nobody, who is given the temporary directory
+            import grp
+            import pwd
+
+            nobody = pwd.getpwnam("nobody")
+            user = f"user nobody {grp.getgrgid(nobody.pw_gid).gr_name};"
+        d, module = self.dir, purge_module()
+        return "\n".join([
+            f"load_module {module};" if module else "# no cache purge module installed",
+            user, "worker_processes 1;", f"pid {d}/nginx.pid;", f"error_log {d}/error.log warn;",
+            "events { worker_connections 128; }",
+            "http {", "    access_log off;",
+            *(f"    {k}_temp_path {d}/tmp_{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")),
+            f"    include {d}/rules.conf;", "}", ""])
+
+    def prepare(self) -> list[str]:
+        (self.dir / "nginx.conf").write_text(self.config())
+        if os.geteuid() == 0:
+            for p in [self.dir, *self.dir.rglob("*")]:
+                shutil.chown(p, "nobody")
+        return [self.binary, "-p", str(self.dir), "-e", str(self.dir / "error.log"), "-c", str(self.dir / "nginx.conf"),
+                "-g", "daemon off;"]
+
+
+class Varnish(Proxy):
+    """Debian's varnishd in the foreground (-F), its working directory in the temporary one.
+
+    As root it drops to its own ``varnish``/``vcache`` users (the package
+    creates them), which must be able to read the VCL: the directory is 0755.
+    """
+
+    kind = "varnish"
+    install = "varnish"
+
+    def find(self) -> str | None:
+        return shutil.which("varnishd") or next((p for p in ("/usr/sbin/varnishd",) if os.path.exists(p)), None)
+
+    def prepare(self) -> list[str]:
+        from .targets import varnish as varnish_target
+
+        os.chmod(self.dir, 0o755)
+        vcl = self.dir / "rules.vcl"
+        vcl.write_text(varnish_target.compile(self.rules, self.options()))
+        vcl.chmod(0o644)
+        return [self.binary, "-F", "-n", str(self.dir / "work"), "-a", f"127.0.0.1:{self.port}", "-f", str(vcl),
+                "-s", "malloc,64m", "-T", "none"]
+
+
+PROXIES = {"nginx": Nginx, "varnish": Varnish}
 
 
 @dataclass
@@ -230,10 +293,10 @@ def example_headers(ex: Example) -> dict[str, str]:
     return headers
 
 
-def run(rules: Rules) -> list[ExampleRun]:
-    """Every example of every rule, twice each, against a private nginx."""
+def run(rules: Rules, proxy: str = "nginx") -> list[ExampleRun]:
+    """Every example of every rule, twice each, against a private proxy (nginx or varnish)."""
     out: list[ExampleRun] = []
-    with Origin() as origin, Nginx(rules, origin.port) as proxy:
+    with Origin() as origin, PROXIES[proxy](rules, origin.port) as proxy:
         for rule in rules.rules:
             for ex in rule.examples:
                 path, query, _host = requests.parse_url(ex.url)

@@ -112,13 +112,15 @@ def register(cli: click.Group) -> None:
 
     @cache.command("test")
     @FILE
+    @click.option("--proxy", type=click.Choice(["nginx", "varnish"]), default="nginx", show_default=True,
+                  help="The real proxy to prove the examples on.")
     @json_option
-    def test(file: Path, as_json: bool) -> int:
-        """Prove every example on a real nginx in front of an origin that counts hits."""
+    def test(file: Path, proxy: str, as_json: bool) -> int:
+        """Prove every example on a real proxy in front of an origin that counts hits."""
         from ..cache import proxytest
 
         rules = rules_mod.load(file)
-        runs = proxytest.run(rules)
+        runs = proxytest.run(rules, proxy)
         bad = [r for r in runs if not r.as_intended]
         if as_json:
             echo_json({"ok": not bad, "examples": [r.to_json() for r in runs]})
@@ -130,7 +132,7 @@ def register(cli: click.Group) -> None:
                        f"(origin hit {r.origin_hits} of 2)")
             shown = "; ".join(f"{k}: {comment(v)}" for k, v in r.headers.items()) or "(no cache headers)"
             click.echo(f"     {'':<12} {r.status} {shown}")
-        click.echo(f"test: {len(runs) - len(bad)}/{len(runs)} examples hold on nginx")
+        click.echo(f"test: {len(runs) - len(bad)}/{len(runs)} examples hold on {proxy}")
         return 1 if bad else 0
 
     @cache.command("probe")

@@ -30,6 +30,13 @@ def needs_nginx() -> None:
         pytest.skip("nginx is not installed (apt-get install nginx libnginx-mod-http-cache-purge)")
 
 
+def needs_varnish() -> None:
+    if proxytest.Varnish.find(None) is None:
+        if os.environ.get("CI"):
+            pytest.fail("varnishd is missing under CI; .ci/run installs varnish")
+        pytest.skip("varnish is not installed (apt-get install varnish)")
+
+
 def needs_purge_module() -> None:
     needs_nginx()
     if proxytest.purge_module() is None:

@@ -116,6 +116,17 @@ def test_free_text_cannot_inject_nginx_directives(tmp_path, field, line):
                            capture_output=True, text=True)
         assert "syntax is ok" in r.stderr, r.stderr
         assert conf.count("\nserver {") == 1
+    vcl = targets.compile(rules, "varnish", targets.Options())
+    lines = [ln for ln in vcl.splitlines() if bad in ln]
+    assert all(ln.lstrip().startswith("#") for ln in lines), lines
+    varnishd = proxytest.Varnish.find(None)
+    if varnishd:  # and VCC compiles it: the text stayed inside its comments
+        tmp_path.chmod(0o755)
+        (tmp_path / "t.vcl").write_text(vcl)
+        (tmp_path / "t.vcl").chmod(0o644)
+        r = subprocess.run([varnishd, "-C", "-j", "none", "-n", str(tmp_path / "v"), "-f", str(tmp_path / "t.vcl")],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-2000:]
 
 
 @pytest.mark.parametrize("old,new,needle", [

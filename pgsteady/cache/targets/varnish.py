@@ -90,7 +90,8 @@ def compile(rules: Rules, opts: Options) -> str:
         for name in rule.bypass:
             if name in rules.bypasses:
                 b = rules.bypasses[name]
-                recv.append(f"        if ({_bypass(b)}) {{ set req.http.X-Pgs-Bypass = \"1\"; return (pass); }}  # {name}: {comment(b.why, 120)}")
+                recv += [f"        # bypass {name}: {comment(b.why, 120)}",
+                         f"        if ({_bypass(b)}) {{ set req.http.X-Pgs-Bypass = \"1\"; return (pass); }}"]
         recv += ["        return (hash);", "    }"]
         a, headers = rule.action, cache_control(rule.action)
         backend += [f'    if (bereq.http.X-Pgs-Rule == "{rule.name}") {{',
@@ -110,5 +111,5 @@ def compile(rules: Rules, opts: Options) -> str:
         "sub vcl_hash {", "    hash_data(req.url);", "    if (req.http.host) { hash_data(req.http.host); }",
         *(f"    hash_data(req.http.{h});" for h in vary), "    return (lookup);", "}", "",
         "sub vcl_backend_response {", *backend, "}", "",
-        "sub vcl_deliver {", *deliver, "    set resp.http.X-Cache = if(obj.hits > 0, \"HIT\", \"MISS\");",
+        "sub vcl_deliver {", *deliver, "    if (obj.hits > 0) { set resp.http.X-Cache = \"HIT\"; } else { set resp.http.X-Cache = \"MISS\"; }",
         "    unset resp.http.Surrogate-Key;", "}", ""])
