@@ -208,9 +208,8 @@ def check(rules: Rules) -> tuple[list[Finding], list[ExampleResult]]:
     findings: list[Finding] = []
     results: list[ExampleResult] = []
     for i, rule in enumerate(rules.rules):
-        for name in rule.bypass:
-            if name not in rules.bypasses:
-                findings.append(Finding(rule.name, f"names bypass {name!r}, which no [bypass.{name}] defines"))
+        for name in (b for r, b in rules.undefined_bypasses() if r == rule.name):
+            findings.append(Finding(rule.name, f"names bypass {name!r}, which no [bypass.{name}] defines"))
         if not any(e.cached for e in rule.examples):
             findings.append(Finding(rule.name, "has no must_cache example; add one URL that must be cached "
                                                "(for a never-cache rule: a neighbouring URL that another rule caches)"))

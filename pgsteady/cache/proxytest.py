@@ -130,8 +130,9 @@ class Proxy(abc.ABC):
         self.port = 0
         self.proc: subprocess.Popen | None = None
 
+    @classmethod
     @abc.abstractmethod
-    def find(self) -> str | None:
+    def find(cls) -> str | None:
         """The proxy's binary, or None."""
 
     @abc.abstractmethod
@@ -208,7 +209,8 @@ class Nginx(Proxy):
     kind = "nginx"
     install = "nginx libnginx-mod-http-cache-purge"
 
-    def find(self) -> str | None:
+    @classmethod
+    def find(cls) -> str | None:
         return nginx_binary()
 
     def config(self) -> str:
@@ -248,7 +250,8 @@ class Varnish(Proxy):
     kind = "varnish"
     install = "varnish"
 
-    def find(self) -> str | None:
+    @classmethod
+    def find(cls) -> str | None:
         return shutil.which("varnishd") or next((p for p in ("/usr/sbin/varnishd",) if os.path.exists(p)), None)
 
     def prepare(self) -> list[str]:

@@ -151,8 +151,9 @@ class Rules:
     bypasses: dict[str, Bypass]
     rules: list[Rule]
 
-    def rule(self, name: str) -> Rule:
-        return next(r for r in self.rules if r.name == name)
+    def undefined_bypasses(self) -> list[tuple[str, str]]:
+        """(rule, bypass) pairs where a rule names a bypass no [bypass.NAME] defines."""
+        return [(r.name, b) for r in self.rules for b in r.bypass if b not in self.bypasses]
 
 
 def load(path: str | Path) -> Rules:
@@ -286,6 +287,8 @@ def _rule(data: Any, i: int, where: str) -> Rule:
         raise RulesError(f"{here}: match.path is required (for example match = {{ path = \"/posts/*\" }})")
     _fields(match, _MATCH, f"{here} match")
     paths = match["path"] if isinstance(match["path"], list) else [match["path"]]
+    if not paths:
+        raise RulesError(f"{here}: match.path is an empty list; give at least one pattern")
     for p in paths:
         if not isinstance(p, str) or not _PATH_PATTERN.match(p) or "***" in p:
             raise RulesError(f"{here}: match.path {p!r} is not a path pattern; start with / and use letters, "

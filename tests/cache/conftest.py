@@ -31,7 +31,7 @@ def needs_nginx() -> None:
 
 
 def needs_varnish() -> None:
-    if proxytest.Varnish.find(None) is None:
+    if proxytest.Varnish.find() is None:
         if os.environ.get("CI"):
             pytest.fail("varnishd is missing under CI; .ci/run installs varnish")
         pytest.skip("varnish is not installed (apt-get install varnish)")

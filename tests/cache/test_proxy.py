@@ -119,7 +119,7 @@ def test_free_text_cannot_inject_nginx_directives(tmp_path, field, line):
     vcl = targets.compile(rules, "varnish", targets.Options())
     lines = [ln for ln in vcl.splitlines() if bad in ln]
     assert all(ln.lstrip().startswith("#") for ln in lines), lines
-    varnishd = proxytest.Varnish.find(None)
+    varnishd = proxytest.Varnish.find()
     if varnishd:  # and VCC compiles it: the text stayed inside its comments
         tmp_path.chmod(0o755)
         (tmp_path / "t.vcl").write_text(vcl)
@@ -167,3 +167,10 @@ def test_a_new_target_is_one_module():
     found = targets.targets()
     assert set(found) >= {"nginx", "varnish", "headers"}
     assert all(callable(m.compile) and m.DESCRIPTION for m in found.values())
+
+
+def test_compile_refuses_a_rule_whose_bypass_is_not_defined(rules_file):
+    edited = rules_file.with_name("undefined.toml")
+    edited.write_text(rules_file.read_text().replace('bypass = ["session", "auth", "writes"]', 'bypass = ["sesion", "auth", "writes"]'))
+    for target in ("nginx", "varnish", "headers"):
+        one_line_error(pgsteady("cache", "compile", str(edited), "--target", target), "rule 'tags' names bypass 'sesion'")

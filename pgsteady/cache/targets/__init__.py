@@ -71,4 +71,9 @@ def compile(rules: Rules, target: str, options: Options | None = None) -> str:
     known = targets()
     if target not in known:
         raise ConfigError(f"unknown target {target!r}; known: {', '.join(sorted(known))}")
+    missing = rules.undefined_bypasses()
+    if missing:  # a proxy without that bypass would cache what the rule says it must not
+        rule, name = missing[0]
+        raise ConfigError(f"rule {rule!r} names bypass {name!r}, which no [bypass.{name}] defines; "
+                          "define it or remove it (pgsteady cache check lists every finding)")
     return known[target].compile(rules, options or Options())
