@@ -32,8 +32,8 @@ from ..errors import PgsteadyError
 from ..security.settings import CACHE_TEST_START_TIMEOUT
 from . import requests
 from .rules import Example, Rules
+from . import targets
 from .targets import Options
-from .targets import nginx as nginx_target
 
 NGINX_CANDIDATES = ("/usr/sbin/nginx", "nginx")
 PURGE_MODULES = ("/usr/lib/nginx/modules/ngx_http_cache_purge_module.so",
@@ -214,7 +214,7 @@ class Nginx(Proxy):
         return nginx_binary()
 
     def config(self) -> str:
-        (self.dir / "rules.conf").write_text(nginx_target.compile(self.rules, self.options()))
+        (self.dir / "rules.conf").write_text(targets.compile(self.rules, "nginx", self.options()))
         user = ""
         if os.geteuid() == 0:  # workers as nobody, who is given the temporary directory
             import grp
@@ -255,11 +255,9 @@ class Varnish(Proxy):
         return shutil.which("varnishd") or next((p for p in ("/usr/sbin/varnishd",) if os.path.exists(p)), None)
 
     def prepare(self) -> list[str]:
-        from .targets import varnish as varnish_target
-
         os.chmod(self.dir, 0o755)
         vcl = self.dir / "rules.vcl"
-        vcl.write_text(varnish_target.compile(self.rules, self.options()))
+        vcl.write_text(targets.compile(self.rules, "varnish", self.options()))
         vcl.chmod(0o644)
         return [self.binary, "-F", "-n", str(self.dir / "work"), "-a", f"127.0.0.1:{self.port}", "-f", str(vcl),
                 "-s", "malloc,64m", "-T", "none"]
