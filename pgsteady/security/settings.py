@@ -23,6 +23,14 @@ class Setting:
     why: str
 
 
+# The checklist (`pgsteady security check`) ---------------------------------
+
+HSTS_MIN_MAX_AGE = 180 * 24 * 3600
+"""Shortest Strict-Transport-Security max-age the header check accepts (180 days)."""
+
+SECURITY_CHECK_SAMPLE = 1000
+"""Newest jobs (and recent events) whose keys the secrets check samples (--sample)."""
+
 # Upload limits -------------------------------------------------------------
 
 MAX_PAYLOAD_BYTES = 256 * 1024
@@ -56,7 +64,7 @@ PURGE_FROM = ("127.0.0.1", "::1")
 """Addresses the compiled nginx/Varnish configuration accepts PURGE/BAN requests from."""
 
 CACHE_TEST_START_TIMEOUT = 15.0
-"""Seconds `cache test` waits for its private nginx to accept connections."""
+"""Seconds `cache test` waits for its private nginx or varnishd to accept connections."""
 
 PROBE_TIMEOUT = 10.0
 """Seconds `cache probe` waits for each live page."""
@@ -65,13 +73,18 @@ PROBE_MAX_BYTES = 1 << 20
 """Most of a page body `cache probe` reads (headers are what it needs)."""
 
 SETTINGS: tuple[Setting, ...] = (
+    Setting("HSTS max-age the security check accepts", HSTS_MIN_MAX_AGE, "headers",
+            "A shorter Strict-Transport-Security lets a browser fall back to plain HTTP soon after each visit."),
+    Setting("pgsteady security check --sample", SECURITY_CHECK_SAMPLE, "secrets",
+            "The secrets check reads the keys (never the values) of this many newest jobs and recent events: "
+            "enough to see a habit, bounded so the check stays cheap on a large table."),
     Setting("App(max_payload_bytes=...)", MAX_PAYLOAD_BYTES, "upload limits",
             "Job arguments live in a row that every claim reads; a large payload slows every worker and can fill the table."),
     Setting("max JSON depth of job arguments", MAX_JSON_DEPTH, "upload limits",
             "Deeply nested JSON can exhaust the recursion of encoders and decoders on the way in and out."),
     Setting("PGSTEADY_SECRET_KEYS", SECRET_KEY_PATTERN, "secrets",
             "Values of keys that look like secrets are masked wherever pgsteady shows job arguments or event data."),
-    Setting("PGSTEADY_FASTLY_TOKEN / PGSTEADY_CLOUDFLARE_TOKEN", PURGE_TOKEN_ENV, "secrets",
+    Setting("CDN purge token variables (adapter token_env=)", ", ".join(PURGE_TOKEN_ENV.values()), "secrets",
             "CDN API tokens come from the environment of the worker, never from job arguments, so they are not stored or shown."),
     Setting("cdn purge HTTP timeout", PURGE_HTTP_TIMEOUT, "upload limits",
             "A hanging CDN API must not hold a worker slot forever; the attempt fails and the job retries with backoff."),
@@ -81,7 +94,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Enough of a provider's answer to debug a purge, not a whole error page in every event row."),
     Setting("cache compile --purge-from", PURGE_FROM, "permissions",
             "Only these addresses may PURGE/BAN through the generated proxy configuration; anyone else could empty the cache."),
-    Setting("cache test nginx start timeout", CACHE_TEST_START_TIMEOUT, "upload limits",
+    Setting("cache test proxy start timeout", CACHE_TEST_START_TIMEOUT, "upload limits",
             "A proxy that never starts must fail the test run with its error, not hang it."),
     Setting("cache probe timeout", PROBE_TIMEOUT, "upload limits",
             "A slow live page must not hang a probe run."),
