@@ -176,6 +176,8 @@ def parse(text: str, path: Path = Path("cache-rules.toml")) -> Rules:
     raw_bypasses = _table(data, "bypass", where)
     bypasses = {name: _bypass(name, b, f"{where} [bypass.{name}]") for name, b in raw_bypasses.items()}
     raw_rules = data.get("rules", [])
+    if isinstance(raw_rules, dict):
+        raise RulesError(f"{where}: write each rule as [[rules]] (double brackets: a list of rules), not [rules]")
     if not isinstance(raw_rules, list) or not raw_rules:
         raise RulesError(f"{where}: no rules; add at least one [[rules]] table (pgsteady cache new writes a template)")
     rules = [_rule(r, i, where) for i, r in enumerate(raw_rules)]

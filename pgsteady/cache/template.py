@@ -11,7 +11,7 @@ TEMPLATE = '''\
 #   pgsteady cache check {path}                   validate, evaluate every example
 #   pgsteady cache explain {path} /posts/hello --cookie sessionid=abc
 #   pgsteady cache compile {path} --target nginx  (or varnish, headers)
-#   pgsteady cache test {path}                    prove the examples on a real nginx
+#   pgsteady cache test {path}                    prove the examples on a real nginx (--proxy varnish)
 #
 # Rules are tried in order; the first whose match holds decides. A request no
 # rule matches is passed to the origin and not cached. Methods other than GET
