@@ -12,6 +12,7 @@ import pytest
 from pgsteady.cache import proxytest, rules as rules_mod, targets
 from pgsteady.cache.purge import adapters
 from pgsteady.cache.template import template
+from pgsteady.errors import ConfigError
 
 from .conftest import needs_nginx, needs_purge_module, needs_varnish, one_line_error, pgsteady
 
@@ -208,3 +209,13 @@ def test_the_proxy_decides_tricky_requests_as_the_evaluator_does(rules_file, pro
             if cached != expected and not (unread and expected and not cached):
                 disagree.append((method, target, headers, expected, origin.hits - before))
     assert disagree == []
+
+
+def test_an_https_origin_is_reached_over_tls_by_nginx_and_refused_by_varnish(rules_file):
+    rules = rules_mod.load(rules_file)
+    conf = targets.compile(rules, "nginx", targets.Options(origin="https://origin.example.com"))
+    assert "upstream pgsteady_origin { server origin.example.com:443; }" in conf
+    assert "        proxy_ssl_server_name on;" in conf and "proxy_pass http://" not in conf
+    assert "\nproxy_ssl" not in conf  # inside the locations, not for the whole http block
+    with pytest.raises(ConfigError, match="https origin"):
+        targets.compile(rules, "varnish", targets.Options(origin="https://origin.example.com"))

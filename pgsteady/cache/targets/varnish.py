@@ -10,6 +10,7 @@ are accepted only from the purge addresses.
 
 from __future__ import annotations
 
+from ...errors import ConfigError
 from ..evaluate import NO_STORE, cache_control
 from ..rules import Bypass, Rule, Rules, glob_regex
 from . import Options, comment, pcre_literal
@@ -65,7 +66,10 @@ def _match(rule: Rule) -> str:
 
 
 def compile(rules: Rules, opts: Options) -> str:
-    origin = (opts.origin or rules.site.origin).rstrip("/").split("://", 1)[1]
+    origin = (opts.origin or rules.site.origin).rstrip("/")
+    if origin.startswith("https://"):
+        raise ConfigError("Varnish cannot reach an https origin by itself; put a TLS proxy in between and give its http:// address")
+    origin = origin.split("://", 1)[1]
     host, _, port = origin.partition(":")
     acl = " ".join(_q(ip) + ";" for ip in opts.purge_from)
     recv = ['    if (req.method == "PURGE" || req.method == "BAN") {',
