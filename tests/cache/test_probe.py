@@ -57,5 +57,5 @@ def test_probe_without_rules_only_reports_and_strips_terminal_escapes(edge):
 
 def test_probe_of_an_unreachable_page_is_an_error_finding_not_a_crash(edge):
     port = edge.rsplit(":", 1)[1]
-    r = pgsteady("cache", "probe", f"http://127.0.0.1:1/posts/x", f"{edge}/posts/hello-world")
+    r = pgsteady("cache", "probe", "http://127.0.0.1:1/posts/x", f"{edge}/posts/hello-world")
     assert r.returncode == 1 and "error:" in r.stdout and port in r.stdout
