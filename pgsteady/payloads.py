@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
-from .errors import ConfigError, InvalidPayload, check_options
+from .errors import InvalidPayload, check_options
 from .security.settings import MAX_JSON_DEPTH, MAX_KEY_BYTES, MAX_QUEUE_NAME_BYTES
 
 SMALLINT = (-32768, 32767)
