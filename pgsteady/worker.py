@@ -117,13 +117,14 @@ class Worker(ClaimRounds):
         self._limited: list[str] = []
         self._limited_at = 0.0
         self.maintenance = Maintenance(
-            Leader(None, self.q, self.id, stale=lease),  # its DSN is set in run(), once resolved
+            # Two thirds of a lease, renewed every sixth: a dead leader's duties
+            # (rescue first) move within a lease of its last renewal.
+            Leader(self.q, self.id, lease=lease * 2 / 3),
             [Rescuer(self.q, worker_id=self.id, release=app.release, interval=self.rescue_interval),
              Scheduler(self.q, worker_id=self.id, release=app.release),
              Pruner(self.q, retention=retention),
              PartitionKeeper(self.q, retention=events_retention),
-             CounterPass(self.q)],
-            election_interval=max(lease / 3, 0.2))
+             CounterPass(self.q)])
 
     # -- public -------------------------------------------------------------
 
@@ -143,7 +144,6 @@ class Worker(ClaimRounds):
         self._pool = AsyncConnectionPool(dsn, min_size=2, max_size=self.concurrency + 4, open=False,
                                          kwargs={"autocommit": True}, name="pgsteady-worker")
         await self._pool.open(wait=True)
-        self.maintenance.leader.dsn = dsn
         await self._write(self.q.register_worker, dict(
             worker_id=self.id, host=socket.gethostname(), pid=os.getpid(), queues=self.queues,
             concurrency=self.concurrency, release=self.app.release))
