@@ -20,6 +20,7 @@ from .errors import ConfigError, InvalidPayload, UnknownTask
 from .queries import Queries, for_schema, validate_schema
 from .schedules import Schedule
 from .tasks import Retry, RetryPolicy, Task
+from .topology import Link, pooler_setting
 
 DEFAULT_MAX_PAYLOAD = 256 * 1024
 DEFAULT_KEY_RETENTION = timedelta(hours=24)
@@ -59,7 +60,9 @@ class App:
 
     ``dsn`` defaults to PGSTEADY_DSN, else the embedded PostgreSQL. ``release``
     (default PGSTEADY_RELEASE) is recorded with every attempt, so monitoring
-    can compare releases.
+    can compare releases. ``pooler`` (default PGSTEADY_POOLER, else detected)
+    says what stands in front of the server: none, session or transaction
+    (docs/deployment.md).
     """
 
     def __init__(
@@ -70,6 +73,7 @@ class App:
         *,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
         key_retention: timedelta = DEFAULT_KEY_RETENTION,
+        pooler: str | None = None,
     ) -> None:
         if not isinstance(max_payload_bytes, int) or max_payload_bytes < 2:
             raise ConfigError("max_payload_bytes must be an integer >= 2")
@@ -77,6 +81,8 @@ class App:
             raise ConfigError("key_retention must be a non-negative datetime.timedelta")
         self._dsn = database.validate_dsn(dsn) if dsn else None
         self.schema = validate_schema(schema)
+        # What stands in front of the server (topology.py): auto, none, session or transaction.
+        self.pooler = pooler_setting(pooler)
         self.release = release or os.environ.get("PGSTEADY_RELEASE") or None
         self.max_payload_bytes = max_payload_bytes
         self.key_retention = key_retention
@@ -194,9 +200,10 @@ class App:
         with self._lock:
             if self._pool is None:
                 dsn = self.dsn
-                database.connect(dsn).close()  # fail fast, with a clear message, on a bad DSN
-                self._pool = ConnectionPool(dsn, min_size=1, max_size=8, kwargs={"autocommit": True},
-                                            open=True, name="pgsteady-enqueue")
+                database.connect(dsn, pooler=self.pooler).close()  # fail fast, with a clear message, on a bad DSN
+                link = Link(dsn, self.pooler)
+                self._pool = ConnectionPool(dsn, min_size=1, max_size=8, kwargs=link.kwargs(autocommit=True),
+                                            configure=link.configure, open=True, name="pgsteady-enqueue")
             return self._pool
 
     def close(self) -> None:
