@@ -52,7 +52,12 @@ POOLERS = (AUTO, NONE, SESSION, TRANSACTION)
 # Client-side TCP settings for sessions without a lease to fit (CLI commands,
 # the App's enqueue pool): notice a dead server within about a minute.
 DEFAULT_LEASH = 60.0
-_Q = for_schema("pgsteady")  # the queries used here do not touch the schema
+_Q = for_schema("pgsteady")
+
+# A --read-dsn session: PostgreSQL refuses any write in it, even on a primary
+# named by mistake. (Behind a transaction pooler it holds inside
+# Link.transaction only; a replica refuses writes by itself.)
+READ_ONLY = {"default_transaction_read_only": "on"}  # the queries used here do not touch the schema
 
 
 def pooler_setting(value: str | None = None) -> str:

@@ -113,9 +113,9 @@ def tx_bouncer(fault_server, netns):
     b.stop()
 
 
-@pytest.fixture
-def replica(fault_server, fault_db, tmp_path_factory):
-    """A streaming replica of the suite's server, made after fault_db exists."""
+@pytest.fixture(scope="session")
+def replica(fault_server):
+    """A streaming replica of the suite's server (databases made later reach it too)."""
     folder = Path(tempfile.gettempdir()) / f"pgsteady-replica-{secrets.token_hex(4)}"
     r = Replica(fault_server, folder)
     try:
