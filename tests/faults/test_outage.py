@@ -1,0 +1,42 @@
+"""The database goes away with jobs running, and comes back."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from pgsteady.monitoring.status import check
+
+from ..helpers import stop, wait_until
+from . import fleet
+from .invariants import Overdue, assert_exactly_once, plant, running, settle
+
+LEASE = 3.0
+RESCUE = LEASE / 3
+
+
+def test_an_outage_longer_than_the_lease_with_jobs_running_leaves_nothing_stuck(fault_server, fault_db):
+    # 2.5 leases is enough to show what a 20 s outage showed: every write
+    # about the running attempts, their outcome included, fails for longer
+    # than a lease, and the attempts must still end (not stay heartbeated).
+    dsn = fault_server.dsn(fault_db)
+    effects, naps = 30, 30
+    plant(dsn, effects, naps, hold=0.3, nap=0.5)
+    workers = [fleet.start(dsn, "--concurrency", "6", lease=LEASE) for _ in range(2)]
+    try:
+        with Overdue(dsn) as overdue:
+            wait_until(lambda: running(dsn) >= 6, timeout=60, what="jobs running on both workers")
+            fault_server.stop()
+            down = check(dsn)
+            assert down.health == "down" and down.sections["up"]["database"]["reachable"] is False
+            wait_until(lambda: any("failed" in line or "lost" in line for w in workers for line in list(w.lines)),
+                       timeout=30, what="the workers to notice")
+            time.sleep(LEASE * 2.5)  # the outage itself: its length is the point
+            fault_server.start()
+            settle(dsn, effects + naps)
+        assert_exactly_once(dsn, effects, effects + naps)
+        overdue.assert_within(LEASE, RESCUE)
+    finally:
+        logs = [stop(w, signal.SIGTERM) for w in workers]
+        print("\n=====\n".join(logs))
+    assert all(fault_server.password not in log for log in logs)
