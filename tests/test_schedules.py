@@ -68,7 +68,7 @@ async def _pass(dsn: str, pair: tuple[App, Scheduler]) -> int:
 
 
 def test_three_schedulers_racing_enqueue_each_time_once(app, dsn):
-    @app.periodic("* * * * *", name="minutely", on_missed="all")
+    @app.periodic("* * * * *", name="minutely", on_missed="all", max_waiting=None)
     def minutely() -> None: ...
 
     asyncio.run(_pass(dsn, _scheduler(app)))  # registers, starts counting now
@@ -89,7 +89,7 @@ def test_after_downtime_on_missed_decides_and_says_so(app, dsn, on_missed, jobs)
     # An hourly schedule whose newest due time is ~10 minutes old: past the skip grace.
     minute = (datetime.now(UTC) - timedelta(minutes=10)).minute
 
-    @app.periodic(f"{minute} * * * *", name="hourly", on_missed=on_missed)
+    @app.periodic(f"{minute} * * * *", name="hourly", on_missed=on_missed, max_waiting=None)
     def hourly() -> None: ...
 
     asyncio.run(_pass(dsn, _scheduler(app)))
