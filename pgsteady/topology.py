@@ -31,6 +31,7 @@ cannot hold row locks for longer than about a lease: TCP keepalives and
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import math
 import os
@@ -42,7 +43,6 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from .errors import ConfigError
-from .queries import for_schema
 
 log = logging.getLogger("pgsteady.topology")
 
@@ -52,12 +52,20 @@ POOLERS = (AUTO, NONE, SESSION, TRANSACTION)
 # Client-side TCP settings for sessions without a lease to fit (CLI commands,
 # the App's enqueue pool): notice a dead server within about a minute.
 DEFAULT_LEASH = 60.0
-_Q = for_schema("pgsteady")
 
 # A --read-dsn session: PostgreSQL refuses any write in it, even on a primary
 # named by mistake. (Behind a transaction pooler it holds inside
 # Link.transaction only; a replica refuses writes by itself.)
-READ_ONLY = {"default_transaction_read_only": "on"}  # the queries used here do not touch the schema
+READ_ONLY = {"default_transaction_read_only": "on"}
+
+
+@functools.cache
+def _q():
+    # Imported late: queries imports modules that connect through this one.
+    # The queries used here do not touch the schema.
+    from .queries import for_schema
+
+    return for_schema("pgsteady")
 
 
 def pooler_setting(value: str | None = None) -> str:
@@ -101,11 +109,11 @@ def leash_settings(lease: float) -> dict[str, str]:
 
 def behind_pooler(conn: psycopg.Connection) -> bool:
     """Whether a pooler stands between this connection and PostgreSQL."""
-    return conn.execute(_Q.backend_pid).fetchone()[0] != conn.info.backend_pid
+    return conn.execute(_q().backend_pid).fetchone()[0] != conn.info.backend_pid
 
 
 async def behind_pooler_async(conn: psycopg.AsyncConnection) -> bool:
-    return (await (await conn.execute(_Q.backend_pid)).fetchone())[0] != conn.info.backend_pid
+    return (await (await conn.execute(_q().backend_pid)).fetchone())[0] != conn.info.backend_pid
 
 
 @dataclass
@@ -166,7 +174,7 @@ class Link:
             conn.prepare_threshold = None
         params = self._session_params()
         if params:
-            conn.execute(_Q.apply_settings, params)
+            conn.execute(_q().apply_settings, params)
 
     async def configure_async(self, conn: psycopg.AsyncConnection) -> None:
         if self.mode is None:
@@ -175,7 +183,7 @@ class Link:
             conn.prepare_threshold = None
         params = self._session_params()
         if params:
-            await conn.execute(_Q.apply_settings, params)
+            await conn.execute(_q().apply_settings, params)
 
     def connect(self, **kwargs) -> psycopg.Connection:
         conn = psycopg.connect(self.dsn, **self.kwargs(**kwargs))
@@ -201,7 +209,7 @@ class Link:
         with conn.transaction() as tx:
             params = self._local_params()
             if params:
-                conn.execute(_Q.apply_settings, params)
+                conn.execute(_q().apply_settings, params)
             yield tx
 
     @asynccontextmanager
@@ -209,7 +217,7 @@ class Link:
         async with conn.transaction() as tx:
             params = self._local_params()
             if params:
-                await conn.execute(_Q.apply_settings, params)
+                await conn.execute(_q().apply_settings, params)
             yield tx
 
 
