@@ -181,9 +181,8 @@ class App:
             if self._pool is None:
                 dsn = self.dsn
                 database.connect(dsn, pooler=self.pooler).close()  # fail fast, with a clear message, on a bad DSN
-                link = Link(dsn, self.pooler)
-                self._pool = ConnectionPool(dsn, min_size=1, max_size=8, kwargs=link.kwargs(autocommit=True),
-                                            configure=link.configure, open=True, name="pgsteady-enqueue")
+                self._pool = ConnectionPool(dsn, min_size=1, max_size=8, open=True, name="pgsteady-enqueue",
+                                            **Link(dsn, self.pooler).pool_kwargs(sync=True))
             return self._pool
 
     async def async_pool(self) -> AsyncConnectionPool:
@@ -191,8 +190,8 @@ class App:
         loop = asyncio.get_running_loop()
         pool = self._async_pools.get(loop)
         if pool is None:
-            pool = AsyncConnectionPool(self.dsn, min_size=1, max_size=8, kwargs={"autocommit": True},
-                                       open=False, name="pgsteady-enqueue-async")
+            pool = AsyncConnectionPool(self.dsn, min_size=1, max_size=8, open=False, name="pgsteady-enqueue-async",
+                                       **Link(self.dsn, self.pooler).pool_kwargs())
             self._async_pools[loop] = pool
             await pool.open(wait=True)
         return pool

@@ -27,6 +27,7 @@ from psycopg_pool import ConnectionPool
 
 from .monitoring import logs
 from .tasks import Cancelled, Context, Discard, LeaseLost, Task
+from .topology import Link, application_name
 
 log = logging.getLogger("pgsteady.worker")
 T = TypeVar("T")
@@ -99,6 +100,7 @@ class Runner:
         self.threads = ThreadPoolExecutor(max_workers=concurrency + 4, thread_name_prefix="pgsteady-task")
         self._sync_pool: ConnectionPool | None = None
         self.db = worker.db
+        self.link: Link | None = None  # how sessions reach the server; given by open_sync_pool
 
     def start(self, att: Attempt) -> None:
         self.running += 1
@@ -167,7 +169,7 @@ class Runner:
     async def _call_transactional(self, task: Task, att: Attempt) -> None:
         if task.is_async:
             async with self.db.pool.connection() as conn:
-                async with conn.transaction():
+                async with self.link.transaction_async(conn):  # on the worker's leash, whatever the pooler
                     att.ctx.conn = conn
                     await within(task.timeout, bind(task, att.ctx)())
                     att.finished = True
@@ -177,7 +179,7 @@ class Runner:
 
         def run_in_thread() -> None:
             with self.sync_connection() as conn:
-                with conn.transaction():
+                with self.link.transaction(conn):
                     att.ctx.conn = conn
                     bind(task, att.ctx)()
                     att.finished = True
@@ -239,9 +241,11 @@ class Runner:
             raise RuntimeError("the worker is not running")
         return self._sync_pool.connection()
 
-    def open_sync_pool(self) -> None:
+    def open_sync_pool(self, link: Link, worker_id: str) -> None:
+        self.link = link
         self._sync_pool = ConnectionPool(self.app.dsn, min_size=0, max_size=self.concurrency, open=True,
-                                         kwargs={"autocommit": True}, name="pgsteady-sync-tasks")
+                                         name="pgsteady-sync-tasks", **link.pool_kwargs(
+                                             sync=True, application_name=application_name("tasks", worker_id)))
 
     def close(self) -> None:
         if self._sync_pool is not None:

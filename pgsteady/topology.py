@@ -148,6 +148,18 @@ class Link:
             kw["prepare_threshold"] = None
         return {**kw, **extra}
 
+    def with_settings(self, settings: Mapping[str, str]) -> "Link":
+        """The same link with more settings (one detection serves both)."""
+        return Link(self.dsn, self.pooler, {**self.settings, **settings}, self.leash, self.mode)
+
+    def pool_kwargs(self, *, sync: bool = False, **extra) -> dict:
+        """Arguments of a psycopg_pool pool of autocommit connections. A pool
+        that lost its server gives up reconnecting after a leash and tries
+        again when next asked, instead of backing off for minutes."""
+        return dict(kwargs=self.kwargs(autocommit=True, **extra),
+                    configure=self.configure if sync else self.configure_async,
+                    reconnect_timeout=max(1.0, self.leash / 3))
+
     def _resolve(self, pooled: bool) -> None:
         if self.mode is None:
             self.mode = TRANSACTION if pooled else NONE
@@ -203,6 +215,17 @@ class Link:
             raise
         return conn
 
+    @asynccontextmanager
+    async def in_force_async(self, conn: psycopg.AsyncConnection) -> AsyncIterator[None]:
+        """The settings in force for the statements inside: nothing to do when
+        they are the session's; a transaction of their own under transaction
+        pooling."""
+        if not self.per_transaction or not self.settings:
+            yield
+            return
+        async with self.transaction_async(conn):
+            yield
+
     @contextmanager
     def transaction(self, conn: psycopg.Connection) -> Iterator[psycopg.Transaction]:
         """``conn.transaction()`` with this link's settings in force."""
@@ -219,6 +242,16 @@ class Link:
             if params:
                 await conn.execute(_q().apply_settings, params)
             yield tx
+
+
+def worker_link(dsn: str, pooler: str | None, lease: float) -> Link:
+    """How a worker's sessions reach the server: on a leash of one lease."""
+    return Link(dsn, pooler, leash_settings(lease), leash=lease)
+
+
+def application_name(role: str, worker_id: str) -> str:
+    """What pg_stat_activity shows for a worker's connection (63 bytes at most)."""
+    return f"pgsteady {role} {worker_id}".encode()[:63].decode(errors="ignore")
 
 
 def _describe(dsn: str) -> str:

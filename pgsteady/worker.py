@@ -45,7 +45,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from . import database, notifications
+from . import database, notifications, topology
 from .app import App
 from .attempts import Attempt, Runner, WorkerStats
 from .claiming import Claimer, sleep
@@ -59,7 +59,7 @@ from .payloads import check_queue
 
 log = logging.getLogger("pgsteady.worker")
 OPTIONS = ("queues", "concurrency", "lease", "poll_interval", "grace", "complete_batch", "rescue_interval",
-           "retention", "events_retention")
+           "retention", "events_retention", "listen_dsn")
 
 
 def _number(value: Any, label: str, *, low: float, inclusive: bool = True) -> float:
@@ -84,6 +84,7 @@ class Worker:
         rescue_interval: float | None = None,
         retention: dict[str, timedelta] | None = None,
         events_retention: timedelta = timedelta(days=14),
+        listen_dsn: str | None = None,
         **unknown: Any,
     ) -> None:
         check_options(unknown, OPTIONS, "Worker")
@@ -107,6 +108,9 @@ class Worker:
                                 else _number(rescue_interval, "rescue_interval (seconds)", low=0, inclusive=False))
         # Unique per process (and per Worker in a process), never just a host name.
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        # LISTEN needs a real session: behind a transaction pooler, a direct DSN (docs/deployment.md).
+        self.listen_dsn = database.validate_dsn(listen_dsn) if listen_dsn else None
+        self.link: topology.Link | None = None  # how its sessions reach the server; set in run()
         self.stats = WorkerStats()
         self.stopping = asyncio.Event()
         self.db = Db()
@@ -142,10 +146,12 @@ class Worker:
         dsn = self.app.dsn
         with database.connect(dsn, autocommit=True) as conn:
             check_current(conn, self.app.schema)
-        pool = self.db.pool = AsyncConnectionPool(dsn, min_size=2, max_size=self.concurrency + 4, open=False,
-                                                  kwargs={"autocommit": True}, name="pgsteady-worker")
+        link = self.link = topology.worker_link(dsn, self.app.pooler, self.lease)
+        pool = self.db.pool = AsyncConnectionPool(
+            dsn, min_size=2, max_size=self.concurrency + 4, open=False, name="pgsteady-worker",
+            **link.pool_kwargs(application_name=topology.application_name("pool", self.id)))
         await pool.open(wait=True)
-        self.runner.open_sync_pool()
+        self.runner.open_sync_pool(link, self.id)
         await self.db.write(self.q.register_worker, dict(
             worker_id=self.id, host=socket.gethostname(), pid=os.getpid(), queues=self.queues,
             concurrency=self.concurrency, release=self.app.release))
@@ -159,7 +165,7 @@ class Worker:
         log.info("worker %s started: queues=%s concurrency=%d release=%s",
                  self.id, ",".join(self.queues or ["*"]), self.concurrency, self.app.release)
         helpers = [asyncio.create_task(coro) for coro in
-                   (notifications.listen(dsn, self.app.schema, self._notified), self._heartbeat_loop(),
+                   (self._listen(), self._heartbeat_loop(),
                     self.maintenance.run(pool))]
         try:
             await self.claimer.run(until_idle)
@@ -194,6 +200,22 @@ class Worker:
             os._exit(130)
 
     # -- notifications, heartbeat and cancellation ---------------------------
+
+    async def _listen(self) -> None:
+        if self.listen_dsn is None and self.link.per_transaction:
+            log.warning("a transaction pooler is in front of %s, and LISTEN cannot work through it: "
+                        "set listen_dsn (--listen-dsn, PGSTEADY_LISTEN_DSN) to a direct DSN; "
+                        "polling every %ss meanwhile", database.describe(self.app.dsn), self.poll_interval)
+            return
+        listen_link = topology.Link(self.listen_dsn or self.app.dsn, leash=self.lease)
+
+        async def probe(message: notifications.Message) -> None:  # sent the way enqueue's notifications go
+            await self.db.write(self.q.notify, notifications.encode(self.app.schema, message), retry_for=0)
+
+        await notifications.listen(
+            lambda: listen_link.connect_async(autocommit=True, application_name=topology.application_name(
+                "listen", self.id)),
+            self.app.schema, self._notified, probe=probe, poll_interval=self.poll_interval)
 
     def _notified(self, message: notifications.Message | None) -> None:
         if message is None or isinstance(message, notifications.JobsAvailable) and (
