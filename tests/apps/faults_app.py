@@ -25,3 +25,10 @@ def effect(ctx, n: int, hold: float = 0.0) -> None:
 @app.task(name="nap", max_attempts=100, retry=QUICK)
 async def nap(seconds: float) -> None:
     await asyncio.sleep(seconds)
+
+
+@app.task(name="leash", transactional=True, max_attempts=100, retry=QUICK)
+def leash(ctx) -> None:
+    """Records, as its effect, the idle-in-transaction timeout its transaction runs under (ms)."""
+    ctx.conn.execute("INSERT INTO effects (n, job_id, attempt) SELECT setting::int, %s, %s FROM pg_settings "
+                     "WHERE name = 'idle_in_transaction_session_timeout'", [ctx.id, ctx.attempt])

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
 import threading
+from datetime import timedelta
 
 import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from pgsteady import App
+from pgsteady.claiming import CLAIM_SESSION_SETTINGS
 from pgsteady.database import connect
 from pgsteady.errors import ConfigError
 from pgsteady.maintenance import Leader
 from pgsteady.queries import for_schema
 from pgsteady.topology import Link, leash_settings
 
-from ..helpers import scalar, wait_until
+from ..helpers import scalar, stop, wait_until
+from . import fleet
+from .invariants import assert_exactly_once, plant, settle
 
 Q = for_schema("pgsteady")
 
@@ -100,3 +106,71 @@ def test_leadership_through_a_transaction_pooler_is_one_at_a_time_and_never_stra
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
     assert scalar(fault_server.dsn(fault_db), "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+
+
+LEASE = 3.0
+
+
+def test_a_worker_through_pgbouncer_runs_every_job_once_and_crashes_never(fault_server, fault_db, bouncer):
+    dsn = fault_server.dsn(fault_db)
+    effects, naps = 40, 40
+    plant(dsn, effects, naps, hold=0.05, nap=0.05)
+    workers = [fleet.start(bouncer.dsn(fault_db), "--concurrency", "4", lease=LEASE) for _ in range(2)]
+    try:
+        settle(dsn, effects + naps)
+        assert_exactly_once(dsn, effects, effects + naps)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("INSERT INTO pgsteady.jobs (queue, task, args, max_attempts) VALUES "
+                         "('default', 'leash', '{}', 5)")
+        settle(dsn, effects + naps + 1)
+        # The worker's leash holds in its task transactions, whatever the pool mode.
+        assert scalar(dsn, "SELECT n FROM effects WHERE n > %s", [effects]) == LEASE * 1000
+        assert scalar(dsn, "SELECT count(*) FROM pgsteady.leader WHERE expires_at > now()") == 1
+    finally:
+        logs = [stop(w, signal.SIGTERM) for w in workers]
+    assert all(w.returncode == 0 for w in workers), logs
+    assert not any("Traceback" in log or 'prepared statement "_pg' in log for log in logs), logs
+    # Auto-detected, and the transaction-pooling rules are the ones safe under both modes.
+    assert all("LISTEN cannot work through it" in log for log in logs), logs
+
+
+def test_a_direct_listen_dsn_wakes_a_worker_behind_a_transaction_pooler(fault_server, fault_db, tx_bouncer):
+    dsn = fault_server.dsn(fault_db)
+    worker = fleet.start(tx_bouncer.dsn(fault_db), "--poll", "600", "--listen-dsn", dsn, lease=LEASE)
+    try:
+        wait_until(lambda: scalar(dsn, "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE "
+                                       "'pgsteady listen %' AND wait_event = 'ClientRead'"), what="the listener")
+        plant(dsn, 1)
+        settle(dsn, 1, timeout=60)  # woken by the notification: the poll is ten minutes away
+    finally:
+        log = stop(worker, signal.SIGTERM)
+    assert "notifications do not reach" not in log and "LISTEN cannot work" not in log, log
+
+
+def test_a_listen_dsn_through_the_pooler_warns_and_the_worker_still_polls(fault_server, fault_db, tx_bouncer):
+    dsn = fault_server.dsn(fault_db)
+    through = tx_bouncer.dsn(fault_db)
+    worker = fleet.start(through, "--poll", "0.5", "--listen-dsn", through, lease=LEASE)
+    try:
+        wait_until(lambda: "notifications do not reach" in fleet.output(worker), timeout=60,
+                   what="the warning that notifications never arrive")
+        plant(dsn, 3)
+        settle(dsn, 3, timeout=60)
+    finally:
+        stop(worker, signal.SIGTERM)
+
+
+def test_the_claim_plan_holds_through_a_transaction_pooler(fault_server, fault_db, tx_bouncer):
+    """The claimer's settings arrive by SET LOCAL in the claim's transaction:
+    the claim still walks its index in order, without sort or bitmap."""
+    app = App(dsn=fault_server.dsn(fault_db))
+    app.task(lambda i: None, name="t")
+    app.enqueue_many([("t", {"i": i}) for i in range(20_000)])
+    app.close()
+    link = Link(tx_bouncer.dsn(fault_db), settings=CLAIM_SESSION_SETTINGS)
+    with link.connect(autocommit=True) as conn, link.transaction(conn):
+        assert link.per_transaction
+        plan = json.dumps(conn.execute("EXPLAIN (FORMAT JSON) " + Q.complete_and_claim, dict(
+            queues=None, limit=10, lease=timedelta(seconds=30), worker_id="w", release=None,
+            ids=[], tokens=[])).fetchone()[0])
+    assert "jobs_claim_idx" in plan and "Sort" not in plan and "Bitmap" not in plan, plan
