@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import psycopg
 from psycopg_pool import ConnectionPool
 
 from .monitoring import logs
@@ -113,6 +114,12 @@ class Runner:
         logs.enter_job(att.id, att.task_name, att.attempt, self.app.release)  # this task's own context
         try:
             await self._attempt(att)
+        except psycopg.OperationalError as exc:
+            # Its outcome could not be written for a whole lease (the database
+            # is away): no more heartbeats for it, so rescue runs it again.
+            log.error("job %s: its outcome could not be written (%s); it is no longer heartbeated, "
+                      "and rescue runs it again once its lease expires", att.id, type(exc).__name__)
+            self.completer.forget(att)
         except Exception:  # a bug here must not keep the lease forever: let it expire and be rescued
             log.exception("job %s: the worker could not record this attempt; its lease will expire", att.id)
             self.completer.forget(att)
@@ -245,7 +252,8 @@ class Runner:
         self.link = link
         self._sync_pool = ConnectionPool(self.app.dsn, min_size=0, max_size=self.concurrency, open=True,
                                          name="pgsteady-sync-tasks", **link.pool_kwargs(
-                                             sync=True, application_name=application_name("tasks", worker_id)))
+                                             sync=True, timeout=link.leash,
+                                             application_name=application_name("tasks", worker_id)))
 
     def close(self) -> None:
         if self._sync_pool is not None:

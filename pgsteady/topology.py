@@ -152,13 +152,16 @@ class Link:
         """The same link with more settings (one detection serves both)."""
         return Link(self.dsn, self.pooler, {**self.settings, **settings}, self.leash, self.mode)
 
-    def pool_kwargs(self, *, sync: bool = False, **extra) -> dict:
+    def pool_kwargs(self, *, sync: bool = False, timeout: float | None = None, **extra) -> dict:
         """Arguments of a psycopg_pool pool of autocommit connections. A pool
-        that lost its server gives up reconnecting after a leash and tries
-        again when next asked, instead of backing off for minutes."""
-        return dict(kwargs=self.kwargs(autocommit=True, **extra),
-                    configure=self.configure if sync else self.configure_async,
-                    reconnect_timeout=max(1.0, self.leash / 3))
+        that lost its server gives up reconnecting after a third of a leash
+        and tries again when next asked, instead of backing off for minutes;
+        ``timeout`` bounds the wait for a connection (the worker's: a lease,
+        so that a write retried "for a lease" gives up after one)."""
+        kw = dict(kwargs=self.kwargs(autocommit=True, **extra),
+                  configure=self.configure if sync else self.configure_async,
+                  reconnect_timeout=max(1.0, self.leash / 3))
+        return kw if timeout is None else {**kw, "timeout": timeout}
 
     def _resolve(self, pooled: bool) -> None:
         if self.mode is None:

@@ -149,7 +149,7 @@ class Worker:
         link = self.link = topology.worker_link(dsn, self.app.pooler, self.lease)
         pool = self.db.pool = AsyncConnectionPool(
             dsn, min_size=2, max_size=self.concurrency + 4, open=False, name="pgsteady-worker",
-            **link.pool_kwargs(application_name=topology.application_name("pool", self.id)))
+            **link.pool_kwargs(timeout=self.lease, application_name=topology.application_name("pool", self.id)))
         await pool.open(wait=True)
         self.runner.open_sync_pool(link, self.id)
         await self.db.write(self.q.register_worker, dict(

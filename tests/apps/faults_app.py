@@ -32,3 +32,11 @@ def leash(ctx) -> None:
     """Records, as its effect, the idle-in-transaction timeout its transaction runs under (ms)."""
     ctx.conn.execute("INSERT INTO effects (n, job_id, attempt) SELECT setting::int, %s, %s FROM pg_settings "
                      "WHERE name = 'idle_in_transaction_session_timeout'", [ctx.id, ctx.attempt])
+
+
+@app.task(name="fail_once", max_attempts=100, retry=QUICK)
+async def fail_once(ctx, seconds: float) -> None:
+    """Fails its first attempt after ``seconds``: a failure to record."""
+    await asyncio.sleep(seconds)
+    if ctx.attempt == 1:
+        raise RuntimeError("the first attempt always fails")

@@ -25,8 +25,9 @@ from pgsteady import App
 SLACK = 2.0
 
 
-def plant(dsn: str, effects: int, naps: int = 0, hold: float = 0.0, nap: float = 0.0) -> None:
-    """Counters 1..effects, one effect job each, and ``naps`` nap jobs."""
+def plant(dsn: str, effects: int, naps: int = 0, hold: float = 0.0, nap: float = 0.0, failing: int = 0) -> None:
+    """Counters 1..effects, one effect job each, ``naps`` nap jobs, and
+    ``failing`` jobs whose first attempt fails after ``nap`` seconds."""
     from ..apps.faults_app import app as fleet_app
 
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -34,7 +35,8 @@ def plant(dsn: str, effects: int, naps: int = 0, hold: float = 0.0, nap: float =
     app = App(dsn=dsn)
     app.tasks.update(fleet_app.tasks)
     try:
-        app.enqueue_many([("effect", {"n": n, "hold": hold}) for n in range(1, effects + 1)]
+        app.enqueue_many([("fail_once", {"seconds": nap}) for _ in range(failing)]  # claimed first
+                         + [("effect", {"n": n, "hold": hold}) for n in range(1, effects + 1)]
                          + [("nap", {"seconds": nap}) for _ in range(naps)])
     finally:
         app.close()
