@@ -137,7 +137,11 @@ class Worker:
     def stop(self) -> None:
         """Stop claiming; running jobs get the grace period to finish."""
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self.stopping.set)
+            self._loop.call_soon_threadsafe(self._stop_claiming)
+
+    def _stop_claiming(self) -> None:
+        self.stopping.set()
+        self.claimer.wake()  # a lane asleep for a long --poll must see it now
 
     async def run(self, *, until_idle: bool = False, handle_signals: bool = False) -> WorkerStats:
         """Run until stop() (or a signal); with ``until_idle`` return once no
@@ -193,7 +197,7 @@ class Worker:
         if self._signals == 1:
             log.warning("%s: finishing running jobs (up to %ss); send it again to stop at once",
                         signal.Signals(sig).name, self.grace)
-            self.stopping.set()
+            self._stop_claiming()
         else:
             # Leases of what is still running expire and live workers rescue it.
             log.warning("second signal: stopping at once")
