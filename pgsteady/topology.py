@@ -126,7 +126,7 @@ class Link:
     """
 
     dsn: str
-    pooler: str = AUTO
+    pooler: str | None = None  # None: PGSTEADY_POOLER, else auto
     settings: Mapping[str, str] = field(default_factory=dict)
     leash: float = DEFAULT_LEASH
     mode: str | None = None  # resolved: none, session or transaction
