@@ -15,7 +15,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from . import _writes_async, _writes_sync, database, notifications
-from .errors import ConfigError, UnknownTask
+from .errors import ConfigError, UnknownTask, check_options
 from .payloads import INT_MAX, JobRef, check_int, check_queue, job_row
 from .queries import Queries, for_schema, validate_schema
 from .retries import DEFAULT, Retries, RetryPolicy
@@ -25,6 +25,7 @@ from .tasks import Task
 from .topology import Link, pooler_setting
 
 DEFAULT_KEY_RETENTION = timedelta(hours=24)
+TASK_OPTIONS = ("queue", "priority", "max_attempts", "timeout", "transactional", "retry")
 __all__ = ["App", "JobRef"]
 
 
@@ -135,6 +136,8 @@ class App:
         of a schedule wait unclaimed at once (None: no limit), so a queue no
         worker serves does not pile up a backlog that later runs as a burst.
         """
+
+        check_options(task_options, TASK_OPTIONS, "periodic")
 
         def register(f: Callable[..., Any] | Task) -> Task:
             task = f if isinstance(f, Task) else self.task(f, name=name, **task_options)

@@ -18,7 +18,7 @@ import logging
 import time
 from collections import deque
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.rows import RowMaker
@@ -28,6 +28,9 @@ from .attempts import Attempt, Runner, WorkerStats
 from .completing import Completer, Db
 from .tasks import Context
 from .topology import Link, application_name
+
+if TYPE_CHECKING:
+    from .app import App
 
 log = logging.getLogger("pgsteady.worker")
 
@@ -45,16 +48,18 @@ CLAIM_SESSION_SETTINGS = {"enable_bitmapscan": "off", "enable_sort": "off"}
 class Claimer:
     """The claim side of a Worker; see the module's docstring."""
 
-    def __init__(self, worker: Any, runner: Runner, completer: Completer, db: Db, stats: WorkerStats) -> None:
-        self.app = worker.app
-        self.q = worker.app.queries
-        self.worker_id = worker.id
-        self.queues = worker.queues
-        self.concurrency = worker.concurrency
-        self.lease = timedelta(seconds=worker.lease)
-        self.poll_interval = worker.poll_interval
-        self.complete_batch = worker.complete_batch
-        self.stopping: asyncio.Event = worker.stopping
+    def __init__(self, app: App, runner: Runner, completer: Completer, db: Db, stats: WorkerStats, *,
+                 worker_id: str, queues: list[str] | None, concurrency: int, lease: float, poll_interval: float,
+                 complete_batch: int, stopping: asyncio.Event) -> None:
+        self.app = app
+        self.q = app.queries
+        self.worker_id = worker_id
+        self.queues = queues
+        self.concurrency = concurrency
+        self.lease = timedelta(seconds=lease)
+        self.poll_interval = poll_interval
+        self.complete_batch = complete_batch
+        self.stopping = stopping
         self.runner = runner
         self.completer = completer
         self.db = db
@@ -69,8 +74,7 @@ class Claimer:
         self._wakes = (asyncio.Event(), asyncio.Event())
         self._limited: list[str] = []
         self._limited_at = 0.0
-        self._worker = worker
-        self._claim_link: Link | None = None
+        self._link: Link | None = None  # the claim sessions' (see use_link)
         runner.on_finished = self._slot_freed
 
     # -- what the others call -------------------------------------------------
@@ -78,6 +82,11 @@ class Claimer:
     def wake(self) -> None:
         for event in self._wakes:
             event.set()
+
+    def use_link(self, link: Link) -> None:
+        """How the claim sessions reach the server: the worker's link, with
+        the claim's own settings."""
+        self._link = link.with_settings(CLAIM_SESSION_SETTINGS)
 
     def queues_changed(self) -> None:
         self._limited_at = 0.0
@@ -273,11 +282,6 @@ class Claimer:
                 autocommit=True, application_name=application_name("claim", self.worker_id))
         return conn
 
-    @property
-    def _link(self) -> Link:
-        if self._claim_link is None:  # the worker's link exists once it runs
-            self._claim_link = self._worker.link.with_settings(CLAIM_SESSION_SETTINGS)
-        return self._claim_link
 
 
 async def sleep(seconds: float, event: asyncio.Event | None = None) -> None:

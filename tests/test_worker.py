@@ -758,3 +758,22 @@ def test_worker_configuration_is_refused_up_front_with_one_line(app, kwargs, mes
     with pytest.raises(ConfigError) as err:
         Worker(app, **kwargs)
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_a_transactional_sync_task_that_commits_after_its_timeout_stays_succeeded(app, dsn):
+    """Its writes and the job's success committed together: the timeout
+    cannot undo them, so the job is not failed (or run again) after all."""
+
+    @app.task(name="slow_tx", transactional=True, timeout=0.1, max_attempts=2, retry=FAST)
+    def slow_tx(ctx) -> None:
+        deadline = time.monotonic() + 30
+        while not ctx.cancelled and time.monotonic() < deadline:
+            time.sleep(0.01)
+        ctx.conn.execute("CREATE TABLE IF NOT EXISTS done_tx (attempt int)")
+        ctx.conn.execute("INSERT INTO done_tx VALUES (%s)", [ctx.attempt])
+
+    ref = app.enqueue("slow_tx", {})
+    stats = drain(app)
+    assert job(dsn, ref.id)["state"] == "succeeded" and job(dsn, ref.id)["attempt"] == 1
+    assert scalar(dsn, "SELECT array_agg(attempt) FROM done_tx") == [1]
+    assert stats.rejected == 0
