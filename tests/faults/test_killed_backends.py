@@ -39,6 +39,7 @@ def test_killing_listen_claim_pool_and_task_backends_loses_and_repeats_nothing(f
             killed["all"] = _kill(dsn, "pgsteady %")
             settle(dsn, effects + naps)
         assert_exactly_once(dsn, effects, effects + naps)
+        print(f"\n{__name__}: longest running past its lease: {overdue.worst:.2f}s")  # a figure for the record
         overdue.assert_within(LEASE, RESCUE)
     finally:
         logs = [stop(w, signal.SIGTERM) for w in workers]

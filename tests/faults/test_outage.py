@@ -35,6 +35,7 @@ def test_an_outage_longer_than_the_lease_with_jobs_running_leaves_nothing_stuck(
             fault_server.start()
             settle(dsn, effects + naps + failing)
         assert_exactly_once(dsn, effects, effects + naps + failing)
+        print(f"\n{__name__}: longest running past its lease: {overdue.worst:.2f}s")  # a figure for the record
         overdue.assert_within(LEASE, RESCUE)
     finally:
         logs = [stop(w, signal.SIGTERM) for w in workers]
