@@ -78,13 +78,24 @@ class Overdue:
     lease since the server could last do something about it."""
 
     QUERY = ("SELECT coalesce(extract(epoch FROM max(now() - greatest(lease_expires_at, "
-             "pg_postmaster_start_time()))), 0)::float8 FROM pgsteady.jobs WHERE state = 'running'")
+             "pg_postmaster_start_time(), %(since)s::timestamptz))), 0)::float8 "
+             "FROM pgsteady.jobs WHERE state = 'running'")
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         self.worst = 0.0
+        self.since = "-infinity"  # when the fleet could last act (a pooler may block it with the server up)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def blind(self) -> None:
+        """Nobody can act now (the pooler in front of every worker is paused)."""
+        self.since = "infinity"
+
+    def sighted(self) -> None:
+        """They can again, from now on."""
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            self.since = conn.execute("SELECT now()::text").fetchone()[0]
 
     def __enter__(self) -> "Overdue":
         self._thread.start()
@@ -99,7 +110,7 @@ class Overdue:
             try:
                 with psycopg.connect(self.dsn, autocommit=True, connect_timeout=2) as conn:
                     while not self._stop.is_set():
-                        self.worst = max(self.worst, conn.execute(self.QUERY).fetchone()[0])
+                        self.worst = max(self.worst, conn.execute(self.QUERY, dict(since=self.since)).fetchone()[0])
                         self._stop.wait(0.1)
             except psycopg.Error:
                 self._stop.wait(0.2)  # the server is down: nobody can rescue, nothing to measure

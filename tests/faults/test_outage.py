@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import time
 
-from pgsteady.monitoring.status import check
+from pgsteady.monitoring.status import Thresholds, check
 
 from ..helpers import stop, wait_until
 from . import fleet
@@ -42,3 +42,32 @@ def test_an_outage_longer_than_the_lease_with_jobs_running_leaves_nothing_stuck(
     assert all(fault_server.password not in log for log in logs)
     # The failures that could not be written were handed to rescue, and said so.
     assert any("its outcome could not be written" in log for log in logs), logs
+
+
+def test_a_pgbouncer_pause_longer_than_the_lease_leaves_nothing_stuck(fault_server, fault_db, tx_bouncer):
+    """PAUSE: every statement through the pooler hangs (nothing is refused)
+    until RESUME, longer than a lease; the server itself stays up."""
+    dsn = fault_server.dsn(fault_db)
+    effects, naps, failing = 20, 20, 8
+    plant(dsn, effects, naps, hold=0.3, nap=1.0, failing=failing)
+    workers = [fleet.start(tx_bouncer.dsn(fault_db), "--concurrency", "6", lease=LEASE) for _ in range(2)]
+    try:
+        with Overdue(dsn) as overdue:
+            wait_until(lambda: running(dsn) >= 6, timeout=60, what="jobs running on both workers")
+            overdue.blind()
+            tx_bouncer.admin("PAUSE")
+            th = Thresholds(worker_timeout=LEASE, min_workers=0)
+            seen = wait_until(lambda: (s := check(dsn, thresholds=th)) and s.sections["up"]["workers"] and not any(
+                w["alive"] for w in s.sections["up"]["workers"]) and s, timeout=30,
+                what="status (read directly) to show the paused workers down")
+            assert seen.health in ("degraded", "down")
+            time.sleep(LEASE * 1.5)  # the pause itself: its length is the point
+            tx_bouncer.admin("RESUME")
+            overdue.sighted()
+            settle(dsn, effects + naps + failing)
+        assert_exactly_once(dsn, effects, effects + naps + failing)
+        print(f"\n{__name__} (pause): longest running past its lease: {overdue.worst:.2f}s")
+        overdue.assert_within(LEASE, RESCUE)
+    finally:
+        logs = [stop(w, signal.SIGTERM) for w in workers]
+    assert all(w.returncode == 0 for w in workers), logs
