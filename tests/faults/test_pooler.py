@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 import threading
+import uuid
 from datetime import timedelta
 
 import psycopg
@@ -174,3 +175,21 @@ def test_the_claim_plan_holds_through_a_transaction_pooler(fault_server, fault_d
             queues=None, limit=10, lease=timedelta(seconds=30), worker_id="w", release=None,
             ids=[], tokens=[])).fetchone()[0])
     assert "jobs_claim_idx" in plan and "Sort" not in plan and "Bitmap" not in plan, plan
+
+
+def test_migrate_status_and_jobs_work_through_a_transaction_pooler(fault_server, tx_bouncer):
+    from ..conftest import _create_db, _drop_db
+    from ..test_cli import pgsteady
+
+    name = f"f_mig_{uuid.uuid4().hex[:8]}"
+    _create_db(fault_server.dsn(), name)
+    try:
+        through = tx_bouncer.dsn(name)
+        for command in (["migrate"], ["migrate"], ["jobs", "list", "--json"]):
+            r = pgsteady("--dsn", through, *command)
+            assert r.returncode == 0, r.stderr
+        status = pgsteady("--dsn", through, "status", "--json")
+        assert json.loads(status.stdout)["up"]["schema"]["current"] is True, status.stdout
+        assert tx_bouncer.server.password not in status.stdout + status.stderr
+    finally:
+        _drop_db(fault_server.dsn(), name)
