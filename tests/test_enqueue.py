@@ -436,3 +436,16 @@ def test_misspelt_options_get_a_did_you_mean(app):
         app.enqueue_many([{"task": "import_post", "args": {}, "priorty": 1}])
     with pytest.raises(ConfigError, match=r"periodic: unknown option 'max_attempt'; did you mean 'max_attempts'\?"):
         app.periodic("* * * * *", max_attempt=3)
+
+
+def test_the_sync_enqueue_on_an_event_loop_says_to_use_the_async_one(app, dsn, caplog):
+    _register(app)
+
+    async def from_async_code() -> None:
+        app.enqueue("import_post", {"post_id": 1})
+        app.enqueue("import_post", {"post_id": 2})
+
+    with caplog.at_level("WARNING", logger="pgsteady"):
+        asyncio.run(from_async_code())
+    warned = [r.getMessage() for r in caplog.records if "enqueue_async" in r.getMessage()]
+    assert len(warned) == 1 and _count(dsn) == 2

@@ -777,3 +777,24 @@ def test_a_transactional_sync_task_that_commits_after_its_timeout_stays_succeede
     assert job(dsn, ref.id)["state"] == "succeeded" and job(dsn, ref.id)["attempt"] == 1
     assert scalar(dsn, "SELECT array_agg(attempt) FROM done_tx") == [1]
     assert stats.rejected == 0
+
+
+def test_one_retry_policy_answers_every_path(app):
+    """Retries.after_failure is what failures, timeouts, unknown tasks and
+    rescues ask; a policy that returns nonsense or raises cannot break the
+    failure path."""
+    from pgsteady.retries import MAX_BACKOFF
+
+    app.task(name="fixed", retry=lambda n: 7.0)(lambda: None)
+    app.task(name="nan", retry=lambda n: float("nan"))(lambda: None)
+    app.task(name="huge", retry=lambda n: 1e300)(lambda: None)
+    app.task(name="broken", retry=lambda n: 1 / 0)(lambda: None)
+    app.task(name="exp", retry=Retry(base=1, cap=100, jitter=0))(lambda: None)
+    r = app.retries
+    assert r.after_failure("fixed", 3) == 7.0
+    assert r.after_failure("nan", 3) == 0.0
+    assert r.after_failure("huge", 3) == MAX_BACKOFF
+    assert 0 <= r.after_failure("broken", 1) <= 2.0  # the default policy instead
+    assert [r.after_failure("exp", n) for n in (1, 2, 3, 10)] == [1, 2, 4, 100]
+    assert [r.after_failure("not.here", n) for n in (1, 5, 9)] == [2, 32, 60]  # unknown tasks: capped at a minute
+    assert Retry(base=1, cap=10, jitter=0).backoff(10_000) == 10
