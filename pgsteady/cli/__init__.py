@@ -34,19 +34,23 @@ except ImportError:  # pragma: no cover
               help="PostgreSQL to use [env PGSTEADY_DSN]; default: the embedded server. Keep passwords out of "
                    "it (PGPASSWORD, a service file or ~/.pgpass): a command line is visible to every local user.")
 @click.option("--app", "app_path", envvar="PGSTEADY_APP", metavar="MODULE:ATTR", help="Where your App lives [env PGSTEADY_APP].")
+@click.option("--read-dsn", envvar="PGSTEADY_READ_DSN", metavar="DSN",
+              help="A replica (or any read-only DSN) for status, jobs list/show and indexes check; "
+                   "nothing is written there [env PGSTEADY_READ_DSN].")
 @click.option("--schema", envvar="PGSTEADY_SCHEMA", metavar="NAME", help="Schema that holds pgsteady's tables [env PGSTEADY_SCHEMA; default: the App's, else pgsteady].")
 @click.option("--debug", is_flag=True, envvar="PGSTEADY_DEBUG",
               help="Print the traceback of an unexpected error [env PGSTEADY_DEBUG].")
 @click.version_option(package_name="pgsteady")
 @click.pass_context
-def cli(ctx: click.Context, dsn: str | None, app_path: str | None, schema: str | None, debug: bool) -> None:
+def cli(ctx: click.Context, dsn: str | None, app_path: str | None, read_dsn: str | None, schema: str | None,
+        debug: bool) -> None:
     """Calm background jobs and safe index changes for PostgreSQL.
 
     With no --dsn and no PGSTEADY_DSN, pgsteady starts an embedded PostgreSQL
     in PGSTEADY_HOME on first use (see `pgsteady db --help`). --dsn, --app and
     --schema may also follow the command name.
     """
-    ctx.obj = State(dsn=None, app_path=app_path, schema_option=schema)
+    ctx.obj = State(dsn=None, app_path=app_path, schema_option=schema, read_dsn=read_dsn)
     ctx.obj.set_option("dsn", dsn, from_command_line=ctx.get_parameter_source("dsn") == ParameterSource.COMMANDLINE)
 
 

@@ -21,7 +21,7 @@ import psycopg
 from rich.text import Text
 
 from ..database import connect as _connect
-from ..database import has_password, resolve_dsn
+from ..database import has_password, resolve_dsn, validate_dsn
 from ..errors import ConfigError
 from ..migrations import check_current
 
@@ -31,6 +31,7 @@ class State:
     dsn: str | None
     app_path: str | None
     schema_option: str | None
+    read_dsn: str | None = None
     _resolved: str | None = field(default=None, repr=False)
     _app: Any = field(default=None, repr=False)
     _warned: bool = field(default=False, repr=False)
@@ -55,6 +56,13 @@ class State:
             self._resolved = app.dsn if app is not None else resolve_dsn(self.dsn)
         return self._resolved
 
+    def reading_dsn(self) -> tuple[str, bool]:
+        """Where read-only commands read, and whether that is a --read-dsn
+        (open it with database.connect(..., read_only=True))."""
+        if self.read_dsn:
+            return validate_dsn(self.read_dsn), True
+        return self.resolved_dsn(), False
+
     @property
     def schema(self) -> str:
         """--schema, else the App's schema when --app is given, else pgsteady."""
@@ -75,10 +83,12 @@ class State:
         return self._app
 
 
-def connect(state: State, *, schema: bool = True) -> psycopg.Connection:
+def connect(state: State, *, schema: bool = True, reading: bool = False) -> psycopg.Connection:
     """The one way a command opens a connection: autocommit, and (by default) refusing
-    a schema that is missing or at another version with the one-line fix."""
-    conn = _connect(state.resolved_dsn(), autocommit=True)
+    a schema that is missing or at another version with the one-line fix. With
+    ``reading``, a read-only command's: the --read-dsn when one is given."""
+    dsn, read_only = state.reading_dsn() if reading else (state.resolved_dsn(), False)
+    conn = _connect(dsn, autocommit=True, read_only=read_only)
     if schema:
         try:
             check_current(conn, state.schema)

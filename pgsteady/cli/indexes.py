@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from ..database import connect
 from ..indexes import SEVERITIES, Report, Thresholds, check as run_check
 from .base import echo_json, json_option
 
@@ -119,8 +120,14 @@ def register(cli: click.Group) -> None:
             unused_min_bytes=unused_min_size, bloat_min_bytes=bloat_min_size, bloat_ratio=bloat_ratio,
             null_fraction=null_fraction, seq_scan_min_bytes=seq_scan_min_size, min_seq_scans=min_seq_scans,
         )
-        report = run_check(ctx.obj.resolved_dsn(), schema=scope_schema, table=table, also=also,
-                           thresholds=thresholds)
+        dsn, from_replica = ctx.obj.reading_dsn()
+        if from_replica:
+            # The catalogue comes from the replica; the primary's own scans still count.
+            also = (ctx.obj.resolved_dsn(), *also)
+            with connect(dsn, autocommit=True, read_only=True) as conn:
+                report = run_check(conn, schema=scope_schema, table=table, also=also, thresholds=thresholds)
+        else:
+            report = run_check(dsn, schema=scope_schema, table=table, also=also, thresholds=thresholds)
         if as_json:
             echo_json(report.to_dict())
         else:

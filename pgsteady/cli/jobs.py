@@ -145,7 +145,7 @@ def register(cli: click.Group) -> None:
     @click.pass_obj
     def list_cmd(state, state_filter, queue, task, since, limit, as_json) -> None:
         """The newest jobs first."""
-        with connect(state) as conn:
+        with connect(state, reading=True) as conn:
             rows = admin.list_jobs(conn, for_schema(state.schema), state=state_filter,
                                    queue=queue, task=task, since=parse_time(since, past=True) if since else None,
                                    limit=limit)
@@ -168,7 +168,7 @@ def register(cli: click.Group) -> None:
     @click.pass_obj
     def show_cmd(state, job_id, as_json) -> None:
         """One job with its whole event history."""
-        with connect(state) as conn:
+        with connect(state, reading=True) as conn:
             job = admin.get_job(conn, for_schema(state.schema), job_id)
         if as_json:
             echo_json({**job, "args": mask_secrets(job["args"]),

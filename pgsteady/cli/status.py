@@ -58,11 +58,11 @@ def register(cli: click.Group) -> None:
                                 max_counter_lag=max_counter_lag)
         rule = Rule(window=timedelta(minutes=deploy_window))
         try:
-            dsn = state.resolved_dsn()
+            dsn, read_only = state.reading_dsn()
         except DatabaseUnavailable as exc:  # the embedded server would not start
             result = Status("down", [str(exc)], {"up": {"database": {"reachable": False, "error": str(exc)}}})
         else:
-            result = check(dsn, state.schema, thresholds=thresholds, rule=rule, queue=queue)
+            result = check(dsn, state.schema, thresholds=thresholds, rule=rule, queue=queue, read_only=read_only)
         if as_json:
             echo_json(result.to_dict())
         else:

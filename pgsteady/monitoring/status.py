@@ -75,11 +75,12 @@ class _Findings:
 
 
 def check(dsn: str, schema: str = "pgsteady", *, thresholds: Thresholds = Thresholds(), rule: Rule = Rule(),
-          queue: str | None = None) -> Status:
-    """Connect and collect; an unreachable database is a "down" status, not an error."""
+          queue: str | None = None, read_only: bool = False) -> Status:
+    """Connect and collect; an unreachable database is a "down" status, not an error.
+    ``read_only``: ``dsn`` is a replica (--read-dsn), and nothing is written there."""
     started = time.perf_counter()
     try:
-        conn = connect(dsn, autocommit=True, connect_timeout=5)
+        conn = connect(dsn, autocommit=True, connect_timeout=5, read_only=read_only)
     except DatabaseUnavailable as exc:
         sections = {"up": {"database": {"reachable": False, "error": str(exc)}}}
         return Status(DOWN, [str(exc)], sections, seconds=time.perf_counter() - started)

@@ -172,8 +172,7 @@ CREATE TABLE {schema}.queues (
     updated_at     timestamptz NOT NULL DEFAULT now()
 );
 
--- Who leads the maintenance duties. The lock is a session advisory lock held
--- by the leader's connection; this row only tells people who holds it.
+-- Who leads the maintenance duties: a lease row (see "010 leader lease" below).
 CREATE TABLE {schema}.leader (
     name       text PRIMARY KEY,
     worker_id  text NOT NULL,
@@ -391,3 +390,15 @@ ALTER TABLE {schema}.jobs ADD COLUMN cancel_requested_by text;
 -- A schedule whose earlier runs still wait (no worker serves its queue) does
 -- not pile up a backlog that later runs as a burst; NULL means no limit.
 ALTER TABLE {schema}.schedules ADD COLUMN max_waiting integer DEFAULT 1 CHECK (max_waiting > 0);
+
+-- 010 leader lease
+
+-- The leadership is this row, not a lock: it is held until expires_at, which
+-- the leader pushes forward while it lives, and taken over by another worker
+-- once it has passed. Every takeover increments fencing_token, and every
+-- renewal and leader-only pass presents the token it won
+-- (maintenance/leader.py), so a leader that was paused past its lease learns
+-- it lost before doing anything more.
+ALTER TABLE {schema}.leader
+    ADD COLUMN expires_at    timestamptz NOT NULL DEFAULT now(),
+    ADD COLUMN fencing_token bigint NOT NULL DEFAULT 1;
