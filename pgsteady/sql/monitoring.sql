@@ -226,8 +226,11 @@ FROM {schema}.leader
 ORDER BY name;
 
 -- name: queue_depths
--- Waiting jobs through jobs_waiting_queue_idx, running ones through
--- jobs_running_queue_idx: no scan of finished history.
+-- Every queue with jobs waiting or running, or with a row of controls:
+-- waiting jobs through jobs_waiting_queue_idx, running ones through
+-- jobs_running_queue_idx, no scan of finished history. The one answer to
+-- "how deep is this queue" (status, /readyz, metrics, `queues list`, the
+-- dashboard).
 WITH waiting AS (
     SELECT queue,
            count(*) FILTER (WHERE run_at <= now()) AS waiting,
@@ -241,14 +244,27 @@ WITH waiting AS (
     FROM {schema}.jobs
     WHERE state = 'running' AND (%(queue)s::text IS NULL OR queue = %(queue)s)
     GROUP BY queue
+), known AS (
+    SELECT queue FROM waiting
+    UNION SELECT queue FROM running
+    UNION SELECT queue FROM {schema}.queues WHERE %(queue)s::text IS NULL OR queue = %(queue)s
 )
-SELECT coalesce(w.queue, r.queue) AS queue, coalesce(w.waiting, 0) AS waiting,
-       coalesce(w.scheduled, 0) AS scheduled, coalesce(r.running, 0) AS running,
-       coalesce(w.oldest_age, 0) AS oldest_age, coalesce(q.paused, false) AS paused
-FROM waiting w
-FULL JOIN running r ON r.queue = w.queue
-LEFT JOIN {schema}.queues q ON q.queue = coalesce(w.queue, r.queue)
-ORDER BY 1;
+SELECT k.queue, coalesce(w.waiting, 0)::int AS waiting, coalesce(w.scheduled, 0)::int AS scheduled,
+       coalesce(r.running, 0)::int AS running, coalesce(w.oldest_age, 0)::float8 AS oldest_age,
+       coalesce(q.paused, false) AS paused, q.max_running, q.max_per_second
+FROM known k
+LEFT JOIN waiting w USING (queue)
+LEFT JOIN running r USING (queue)
+LEFT JOIN {schema}.queues q USING (queue)
+ORDER BY k.queue;
+
+-- name: past_lease
+-- Running jobs whose lease has expired and that nobody rescued yet, through
+-- jobs_lease_idx: a few in passing are normal (the rescuer runs every third
+-- of a lease), an old one means rescue is not running.
+SELECT count(*)::int AS jobs, extract(epoch FROM now() - min(lease_expires_at))::float8 AS oldest_seconds
+FROM {schema}.jobs
+WHERE state = 'running' AND lease_expires_at < now() AND (%(queue)s::text IS NULL OR queue = %(queue)s);
 
 -- name: top_errors
 SELECT task, message, sum(failures)::bigint AS failures, max(last_job_id) AS last_job_id,
@@ -278,6 +294,3 @@ FROM {schema}.deploys d
 WHERE %(id)s::bigint IS NULL OR d.id = %(id)s
 ORDER BY d.marked_at DESC, d.id DESC
 LIMIT 1;
-
--- name: live_workers
-SELECT count(*) FROM {schema}.workers WHERE heartbeat_at > now() - %(stale)s::interval;
