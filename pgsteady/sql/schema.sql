@@ -517,3 +517,8 @@ ALTER TABLE {schema}.job_totals
     DROP COLUMN wait_le_15m,
     DROP COLUMN wait_le_1h,
     DROP COLUMN wait_le_4h;
+
+-- A queue's history (pause, resume, limits: who and from where) is events
+-- without a job; this finds them by queue.
+CREATE INDEX events_queue_idx ON {schema}.events ((data ->> 'queue'), created_at)
+    WHERE job_id IS NULL AND kind IN ('queue_paused', 'queue_resumed', 'queue_limits');

@@ -1,0 +1,1 @@
+-- The dashboard's own reads (pgsteady/dashboard/reads.py).
