@@ -1,1 +1,54 @@
--- The dashboard's own reads (pgsteady/dashboard/reads.py).
+-- The dashboard's own reads (pgsteady/dashboard/reads.py). Everything else
+-- it shows comes from the domain modules (monitoring snapshot, queues,
+-- schedules, jobs, indexes, changes). Nothing here counts the jobs table.
+
+-- name: dashboard_jobs
+-- One page of the job list, newest first, by keyset: id < %(before)s, never
+-- OFFSET. Plan: a backward index scan of jobs_pkey from %(before)s (or the
+-- newest job), each row checked against the filters, stopping at LIMIT; the
+-- time window bounds the scan too, because ids grow with created_at (the
+-- lower bound becomes "stop when created_at < since" in practice). With a
+-- state of 'waiting' or 'running' the partial indexes (jobs_claim_idx,
+-- jobs_lease_idx) are cheaper and the planner takes them. A rare filter
+-- over a long window can walk far: the dashboard runs this under a
+-- statement_timeout and asks for a narrower window when it fires. The text
+-- filter is a plain substring of the arguments' JSON (strpos: no LIKE
+-- wildcards to escape), case-insensitive.
+SELECT id, queue, task, state::text AS state, attempt, max_attempts, key, run_at, created_at, started_at,
+       finished_at, worker_id,
+       CASE WHEN state <> 'succeeded' THEN errors -> -1 ->> 'error' END AS last_error
+FROM {schema}.jobs
+WHERE (%(before)s::bigint IS NULL OR id < %(before)s)
+  AND (%(state)s::text IS NULL OR state = %(state)s::{schema}.job_state)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(task)s::text IS NULL OR task = %(task)s)
+  AND (%(key)s::text IS NULL OR key = %(key)s)
+  AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s)
+  AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s)
+  AND (%(text)s::text IS NULL OR strpos(lower(args::text), lower(%(text)s)) > 0)
+ORDER BY id DESC
+LIMIT %(limit)s;
+
+-- name: dashboard_workers
+-- The workers table is small (one row per live or recently dead process).
+SELECT w.id, w.host, w.pid, w.queues, w.concurrency, w.release, w.started_at, w.heartbeat_at,
+       extract(epoch FROM now() - w.heartbeat_at)::float8 AS heartbeat_age,
+       (SELECT count(*) FROM {schema}.jobs j WHERE j.state = 'running' AND j.worker_id = w.id)::int AS running
+FROM {schema}.workers w
+ORDER BY w.heartbeat_at DESC, w.id;
+
+-- name: dashboard_index_builds
+-- Index builds in progress anywhere in this database (a system view, no table scan).
+SELECT p.pid, c.relname AS table_name, i.relname AS index_name, p.phase, p.blocks_done, p.blocks_total,
+       p.tuples_done, p.tuples_total, a.query_start
+FROM pg_stat_progress_create_index p
+LEFT JOIN pg_class c ON c.oid = p.relid
+LEFT JOIN pg_class i ON i.oid = p.index_relid
+LEFT JOIN pg_stat_activity a ON a.pid = p.pid
+WHERE p.datname = current_database()
+ORDER BY a.query_start NULLS LAST;
+
+-- name: dashboard_deploys_between
+SELECT id, version, marked_at FROM {schema}.deploys
+WHERE marked_at >= %(since)s AND marked_at < %(until)s
+ORDER BY marked_at;
