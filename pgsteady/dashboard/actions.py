@@ -31,11 +31,14 @@ BULK_LIMIT = 1000
 
 async def form(request: Request) -> dict[str, str]:
     """The urlencoded form (the only kind the dashboard's forms send), one value per field."""
+    raw = await request.body()
+    if not raw:
+        return {}
     ctype = request.headers.get("content-type", "").split(";")[0].strip()
     if ctype != "application/x-www-form-urlencoded":
         raise HTTPException(415, "send the form as application/x-www-form-urlencoded")
     try:
-        body = (await request.body()).decode("utf-8")
+        body = raw.decode("utf-8")
         fields = parse_qs(body, keep_blank_values=True, strict_parsing=bool(body), max_num_fields=50)
     except (UnicodeDecodeError, ValueError):
         raise HTTPException(400, "the form could not be read (malformed or not UTF-8)") from None

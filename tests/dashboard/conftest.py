@@ -89,3 +89,35 @@ def client_for():
     for client, app in made:
         client.close()
         app.dashboard.close()
+
+
+@pytest.fixture
+def serve_dashboard():
+    """Serve create_app(**options) with uvicorn on 127.0.0.1 and a free port; yields its base URL."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from pgsteady.dashboard import create_app
+
+    running = []
+
+    def start(dsn: str, **options) -> str:
+        app = create_app(dsn, **options)
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        running.append((server, thread, app, sock))
+        from ..helpers import wait_until
+        wait_until(lambda: server.started, timeout=20, what="the dashboard to start")
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    yield start
+    for server, thread, app, sock in running:
+        server.should_exit = True
+        thread.join(10)
+        app.dashboard.close()
+        sock.close()
