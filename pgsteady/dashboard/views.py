@@ -15,6 +15,14 @@ def when(ts: datetime | None) -> str:
     return ts.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def isotime(text: str | None) -> str:
+    """A timestamp stored as ISO text inside JSON (attempt errors), shown like the others."""
+    try:
+        return when(datetime.fromisoformat(str(text)))
+    except (TypeError, ValueError):
+        return str(text or "-")
+
+
 def since(ts: datetime | None) -> str:
     """How long ago, in words a tired person reads fast ("3m ago", "in 2h")."""
     if ts is None:
@@ -45,5 +53,5 @@ def number(value: float | int | None) -> str:
     return "-" if value is None else f"{value:,}"
 
 
-FILTERS = {"when": when, "since": since, "seconds": seconds, "pct": pct, "pretty": pretty, "number": number,
+FILTERS = {"when": when, "isotime": isotime, "since": since, "seconds": seconds, "pct": pct, "pretty": pretty, "number": number,
            "ago": ago}

@@ -9,6 +9,7 @@ change record; it returns the ids the tests open.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -61,7 +62,9 @@ def seed(h: History) -> Seeded:
               "'changes/posts-slug.sql', 'CREATE INDEX CONCURRENTLY posts_slug_idx ON posts (slug)', "
               "'DROP INDEX CONCURRENTLY posts_slug_idx', 'abc')")
     waiting_id = c.execute("SELECT min(id) FROM pgsteady.jobs WHERE state = 'waiting'").fetchone()[0]
-    h.count()
+    # In a thread of its own: the browser tests' Playwright runs an event loop in this one.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(h.count).result()
     return Seeded(h.dsn, failed_id, running_id, waiting_id, secret_id)
 
 
