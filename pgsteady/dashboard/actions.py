@@ -27,6 +27,7 @@ from .pages import _job_id
 from .security import csrf_ok
 
 BULK_LIMIT = 1000
+BULK_SCAN = 500_000  # an explicit bulk action may look further back than a page
 
 
 async def form(request: Request) -> dict[str, str]:
@@ -81,7 +82,7 @@ def routes(dash: Dashboard) -> list[Route]:
             raise HTTPException(400, f"bad filter: {exc}") from None
         f = reads.JobFilter(**{**f.__dict__, "state": "failed", "before": None})
         with dash.conn() as conn:
-            page = reads.jobs(conn, dash.q, f, limit=BULK_LIMIT)
+            page = reads.jobs(conn, dash.q, f, limit=BULK_LIMIT, scan=BULK_SCAN)
             if data.get("confirm") != "yes":
                 return dash.render(request, "confirm.html", f=f, count=len(page.rows), more=page.next_before is not None,
                                    limit=BULK_LIMIT)
@@ -93,7 +94,7 @@ def routes(dash: Dashboard) -> list[Route]:
                 except (InvalidJobState, JobNotFound):
                     failed += 1
         request.session["flash"] = (f"{done} failed job(s) will run again" + (f"; {failed} could not be retried"
-                                    if failed else "") + ("; more match: run it again" if page.next_before else ""))
+                                    if failed else "") + ("; more may match: run it again" if page.next_before or page.scanned_to else ""))
         return dash.redirect(request, "/jobs?" + urlencode(f.query(before=None)))
 
     def queue_pause(request: Request, data: dict[str, str]) -> str:

@@ -8,6 +8,7 @@ Queues ``queues``, Schedules ``schedule_admin``, Indexes ``indexes.check``
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from starlette.exceptions import HTTPException
@@ -20,10 +21,13 @@ from .. import queues, schedule_admin
 from ..errors import JobNotFound
 from ..jobs import STATES
 from ..monitoring import deploys
+from ..monitoring import snapshot as snapshots
 from ..monitoring.questions import QUESTIONS, Thresholds, live_workers, worker_alive
 from ..monitoring.status import collect
 from . import charts, reads
 from .app import Dashboard
+
+INDEX_REPORT_SECONDS = 60.0
 
 
 def routes(dash: Dashboard) -> list[Route]:
@@ -77,25 +81,34 @@ def routes(dash: Dashboard) -> list[Route]:
     def workers_page(request: Request) -> Response:
         with dash.conn() as conn:
             rows = reads.workers(conn, dash.q)
-            status = collect(conn, dash.q.schema, rule=deploys.Rule())
+            snap = snapshots.read(conn, dash.q, windows=False, rule=None)
         th = Thresholds()
-        snap = status.snapshot
-        leader = snap.leader() if snap else None
-        alive = {w.id: worker_alive(w, th) for w in (snap.workers if snap else [])}
-        return dash.render(request, "workers.html", rows=rows, alive=alive, leader=leader,
-                           live_count=len(live_workers(snap, th)) if snap else 0, live=True)
+        alive = {w.id: worker_alive(w, th) for w in snap.workers}
+        return dash.render(request, "workers.html", rows=rows, alive=alive, leader=snap.leader(),
+                           live_count=len(live_workers(snap, th)), live=True)
 
     def schedules_page(request: Request) -> Response:
         with dash.conn() as conn:
             rows = schedule_admin.list_schedules(conn, dash.q)
         return dash.render(request, "schedules.html", rows=rows, live=True)
 
+    cache: dict[str, tuple[float, object]] = {}
+
     def indexes_page(request: Request) -> Response:
+        # The checks read the whole catalogue (seconds with thousands of
+        # indexes), so their report is kept for INDEX_REPORT_SECONDS; builds
+        # in progress are read every time.
         from ..indexes import runner
+        fresh = request.query_params.get("fresh") == "1"
         with dash.conn() as conn:
-            report = runner.check(conn)
+            checked_at, report = cache.get("report", (0.0, None))
+            if report is None or fresh or time.monotonic() - checked_at > INDEX_REPORT_SECONDS:
+                report = runner.check(conn)
+                checked_at = time.monotonic()
+                cache["report"] = (checked_at, report)
             builds = reads.index_builds(conn, dash.q)
-        return dash.render(request, "indexes.html", report=report, builds=builds)
+        return dash.render(request, "indexes.html", report=report, builds=builds,
+                           age=time.monotonic() - checked_at, live=bool(builds))
 
     def changes_page(request: Request) -> Response:
         with dash.conn() as conn:
@@ -119,8 +132,7 @@ def routes(dash: Dashboard) -> list[Route]:
     def deploys_page(request: Request) -> Response:
         with dash.conn() as conn:
             marks = deploys.list_deploys(conn, dash.q, limit=20)
-            status = collect(conn, dash.q.schema)
-            until = status.snapshot.until if status.snapshot else None
+            until = snapshots.read(conn, dash.q, windows=False, rule=None).until
             compared = [(m, deploys.compare(conn, dash.q, until=until, deploy_id=m["id"])) for m in marks] \
                 if until is not None else []
         return dash.render(request, "deploys.html", compared=compared)

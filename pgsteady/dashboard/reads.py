@@ -17,6 +17,7 @@ from ..monitoring.counts import Counts
 from ..queries import Queries
 
 PAGE = 50
+SCAN = 20_000  # jobs looked at per page of a filtered list
 MAX_TEXT = 200
 WINDOWS = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "24h": timedelta(hours=24),
            "7d": timedelta(days=7), "all": None}
@@ -91,20 +92,32 @@ class JobRow:
 @dataclass
 class JobPage:
     rows: list[JobRow]
-    next_before: int | None  # the keyset of the next page; None: this is the last
+    next_before: int | None   # the keyset of the next page; None: nothing older can match
+    scanned_to: int | None = None  # set when a scan ended without filling the page: search below this id
+    scanned: int = 0
 
 
-def jobs(conn: psycopg.Connection, q: Queries, f: JobFilter, *, limit: int = PAGE,
+def jobs(conn: psycopg.Connection, q: Queries, f: JobFilter, *, limit: int = PAGE, scan: int = SCAN,
          now: datetime | None = None) -> JobPage:
+    """One page of jobs matching ``f``. Finished history is looked at ``scan``
+    jobs at a time (see dashboard_jobs in sql/dashboard.sql), so a page never
+    costs more than that; waiting and running jobs come from their indexes."""
     span = WINDOWS[f.window]
     since = (now or datetime.now(timezone.utc)) - span if span else None
+    params = dict(before=f.before, state=f.state, queue=f.queue, task=f.task, key=f.key, since=since,
+                  text=f.text, limit=limit + 1, scan=scan)
+    query = q.dashboard_active_jobs if f.state in ("waiting", "running") else q.dashboard_jobs
     with conn.cursor(row_factory=class_row(JobRow)) as cur:
-        rows = cur.execute(q.dashboard_jobs, dict(
-            before=f.before, state=f.state, queue=f.queue, task=f.task, key=f.key, since=since, until=None,
-            text=f.text, limit=limit + 1)).fetchall()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return JobPage(rows, rows[-1].id if more else None)
+        rows = cur.execute(query, params).fetchall()
+    if len(rows) > limit:
+        return JobPage(rows[:limit], rows[limit - 1].id)
+    if query is q.dashboard_active_jobs or not f.active:
+        return JobPage(rows, None)
+    edge = conn.execute(q.dashboard_jobs_scanned, dict(before=f.before, scan=scan)).fetchone()
+    last_id, scanned, last_created = edge
+    if scanned < scan or (since is not None and last_created is not None and last_created < since):
+        return JobPage(rows, None, scanned=scanned)  # the scan reached the oldest job, or left the window
+    return JobPage(rows, None, scanned_to=last_id, scanned=scanned)
 
 
 @dataclass(frozen=True)
@@ -137,14 +150,13 @@ class Series:
     deploys: list[tuple[datetime, str]] = field(default_factory=list)
 
 
-def series(conn: psycopg.Connection, q: Queries, *, until: datetime, span: timedelta,
-           queue: str | None = None) -> Series:
+def series(conn: psycopg.Connection, q: Queries, *, until: datetime, span: timedelta) -> Series:
     until = until.replace(second=0, microsecond=0)
     since = until - span
     out = Series(since, until)
     with conn.cursor(row_factory=dict_row) as cur:
         by_minute = {r["minute"]: Counts.from_row(r) for r in cur.execute(q.minute_series, dict(
-            since=since, until=until, queue=queue)).fetchall()}
+            since=since, until=until)).fetchall()}
         out.deploys = [(r["marked_at"], r["version"]) for r in cur.execute(
             q.dashboard_deploys_between, dict(since=since, until=until)).fetchall()]
     minute = since

@@ -3,28 +3,53 @@
 -- schedules, jobs, indexes, changes). Nothing here counts the jobs table.
 
 -- name: dashboard_jobs
--- One page of the job list, newest first, by keyset: id < %(before)s, never
--- OFFSET. Plan: a backward index scan of jobs_pkey from %(before)s (or the
--- newest job), each row checked against the filters, stopping at LIMIT; the
--- time window bounds the scan too, because ids grow with created_at (the
--- lower bound becomes "stop when created_at < since" in practice). With a
--- state of 'waiting' or 'running' the partial indexes (jobs_claim_idx,
--- jobs_lease_idx) are cheaper and the planner takes them. A rare filter
--- over a long window can walk far: the dashboard runs this under a
--- statement_timeout and asks for a narrower window when it fires. The text
--- filter is a plain substring of the arguments' JSON (strpos: no LIKE
--- wildcards to escape), case-insensitive.
+-- One page of the job list, newest first, by keyset (id < %(before)s, never
+-- OFFSET), looking at most at the %(scan)s jobs below %(before)s. Plan: the
+-- inner query is a backward index scan of jobs_pkey that stops after
+-- %(scan)s rows (so a page costs the same with ten million jobs as with
+-- ten), then the filters run on those rows only. A rare filter may find no
+-- match in one scan: the page then says so and links to the next scan
+-- (dashboard_jobs_scanned tells where it ended), rather than walking the
+-- whole history or counting it. The text filter is a plain substring of the
+-- arguments' JSON (strpos: no LIKE wildcards to escape), case-insensitive.
 SELECT id, queue, task, state::text AS state, attempt, max_attempts, key, run_at, created_at, started_at,
        finished_at, worker_id,
        CASE WHEN state <> 'succeeded' THEN errors -> -1 ->> 'error' END AS last_error
-FROM {schema}.jobs
-WHERE (%(before)s::bigint IS NULL OR id < %(before)s)
-  AND (%(state)s::text IS NULL OR state = %(state)s::{schema}.job_state)
+FROM (
+    SELECT * FROM {schema}.jobs
+    WHERE %(before)s::bigint IS NULL OR id < %(before)s
+    ORDER BY id DESC
+    LIMIT %(scan)s
+) AS recent
+WHERE (%(state)s::text IS NULL OR state = %(state)s::{schema}.job_state)
   AND (%(queue)s::text IS NULL OR queue = %(queue)s)
   AND (%(task)s::text IS NULL OR task = %(task)s)
   AND (%(key)s::text IS NULL OR key = %(key)s)
   AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s)
-  AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s)
+  AND (%(text)s::text IS NULL OR strpos(lower(args::text), lower(%(text)s)) > 0)
+ORDER BY id DESC
+LIMIT %(limit)s;
+
+-- name: dashboard_jobs_scanned
+-- Where the last scan of dashboard_jobs ended: an index-only scan of at most
+-- %(scan)s entries of jobs_pkey, plus one row's created_at.
+SELECT min(id) AS last_id, count(*)::int AS scanned,
+       (SELECT created_at FROM {schema}.jobs WHERE id = min(s.id)) AS last_created_at
+FROM (SELECT id FROM {schema}.jobs WHERE %(before)s::bigint IS NULL OR id < %(before)s
+      ORDER BY id DESC LIMIT %(scan)s) AS s;
+
+-- name: dashboard_active_jobs
+-- Waiting or running jobs: few, and each state has its partial index
+-- (jobs_claim_idx, jobs_lease_idx), so these pages filter without a scan bound.
+SELECT id, queue, task, state::text AS state, attempt, max_attempts, key, run_at, created_at, started_at,
+       finished_at, worker_id, errors -> -1 ->> 'error' AS last_error
+FROM {schema}.jobs
+WHERE state = %(state)s::{schema}.job_state
+  AND (%(before)s::bigint IS NULL OR id < %(before)s)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(task)s::text IS NULL OR task = %(task)s)
+  AND (%(key)s::text IS NULL OR key = %(key)s)
+  AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s)
   AND (%(text)s::text IS NULL OR strpos(lower(args::text), lower(%(text)s)) > 0)
 ORDER BY id DESC
 LIMIT %(limit)s;

@@ -40,8 +40,10 @@ WITH m AS (
     DELETE FROM {schema}.job_stats_hourly WHERE hour < now() - %(keep)s::interval RETURNING 1
 ), e AS (
     DELETE FROM {schema}.error_stats WHERE minute < now() - %(keep)s::interval RETURNING 1
+), a AS (
+    DELETE FROM {schema}.job_stats_all WHERE minute < now() - %(keep)s::interval RETURNING 1
 )
-SELECT (SELECT count(*) FROM m) + (SELECT count(*) FROM h) + (SELECT count(*) FROM e);
+SELECT (SELECT count(*) FROM m) + (SELECT count(*) FROM h) + (SELECT count(*) FROM e) + (SELECT count(*) FROM a);
 
 -- name: count_attempts
 -- One pass of the counter: every attempt that ended in [lo, hi) is added to
@@ -148,6 +150,20 @@ WITH succeeded AS (
         cancelled = t.cancelled + EXCLUDED.cancelled, run_sum = t.run_sum + EXCLUDED.run_sum,
         wait_sum = t.wait_sum + EXCLUDED.wait_sum, run_le = {schema}.add_counts(t.run_le, EXCLUDED.run_le),
         wait_le = {schema}.add_counts(t.wait_le, EXCLUDED.wait_le)
+), everything AS (
+    INSERT INTO {schema}.job_stats_all AS t (
+        minute, succeeded, retried, failed, discarded, rescued, rejected, cancelled, run_sum, wait_sum, run_le, wait_le)
+    SELECT minute, sum(succeeded), sum(retried), sum(failed), sum(discarded), sum(rescued), sum(rejected),
+           sum(cancelled), sum(run_sum), sum(wait_sum), {schema}.sum_counts(run_le), {schema}.sum_counts(wait_le)
+    FROM per_minute
+    GROUP BY minute
+    ON CONFLICT (minute) DO UPDATE SET
+        succeeded = t.succeeded + EXCLUDED.succeeded, retried = t.retried + EXCLUDED.retried,
+        failed = t.failed + EXCLUDED.failed, discarded = t.discarded + EXCLUDED.discarded,
+        rescued = t.rescued + EXCLUDED.rescued, rejected = t.rejected + EXCLUDED.rejected,
+        cancelled = t.cancelled + EXCLUDED.cancelled, run_sum = t.run_sum + EXCLUDED.run_sum,
+        wait_sum = t.wait_sum + EXCLUDED.wait_sum, run_le = {schema}.add_counts(t.run_le, EXCLUDED.run_le),
+        wait_le = {schema}.add_counts(t.wait_le, EXCLUDED.wait_le)
 ), errors AS (
     INSERT INTO {schema}.error_stats AS t (minute, queue, task, message, failures, last_job_id)
     SELECT minute, queue, task, message, count(*), max(job_id)
@@ -167,6 +183,8 @@ SELECT count(*) FROM attempts;
 -- hours in [hours_from, hours_to) are read from job_stats_hourly, the rest
 -- from job_stats, so a day costs about 24 + 180 rows per key, not 1,440.
 -- hours_to must not pass split_a: an hour row cannot be split into parts.
+-- The histograms are summed element by element with plain sum() over
+-- unnest (several times faster than an aggregate of a SQL function).
 WITH counted AS (
     SELECT * FROM {schema}.job_stats
     WHERE minute >= %(since)s AND minute < %(until)s
@@ -176,27 +194,36 @@ WITH counted AS (
     SELECT * FROM {schema}.job_stats_hourly
     WHERE hour >= %(hours_from)s AND hour < %(hours_to)s
       AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+), parted AS MATERIALIZED (
+    SELECT *, (minute >= %(split_a)s)::int + (minute >= %(split_b)s)::int AS part FROM counted
+), sums AS (
+    SELECT queue, task, part,
+           sum(succeeded) AS succeeded, sum(retried) AS retried, sum(failed) AS failed,
+           sum(discarded) AS discarded, sum(rescued) AS rescued, sum(rejected) AS rejected,
+           sum(cancelled) AS cancelled, sum(run_sum) AS run_sum, sum(wait_sum) AS wait_sum
+    FROM parted
+    GROUP BY queue, task, part
+), buckets AS (
+    SELECT p.queue, p.task, p.part, b.i, sum(b.run) AS run, sum(b.wait) AS wait
+    FROM parted p, unnest(p.run_le, p.wait_le) WITH ORDINALITY AS b(run, wait, i)
+    GROUP BY p.queue, p.task, p.part, b.i
+), histograms AS (
+    SELECT queue, task, part, array_agg(run ORDER BY i) AS run_le, array_agg(wait ORDER BY i) AS wait_le
+    FROM buckets
+    GROUP BY queue, task, part
 )
-SELECT queue, task, (minute >= %(split_a)s)::int + (minute >= %(split_b)s)::int AS part,
-       sum(succeeded) AS succeeded, sum(retried) AS retried, sum(failed) AS failed,
-       sum(discarded) AS discarded, sum(rescued) AS rescued, sum(rejected) AS rejected,
-       sum(cancelled) AS cancelled, sum(run_sum) AS run_sum, sum(wait_sum) AS wait_sum,
-       {schema}.sum_counts(run_le) AS run_le, {schema}.sum_counts(wait_le) AS wait_le
-FROM counted
-GROUP BY queue, task, part;
+SELECT s.*, h.run_le, h.wait_le
+FROM sums s LEFT JOIN histograms h USING (queue, task, part);
 
 -- name: minute_series
--- Per minute of [since, until): what the dashboard's charts draw (finished,
--- failures, and the histograms for the wait and run p95), summed over queues
--- and tasks (or one queue). Reads job_stats by its primary key's leading
--- column: at most 1,440 minutes times the keys, never the jobs.
-SELECT minute, sum(succeeded) AS succeeded, sum(retried) AS retried, sum(failed) AS failed,
-       sum(discarded) AS discarded, sum(rescued) AS rescued, sum(rejected) AS rejected,
-       sum(cancelled) AS cancelled, sum(run_sum) AS run_sum, sum(wait_sum) AS wait_sum,
-       {schema}.sum_counts(run_le) AS run_le, {schema}.sum_counts(wait_le) AS wait_le
-FROM {schema}.job_stats
-WHERE minute >= %(since)s AND minute < %(until)s AND (%(queue)s::text IS NULL OR queue = %(queue)s)
-GROUP BY minute
+-- Per minute of [since, until) over every queue and task: what the
+-- dashboard's charts draw (finished, failures, and the histograms for the
+-- wait and run p95). job_stats_all has one row per minute, so a day is
+-- 1,440 rows whatever the number of tasks, read by its primary key.
+SELECT minute, succeeded, retried, failed, discarded, rescued, rejected, cancelled, run_sum, wait_sum,
+       run_le, wait_le
+FROM {schema}.job_stats_all
+WHERE minute >= %(since)s AND minute < %(until)s
 ORDER BY minute;
 
 -- name: job_totals

@@ -267,3 +267,27 @@ def test_password_hashes_verify_and_differ_per_salt():
     assert a != b and a.startswith("scrypt$") and "s3cret" not in a
     assert verify_password("s3cret", a) and not verify_password("s3cret!", a)
     assert not verify_password("x", "scrypt$1$1$1$!!$!!")
+
+
+def test_a_rare_filter_looks_at_a_bounded_number_of_jobs_per_page(seeded):
+    import psycopg
+
+    from pgsteady.dashboard import reads
+    from pgsteady.queries import for_schema
+
+    q = for_schema("pgsteady")
+    total = scalar(seeded.dsn, "SELECT count(*) FROM pgsteady.jobs")
+    with psycopg.connect(seeded.dsn, autocommit=True) as conn:
+        f = reads.JobFilter(task="render.page", state="succeeded")
+        seen, pages, before = [], 0, None
+        while True:
+            page = reads.jobs(conn, q, reads.JobFilter(**{**f.__dict__, "before": before}), limit=50, scan=100)
+            seen += [r.id for r in page.rows]
+            pages += 1
+            before = page.next_before or page.scanned_to
+            if before is None:
+                break
+            assert page.scanned <= 100
+        want = [r[0] for r in conn.execute(
+            "SELECT id FROM pgsteady.jobs WHERE task = 'render.page' AND state = 'succeeded' ORDER BY id DESC")]
+        assert seen == want and pages >= total // 100

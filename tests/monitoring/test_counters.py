@@ -265,3 +265,16 @@ def test_counters_match_what_a_real_worker_did(app, dsn, history):
     assert errors == [("RuntimeError: flaky 0", 6), ("RuntimeError: flaky 1", 6)]
     release = history.conn.execute("SELECT DISTINCT release FROM pgsteady.job_stats").fetchall()
     assert release == [("test-release",)]
+
+
+def test_the_all_tasks_minutes_equal_the_sum_of_the_per_task_minutes(history):
+    history.succeeded("a", 30, at=history.ago(minutes=50), spread=timedelta(minutes=40), run=0.3)
+    history.succeeded("b", 20, queue="mail", at=history.ago(minutes=30), spread=timedelta(minutes=20), run=7)
+    history.ended("a", 5, "retry_scheduled", at=history.ago(minutes=20), spread=timedelta(minutes=10))
+    history.count()
+    per_task = history.conn.execute("""
+        SELECT minute, sum(succeeded), sum(retried), pgsteady.sum_counts(run_le)
+        FROM pgsteady.job_stats GROUP BY minute ORDER BY minute""").fetchall()
+    everything = history.conn.execute(
+        "SELECT minute, succeeded, retried, run_le FROM pgsteady.job_stats_all ORDER BY minute").fetchall()
+    assert [tuple(r) for r in per_task] == [tuple(r) for r in everything] and len(everything) > 10
