@@ -24,12 +24,12 @@ from typing import Any
 import psycopg
 from psycopg.rows import class_row
 
+from . import notifications
 from .errors import ConfigError
 from .jobs import actor as default_actor
 from .monitoring.snapshot import QueueRow
+from .payloads import INT_MAX, check_int, check_queue
 from .queries import Queries
-
-MAX_QUEUE_NAME = 100
 
 
 @dataclass(frozen=True)
@@ -42,20 +42,15 @@ class QueueEvent:
 
 
 def validate_limits(max_running: Any, max_per_second: Any) -> None:
-    """The one check of queue limits (App.set_queue_limits, the CLI and the dashboard use it)."""
+    """Queue limits are whole numbers from 1 (None: no limit), checked by the
+    rule App.set_queue_limits uses too (payloads.check_int)."""
     for label, value in (("max_running", max_running), ("max_per_second", max_per_second)):
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{label} must be a positive whole number or empty (no limit); got {value!r}")
-        if value > 2**31 - 1:
-            raise ConfigError(f"{label} must be at most {2**31 - 1}; got {value}")
+        if value is not None:
+            check_int(value, label, 1, INT_MAX, exc=ConfigError)
 
 
 def validate_name(queue: Any) -> str:
-    if not isinstance(queue, str) or not queue.strip() or len(queue) > MAX_QUEUE_NAME or "\x00" in queue:
-        raise ConfigError(f"a queue name is 1 to {MAX_QUEUE_NAME} characters without NUL; got {queue!r:.120}")
-    return queue
+    return check_queue(queue, exc=ConfigError)
 
 
 def list_queues(conn: psycopg.Connection, q: Queries, *, queue: str | None = None) -> list[QueueRow]:
@@ -81,7 +76,7 @@ def set_limits(conn: psycopg.Connection, q: Queries, queue: str, *, max_running:
     validate_limits(max_running, max_per_second)
     with conn.transaction():
         conn.execute(q.set_queue_limits, dict(queue=queue, max_running=max_running, max_per_second=max_per_second,
-                                              channel=f"{q.schema}_control"))
+                                              **_wake(q)))
         limits = dict(max_running=max_running, max_per_second=max_per_second)
         _record(conn, q, queue, "queue_limits",
                 f"limits set: max running {max_running or 'unlimited'}, max per second "
@@ -97,9 +92,13 @@ def history(conn: psycopg.Connection, q: Queries, queue: str, *, limit: int = 50
 def _set_paused(conn: psycopg.Connection, q: Queries, queue: str, paused: bool, actor: str | None) -> None:
     validate_name(queue)
     with conn.transaction():
-        conn.execute(q.set_queue_paused, dict(queue=queue, paused=paused, channel=f"{q.schema}_control"))
+        conn.execute(q.set_queue_paused, dict(queue=queue, paused=paused, **_wake(q)))
         _record(conn, q, queue, "queue_paused" if paused else "queue_resumed",
                 "paused: running jobs finish, no new ones start" if paused else "resumed", actor, {})
+
+
+def _wake(q: Queries) -> dict[str, str]:
+    return notifications.encode(q.schema, notifications.QueuesChanged())
 
 
 def _record(conn: psycopg.Connection, q: Queries, queue: str, kind: str, message: str, actor: str | None,

@@ -30,13 +30,13 @@ def test_pause_resume_and_limits_are_recorded_with_who(conn):
 
 @pytest.mark.parametrize("bad", [0, -1, True, "3", 2**40, 1.5])
 def test_bad_limits_are_refused_before_anything_is_stored(conn, bad):
-    with pytest.raises(ConfigError, match="max_running must be"):
+    with pytest.raises(ConfigError, match="max_running must be an integer between 1 and"):
         queues.set_limits(conn, Q, "mail", max_running=bad)
     assert queues.list_queues(conn, Q) == [] and queues.history(conn, Q, "mail") == []
 
 
 def test_a_queue_name_is_checked(conn):
-    for bad in ("", "x" * 101, "a\x00b"):
+    for bad in ("", "x" * 1000, "a\x00b"):
         with pytest.raises(ConfigError, match="queue name"):
             queues.pause(conn, Q, bad)
 
@@ -93,4 +93,4 @@ def test_queue_names_with_markup_do_not_break_the_list(dsn, conn):
     r = pgsteady("queues", "list", dsn=dsn)
     assert r.returncode == 0 and "[/x]mail" in r.stdout, r.stderr
     r = pgsteady("queues", "limit", "q", "--max-running", "0", dsn=dsn)
-    assert r.returncode == 2 and "max_running must be a positive whole number" in r.stderr
+    assert r.returncode == 2 and "max_running must be an integer between 1 and" in r.stderr

@@ -8,7 +8,6 @@ input is a 400 page that says what is wrong.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlencode
 
@@ -66,14 +65,14 @@ def routes(dash: Dashboard) -> list[Route]:
     def retry_job(request: Request, data: dict[str, str]) -> str:
         job_id = _job_id(request.path_params["job_id"])
         with dash.conn() as conn:
-            _with_actor(jobs_api.retry, conn, dash.q, job_id, dash.actor(request))
+            jobs_api.retry(conn, dash.q, job_id, actor=dash.actor(request))
         return f"job {job_id} will run again"
 
     def cancel_job(request: Request, data: dict[str, str]) -> str:
         job_id = _job_id(request.path_params["job_id"])
         with dash.conn() as conn:
-            outcome = _with_actor(jobs_api.cancel, conn, dash.q, job_id, dash.actor(request))
-        return f"job {job_id}: {outcome or 'cancel requested'}"
+            outcome = jobs_api.cancel(conn, dash.q, job_id, actor=dash.actor(request))
+        return f"job {job_id}: {outcome}"
 
     def retry_matching(request: Request, data: dict[str, str]) -> Response | str:
         try:
@@ -89,7 +88,7 @@ def routes(dash: Dashboard) -> list[Route]:
             done = failed = 0
             for row in page.rows:
                 try:
-                    _with_actor(jobs_api.retry, conn, dash.q, row.id, dash.actor(request))
+                    jobs_api.retry(conn, dash.q, row.id, actor=dash.actor(request))
                     done += 1
                 except (InvalidJobState, JobNotFound):
                     failed += 1
@@ -161,10 +160,3 @@ def _positive(name: str, raw: str) -> int | None:
     if not raw.isdigit():
         raise ConfigError(f"{name} must be a positive whole number or empty (no limit); got {raw[:20]!r}")
     return int(raw)
-
-
-def _with_actor(fn: Callable[..., Any], conn: Any, q: Any, job_id: int, actor: str) -> Any:
-    # The job actions record who acted; pass the dashboard's actor where the domain function takes one.
-    if "actor" in inspect.signature(fn).parameters:
-        return fn(conn, q, job_id, actor=actor)
-    return fn(conn, q, job_id)

@@ -31,6 +31,18 @@ MAX_PAYLOAD_BYTES = 256 * 1024
 MAX_JSON_DEPTH = 64
 """Deepest nesting accepted in job arguments; deeper input is refused before encoding."""
 
+MAX_KEY_BYTES = 1024
+"""Longest idempotency key (UTF-8 bytes); a btree index row holds at most ~2.7 kB."""
+
+MAX_QUEUE_NAME_BYTES = 200
+"""Longest queue name (UTF-8 bytes); it is the payload of every wake-up notification."""
+
+MAX_ERROR_CHARS = 2000
+"""Longest error message stored per failed attempt; the rest is cut (a huge message must not fail the write)."""
+
+MAX_TRACEBACK_CHARS = 20_000
+"""Longest traceback stored per failed attempt (its last part is kept)."""
+
 # Secrets -------------------------------------------------------------------
 
 SECRET_KEY_PATTERN = r"pass(word|wd)?|secret|token|api[_-]?key|auth(orization)?|cookie|session|credential|private[_-]?key"
@@ -64,6 +76,14 @@ SETTINGS: tuple[Setting, ...] = (
             "Job arguments live in a row that every claim reads; a large payload slows every worker and can fill the table."),
     Setting("max JSON depth of job arguments", MAX_JSON_DEPTH, "upload limits",
             "Deeply nested JSON can exhaust the recursion of encoders and decoders on the way in and out."),
+    Setting("max idempotency key bytes", MAX_KEY_BYTES, "upload limits",
+            "Keys live in a unique btree index; a key past the index row limit would fail the insert with a database error."),
+    Setting("max queue name bytes", MAX_QUEUE_NAME_BYTES, "upload limits",
+            "The queue name is the payload of the wake-up NOTIFY (under 8,000 bytes) and is shown in every listing."),
+    Setting("max stored error characters", MAX_ERROR_CHARS, "upload limits",
+            "A task's exception text is stored with the job; a huge one must be cut, not fail the failure write."),
+    Setting("max stored traceback characters", MAX_TRACEBACK_CHARS, "upload limits",
+            "Tracebacks are stored per attempt; the last part is kept, where the error is."),
     Setting("PGSTEADY_SECRET_KEYS", SECRET_KEY_PATTERN, "secrets",
             "Values of keys that look like secrets are masked wherever pgsteady shows job arguments or event data."),
     Setting("pgsteady metrics: connections at once", METRICS_MAX_CONNECTIONS, "upload limits",

@@ -1,7 +1,40 @@
--- Queue and schedule administration read by people (pgsteady/queues.py,
--- pgsteady/schedule_admin.py): the `queues` and `schedules` commands and the
--- dashboard. The writes they make are in maintenance.sql, beside the claim
--- and the scheduler that obey them.
+-- Per-queue controls (the queues table): pause, limits, and what the claim reads.
+
+-- name: list_queues
+WITH known AS (
+    SELECT queue FROM {schema}.queues
+    UNION
+    SELECT DISTINCT queue FROM {schema}.jobs WHERE state IN ('waiting', 'running')
+)
+SELECT k.queue, coalesce(q.paused, false) AS paused, q.max_running, q.max_per_second,
+       (SELECT count(*) FROM {schema}.jobs j WHERE j.queue = k.queue AND j.state = 'waiting') AS waiting,
+       (SELECT count(*) FROM {schema}.jobs j WHERE j.queue = k.queue AND j.state = 'running') AS running
+FROM known k LEFT JOIN {schema}.queues q USING (queue)
+ORDER BY k.queue;
+
+-- name: set_queue_paused
+WITH q AS (
+    INSERT INTO {schema}.queues (queue, paused) VALUES (%(queue)s, %(paused)s)
+    ON CONFLICT (queue) DO UPDATE SET paused = EXCLUDED.paused, updated_at = now()
+    RETURNING queue
+)
+SELECT queue, pg_notify(%(channel)s, %(payload)s) FROM q;
+
+-- name: set_queue_limits
+WITH q AS (
+    INSERT INTO {schema}.queues (queue, max_running, max_per_second)
+    VALUES (%(queue)s, %(max_running)s, %(max_per_second)s)
+    ON CONFLICT (queue) DO UPDATE SET max_running = EXCLUDED.max_running,
+        max_per_second = EXCLUDED.max_per_second, updated_at = now()
+    RETURNING queue
+)
+SELECT queue, pg_notify(%(channel)s, %(payload)s) FROM q;
+
+-- name: limited_queues
+SELECT queue FROM {schema}.queues WHERE NOT paused AND (max_running IS NOT NULL OR max_per_second IS NOT NULL);
+
+-- name: lock_queue
+SELECT queue FROM {schema}.queues WHERE queue = %(queue)s FOR UPDATE;
 
 -- name: record_queue_action
 -- A queue has no row of history of its own: its actions are events without a
@@ -15,17 +48,3 @@ FROM {schema}.events
 WHERE job_id IS NULL AND kind IN ('queue_paused', 'queue_resumed', 'queue_limits') AND data ->> 'queue' = %(queue)s
 ORDER BY created_at DESC
 LIMIT %(limit)s;
-
--- name: schedule_rows
--- last_run_at is the time of the last run that enqueued a job (the newest
--- schedule_runs row, through its primary key, else the last job's creation):
--- the schedules row's own last_run_at also marks where a new schedule starts
--- counting, which is not a run. A paused schedule has no next run.
-SELECT s.name, s.cron, s.tz, s.task, s.queue, s.on_missed, s.paused,
-       CASE WHEN s.paused THEN NULL ELSE s.next_run_at END AS next_run_at,
-       coalesce((SELECT max(r.scheduled_at) FROM {schema}.schedule_runs r
-                 WHERE r.schedule = s.name AND r.job_id IS NOT NULL), j.created_at) AS last_run_at,
-       s.last_job_id, j.state::text AS last_outcome
-FROM {schema}.schedules s LEFT JOIN {schema}.jobs j ON j.id = s.last_job_id
-WHERE %(name)s::text IS NULL OR s.name = %(name)s
-ORDER BY s.name;

@@ -97,7 +97,7 @@ def test_actions_are_recorded_with_who_and_from_where(seeded, client_for):
 def test_bad_limits_get_a_clear_400_and_store_nothing(seeded, client_for):
     c = client_for(seeded.dsn)
     r = c.post("/queues/mail/limits", data={"csrf": csrf(c), "max_running": "-3"})
-    assert r.status_code == 400 and "max_running must be a positive whole number" in r.text
+    assert r.status_code == 400 and "max_running must be a positive whole number" in r.text, r.text
     assert scalar(seeded.dsn, "SELECT count(*) FROM pgsteady.queues WHERE queue = 'mail'") == 0
 
 
