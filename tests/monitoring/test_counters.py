@@ -132,8 +132,12 @@ def test_histogram_bounds_are_listed_once_and_stored_as_arrays_of_that_length(hi
 
     text = (resources.files("pgsteady") / "sql" / "monitoring.sql").read_text()
     schema = (resources.files("pgsteady") / "sql" / "schema.sql").read_text()
-    assert not re.search(r"\b(run|wait)_le_\w+", text)  # no bucket written out in the queries
-    assert "0.005" not in text and "14400" not in text
+    assert not re.search(r"\b(run|wait)_le_\w+", text)  # no bucket column in the queries
+    assert "0.005" not in text and "14400" not in text  # the bounds come from Python
+    # The one fragment that sums the arrays has one sum per bound, for each histogram.
+    fragment = text[text.index("-- name: _histogram_sums"):text.index("-- name: counter_lock")]
+    for kind in ("run", "wait"):
+        assert re.findall(rf"sum\({kind}_le\[(\d+)\]\)", fragment) == [str(i) for i in range(1, len(SECONDS) + 1)]
     # The fresh schema still creates the 003 columns, then 006 turns them into arrays.
     assert "ADD COLUMN run_le bigint[]" in schema
     history.succeeded("t", 4, at=history.ago(minutes=5), run=0.3, wait=2)
