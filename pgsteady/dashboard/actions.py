@@ -23,7 +23,7 @@ from ..errors import ConfigError, InvalidJobState, JobNotFound
 from . import reads
 from .app import Dashboard
 from .pages import _job_id
-from .security import csrf_ok
+from .security import csrf_ok, safe_back
 
 BULK_LIMIT = 1000
 BULK_SCAN = 500_000  # an explicit bulk action may look further back than a page
@@ -58,8 +58,7 @@ def routes(dash: Dashboard) -> list[Route]:
             if isinstance(result, Response):
                 return result
             request.session["flash"] = result
-            back = data.get("back") or "/"
-            return dash.redirect(request, back if back.startswith("/") and not back.startswith("//") else "/")
+            return dash.redirect(request, safe_back(data.get("back")))
         return endpoint
 
     def retry_job(request: Request, data: dict[str, str]) -> str:

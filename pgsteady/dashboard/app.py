@@ -33,7 +33,7 @@ from ..errors import ConfigError, PgsteadyError
 from ..queries import Queries, for_schema
 from ..security.settings import (DASHBOARD_MASKED_KEYS, DASHBOARD_MAX_BODY_BYTES, DASHBOARD_SESSION_SECONDS,
                                  mask_secrets, secret_key_re)
-from .security import Auth, BodyLimit, Headers, LoginRequired, csrf_token
+from .security import Auth, BodyLimit, Headers, LoginRequired, LoopbackHost, csrf_token
 
 STATEMENT_TIMEOUT_MS = 5000
 
@@ -50,6 +50,7 @@ class Config:
     max_body_bytes: int = DASHBOARD_MAX_BODY_BYTES
     https_only: bool = False               # Secure cookies (set behind TLS)
     refresh_seconds: int = 10
+    allowed_hosts: tuple[str, ...] = ()   # Host names answered without a login besides loopback ones
 
 
 class Dashboard:
@@ -169,6 +170,7 @@ def create_app(dsn: str | None = None, schema: str = "pgsteady", *, config: Conf
     app = Starlette(
         routes=routes,
         middleware=[
+            Middleware(LoopbackHost, auth=config.auth, allowed=tuple(config.allowed_hosts)),
             Middleware(BodyLimit, limit=config.max_body_bytes),
             Middleware(SessionMiddleware, secret_key=config.secret_key or secrets.token_urlsafe(32),
                        session_cookie="pgsteady_session", max_age=config.session_seconds, same_site="strict",

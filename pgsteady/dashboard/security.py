@@ -22,6 +22,7 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -172,6 +173,36 @@ class LoginRequired:
             await send({"type": "http.response.body", "body": b""})
             return
         await _plain(send, 401, "log in first")
+
+
+class LoopbackHost:
+    """Without a login, answer only requests whose Host header is a loopback
+    name (or one of ``allowed``): a page of another site cannot reach an
+    unauthenticated dashboard by pointing its own name at 127.0.0.1 (DNS
+    rebinding) and then read it as same-origin."""
+
+    def __init__(self, app: ASGIApp, auth: Auth, allowed: tuple[str, ...] = ()) -> None:
+        self.app = app
+        self.auth = auth
+        self.allowed = {h.lower() for h in allowed}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self.auth.required:
+            host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1").lower()
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            name = name.strip("[]")
+            if not (is_loopback(name) or name in self.allowed or host in self.allowed):
+                await _plain(send, 403, "this dashboard has no login, so it answers only on a loopback address "
+                                        "(configure a password or a token, or allowed_hosts)")
+                return
+        await self.app(scope, receive, send)
+
+
+def safe_back(path: str | None) -> str:
+    """A local path to go back to after an action; anything else is the overview."""
+    if path and re.fullmatch(r"/[A-Za-z0-9_\-./?=&%+:@]*", path) and not path.startswith("//"):
+        return path
+    return "/"
 
 
 class TooLarge(Exception):

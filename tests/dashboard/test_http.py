@@ -291,3 +291,24 @@ def test_a_rare_filter_looks_at_a_bounded_number_of_jobs_per_page(seeded):
         want = [r[0] for r in conn.execute(
             "SELECT id FROM pgsteady.jobs WHERE task = 'render.page' AND state = 'succeeded' ORDER BY id DESC")]
         assert seen == want and pages >= total // 100
+
+
+def test_without_a_login_only_loopback_host_names_are_answered(seeded, client_for):
+    """DNS rebinding: evil.example resolving to 127.0.0.1 must not read the dashboard."""
+    c = client_for(seeded.dsn)
+    for host in ("evil.example", "evil.example:8188", "10.0.0.5"):
+        r = c.get("/", headers={"host": host})
+        assert r.status_code == 403 and "loopback" in r.text and r.headers["x-content-type-options"] == "nosniff"
+    for host in ("127.0.0.1:8188", "localhost", "[::1]:8188"):
+        assert c.get("/queues", headers={"host": host}).status_code == 200, host
+    assert client_for(seeded.dsn, allowed_hosts=("ops.example",)).get(
+        "/queues", headers={"host": "ops.example"}).status_code == 200
+    authed = client_for(seeded.dsn, auth=Auth(token="t" * 32))
+    assert authed.get("/login", headers={"host": "ops.example"}).status_code == 200
+
+
+def test_an_action_never_redirects_off_the_dashboard(seeded, client_for):
+    c = client_for(seeded.dsn)
+    for back in ("//evil.example/", "/\\evil.example", "https://evil.example/", "javascript:alert(1)"):
+        r = c.post("/queues/mail/resume", data={"csrf": csrf(c), "back": back}, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/", back
