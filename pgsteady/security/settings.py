@@ -108,7 +108,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Loopback by default; on any other address the dashboard refuses to start without a password or token."),
     Setting("dashboard request body limit (bytes)", DASHBOARD_MAX_BODY_BYTES, "upload limits",
             "Its forms are a few fields; a larger body is refused with 413 before it is read whole."),
-    Setting("pgsteady dashboard --session-hours", DASHBOARD_SESSION_SECONDS, "headers",
+    Setting("dashboard session lifetime (seconds; --session-hours)", DASHBOARD_SESSION_SECONDS, "headers",
             "Login sessions are signed cookies (HttpOnly, SameSite=Strict) that expire after this many seconds."),
     Setting("PGSTEADY_DASHBOARD_MASK_KEYS", DASHBOARD_MASKED_KEYS, "secrets",
             "The dashboard masks the values of these keys in job arguments, checkpoints and event data."),
