@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import click
 
 from ..errors import ConfigError
@@ -64,7 +66,20 @@ def register(cli: click.Group) -> None:
         server = uvicorn.Server(config)
         click.echo(f"dashboard on http://{host}:{port}/ ({'read-only, ' if read_only else ''}"
                    f"{'login required' if auth.required else 'no login: loopback only'}); Ctrl-C stops", err=True)
+        # uvicorn stops gracefully on SIGINT/SIGTERM and then re-raises the
+        # signal to the handlers it found: ours make that a clean exit 0.
+        signal.signal(signal.SIGTERM, _stop)
         try:
             server.run()
+        except (KeyboardInterrupt, _Stopped):
+            pass
         finally:
             app.dashboard.close()
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _stop(signum, frame) -> None:
+    raise _Stopped

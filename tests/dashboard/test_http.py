@@ -312,3 +312,36 @@ def test_an_action_never_redirects_off_the_dashboard(seeded, client_for):
     for back in ("//evil.example/", "/\\evil.example", "https://evil.example/", "javascript:alert(1)"):
         r = c.post("/queues/mail/resume", data={"csrf": csrf(c), "back": back}, follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"] == "/", back
+
+
+def test_the_dashboard_command_serves_and_stops_on_sigterm(dsn):
+    import os
+    import signal
+    import socket
+    import urllib.request
+
+    from ..helpers import wait_until
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PGSTEADY_DSN": dsn}
+    env.pop("PGSTEADY_APP", None)
+    proc = subprocess.Popen([sys.executable, "-m", "pgsteady", "dashboard", "--port", str(port), "--read-only"],
+                            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        line = wait_until(proc.stderr.readline, timeout=30, what="the serving line")
+        assert f"http://127.0.0.1:{port}/" in line and "read-only" in line
+
+        def get():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/queues", timeout=5) as r:
+                    return r.status, r.headers
+            except OSError:
+                return None
+        status, headers = wait_until(get, timeout=30, what="the dashboard to answer")
+        assert status == 200 and headers["x-content-type-options"] == "nosniff" and "server" not in headers
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert proc.returncode == 0
