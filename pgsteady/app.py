@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import logging
 import os
 import threading
 import weakref
@@ -15,7 +16,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from . import _writes_async, _writes_sync, database, notifications
-from .errors import ConfigError, UnknownTask
+from .errors import ConfigError, UnknownTask, check_options
 from .payloads import INT_MAX, JobRef, check_int, check_queue, job_row
 from .queries import Queries, for_schema, validate_schema
 from .retries import DEFAULT, Retries, RetryPolicy
@@ -23,7 +24,9 @@ from .schedules import Schedule
 from .security.settings import MAX_PAYLOAD_BYTES
 from .tasks import Task
 
+log = logging.getLogger("pgsteady")
 DEFAULT_KEY_RETENTION = timedelta(hours=24)
+TASK_OPTIONS = ("queue", "priority", "max_attempts", "timeout", "transactional", "retry")
 __all__ = ["App", "JobRef"]
 
 
@@ -59,6 +62,7 @@ class App:
         self._async_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncConnectionPool] = \
             weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
+        self._warned_loop = False
         from .changes.tasks import register_builtin  # here, not at the top: changes imports app's modules
 
         register_builtin(self)  # every worker knows pgsteady.build_index
@@ -129,6 +133,8 @@ class App:
         of a schedule wait unclaimed at once (None: no limit), so a queue no
         worker serves does not pile up a backlog that later runs as a burst.
         """
+
+        check_options(task_options, TASK_OPTIONS, "periodic")
 
         def register(f: Callable[..., Any] | Task) -> Task:
             task = f if isinstance(f, Task) else self.task(f, name=name, **task_options)
@@ -237,6 +243,10 @@ class App:
                 raise ConfigError("conn= must be a psycopg 3 (sync) Connection; from async code use "
                                   "`await app.enqueue_many_async(..., conn=...)`")
             return _writes_sync.insert(conn, self.queries, rows, self.key_retention)
+        if not self._warned_loop and asyncio.events._get_running_loop() is not None:
+            self._warned_loop = True  # once: the call works, it only stalls the loop meanwhile
+            log.warning("app.enqueue()/enqueue_many() called on a running event loop blocks it until the "
+                        "database answers; in async code use `await app.enqueue_async(...)`")
         with self.pool().connection() as own, own.transaction():
             return _writes_sync.insert(own, self.queries, rows, self.key_retention)
 

@@ -21,12 +21,16 @@ import traceback
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from psycopg_pool import ConnectionPool
 
 from .monitoring import logs
 from .tasks import Cancelled, Context, Discard, LeaseLost, Task
+
+if TYPE_CHECKING:
+    from .app import App
+    from .completing import Completer, Db
 
 log = logging.getLogger("pgsteady.worker")
 T = TypeVar("T")
@@ -86,19 +90,19 @@ def bind(task: Task, ctx: Context) -> Callable[[], Any]:
 class Runner:
     """Runs attempts in the worker's slots; see the module's docstring."""
 
-    def __init__(self, worker: Any, completer: Any, *, concurrency: int) -> None:
-        self.app = worker.app
-        self.queries = worker.app.queries
+    def __init__(self, app: App, completer: Completer, db: Db, stopping: asyncio.Event, *, concurrency: int) -> None:
+        self.app = app
+        self.queries = app.queries
         self.completer = completer
+        self.db = db
+        self.stopping = stopping
         self.concurrency = concurrency
         self.running = 0
         self.run_time = 1.0  # moving average of attempt run time, seconds
         self.on_finished: Callable[[], None] = lambda: None  # the claimer fills the freed slot
-        self.stopping = worker.stopping
         self.loop: asyncio.AbstractEventLoop | None = None
         self.threads = ThreadPoolExecutor(max_workers=concurrency + 4, thread_name_prefix="pgsteady-task")
         self._sync_pool: ConnectionPool | None = None
-        self.db = worker.db
 
     def start(self, att: Attempt) -> None:
         self.running += 1
@@ -203,8 +207,12 @@ class Runner:
         try:
             await fut
         except Exception:
-            pass
-        att.finished = False  # a transactional body may have set it before rolling back
+            att.finished = False  # a transactional body may have set it before rolling back
+            raise TimedOut() from None
+        if task.transactional:
+            # Its transaction committed, the job's success with it: that stands.
+            log.warning("job %s finished after its timeout; its transaction had committed", att.id)
+            return
         raise TimedOut()
 
     def interrupt(self, att: Attempt) -> None:

@@ -18,7 +18,7 @@ import logging
 import time
 from collections import deque
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.rows import RowMaker
@@ -27,6 +27,9 @@ from . import database
 from .attempts import Attempt, Runner, WorkerStats
 from .completing import Completer, Db
 from .tasks import Context
+
+if TYPE_CHECKING:
+    from .app import App
 
 log = logging.getLogger("pgsteady.worker")
 
@@ -43,16 +46,18 @@ CLAIM_SESSION_OPTIONS = " ".join(f"-c {name}={value}" for name, value in CLAIM_S
 class Claimer:
     """The claim side of a Worker; see the module's docstring."""
 
-    def __init__(self, worker: Any, runner: Runner, completer: Completer, db: Db, stats: WorkerStats) -> None:
-        self.app = worker.app
-        self.q = worker.app.queries
-        self.worker_id = worker.id
-        self.queues = worker.queues
-        self.concurrency = worker.concurrency
-        self.lease = timedelta(seconds=worker.lease)
-        self.poll_interval = worker.poll_interval
-        self.complete_batch = worker.complete_batch
-        self.stopping: asyncio.Event = worker.stopping
+    def __init__(self, app: App, runner: Runner, completer: Completer, db: Db, stats: WorkerStats, *,
+                 worker_id: str, queues: list[str] | None, concurrency: int, lease: float, poll_interval: float,
+                 complete_batch: int, stopping: asyncio.Event) -> None:
+        self.app = app
+        self.q = app.queries
+        self.worker_id = worker_id
+        self.queues = queues
+        self.concurrency = concurrency
+        self.lease = timedelta(seconds=lease)
+        self.poll_interval = poll_interval
+        self.complete_batch = complete_batch
+        self.stopping = stopping
         self.runner = runner
         self.completer = completer
         self.db = db

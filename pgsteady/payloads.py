@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
-from .errors import ConfigError, InvalidPayload
+from .errors import InvalidPayload, check_options
 from .security.settings import MAX_JSON_DEPTH, MAX_KEY_BYTES, MAX_QUEUE_NAME_BYTES
 
 SMALLINT = (-32768, 32767)
@@ -136,9 +136,7 @@ def job_row(app: Any, item: Mapping[str, Any] | tuple) -> JobRow:
             raise InvalidPayload("a job given as a tuple must be (task_name, args)")
         item = {"task": item[0], "args": item[1]}
     if not OPTIONS.issuperset(item):
-        unknown = set(item) - OPTIONS
-        raise ConfigError(f"unknown job option(s) {', '.join(sorted(map(str, unknown)))}; "
-                          "use task, args, key, queue, priority, run_at")
+        check_options(item, OPTIONS, "a job")
     name = item.get("task")
     task = app.tasks.get(name) if isinstance(name, str) else None
     if task is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import math
 from collections.abc import Coroutine
@@ -92,6 +91,10 @@ class Task:
         """Enqueue a job of this task with these keyword arguments."""
         return self.app.enqueue(self.name, kwargs)
 
+    async def enqueue_async(self, **kwargs: Any) -> JobRef:
+        """``enqueue`` for async code (does not block the event loop)."""
+        return await self.app.enqueue_async(self.name, kwargs)
+
     def configure(
         self,
         *,
@@ -101,7 +104,8 @@ class Task:
         run_at: datetime | timedelta | None = None,
         conn: Any = None,
     ) -> _Configured:
-        """Options for one enqueue: ``task.configure(key="post:1").enqueue(post_id=1)``."""
+        """Options for one enqueue: ``task.configure(key="post:1").enqueue(post_id=1)``
+        (or ``await ....enqueue_async(...)``, where ``conn`` may be an AsyncConnection)."""
         return _Configured(self, dict(key=key, queue=queue, priority=priority, run_at=run_at, conn=conn))
 
 
@@ -112,6 +116,10 @@ class _Configured:
 
     def enqueue(self, **kwargs: Any) -> JobRef:
         return self.task.app.enqueue(self.task.name, kwargs, **self.options)
+
+    async def enqueue_async(self, **kwargs: Any) -> JobRef:
+        """With ``conn=`` an AsyncConnection (e.g. an async task's ctx.conn)."""
+        return await self.task.app.enqueue_async(self.task.name, kwargs, **self.options)
 
 
 class JobRuntime(Protocol):

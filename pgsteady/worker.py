@@ -112,8 +112,11 @@ class Worker:
         self.db = Db()
         self.completer = Completer(self.db, self.q, self.stats, app.retries, worker_id=self.id,
                                    release=app.release, lease=self.lease)
-        self.runner = Runner(self, self.completer, concurrency=concurrency)
-        self.claimer = Claimer(self, self.runner, self.completer, self.db, self.stats)
+        self.runner = Runner(app, self.completer, self.db, self.stopping, concurrency=concurrency)
+        self.claimer = Claimer(app, self.runner, self.completer, self.db, self.stats, worker_id=self.id,
+                               queues=self.queues, concurrency=concurrency, lease=self.lease,
+                               poll_interval=self.poll_interval, complete_batch=complete_batch,
+                               stopping=self.stopping)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._signals = 0
         self._cancel_checks: set[int] = set()

@@ -380,7 +380,7 @@ def test_enqueue_async_writes_through_the_callers_async_transaction(app, dsn):
             assert _count(dsn) == 0  # not committed yet
             await conn.commit()
         own = await app.enqueue_async("import_post", {"post_id": 2}, key="k")
-        again = await app.enqueue_async("import_post", {"post_id": 2}, key="k")
+        again = await app.tasks["import_post"].configure(key="k").enqueue_async(post_id=2)
         await app.aclose()
         return [ref, *many, own, again]
 
@@ -428,3 +428,24 @@ def test_the_jobs_trigger_notifies_the_channel_the_protocol_declares(app, dsn):
     assert notifications.decode("pgsteady", note.channel, note.payload) == notifications.JobsAvailable("mail")
     assert notifications.decode("pgsteady", "pgsteady_control", "12; DROP") is None
     assert notifications.decode("pgsteady", "pgsteady_control", "cancel:99999999999999999999") is None
+
+
+def test_misspelt_options_get_a_did_you_mean(app):
+    _register(app)
+    with pytest.raises(ConfigError, match=r"a job: unknown option 'priorty'; did you mean 'priority'\?"):
+        app.enqueue_many([{"task": "import_post", "args": {}, "priorty": 1}])
+    with pytest.raises(ConfigError, match=r"periodic: unknown option 'max_attempt'; did you mean 'max_attempts'\?"):
+        app.periodic("* * * * *", max_attempt=3)
+
+
+def test_the_sync_enqueue_on_an_event_loop_says_to_use_the_async_one(app, dsn, caplog):
+    _register(app)
+
+    async def from_async_code() -> None:
+        app.enqueue("import_post", {"post_id": 1})
+        app.enqueue("import_post", {"post_id": 2})
+
+    with caplog.at_level("WARNING", logger="pgsteady"):
+        asyncio.run(from_async_code())
+    warned = [r.getMessage() for r in caplog.records if "enqueue_async" in r.getMessage()]
+    assert len(warned) == 1 and _count(dsn) == 2

@@ -756,3 +756,43 @@ def test_worker_configuration_is_refused_up_front_with_one_line(app, kwargs, mes
     with pytest.raises(ConfigError) as err:
         Worker(app, **kwargs)
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_a_transactional_sync_task_that_commits_after_its_timeout_stays_succeeded(app, dsn):
+    """Its writes and the job's success committed together: the timeout
+    cannot undo them, so the job is not failed (or run again) after all."""
+
+    @app.task(name="slow_tx", transactional=True, timeout=0.1, max_attempts=2, retry=FAST)
+    def slow_tx(ctx) -> None:
+        deadline = time.monotonic() + 30
+        while not ctx.cancelled and time.monotonic() < deadline:
+            time.sleep(0.01)
+        ctx.conn.execute("CREATE TABLE IF NOT EXISTS done_tx (attempt int)")
+        ctx.conn.execute("INSERT INTO done_tx VALUES (%s)", [ctx.attempt])
+
+    ref = app.enqueue("slow_tx", {})
+    stats = drain(app)
+    assert job(dsn, ref.id)["state"] == "succeeded" and job(dsn, ref.id)["attempt"] == 1
+    assert scalar(dsn, "SELECT array_agg(attempt) FROM done_tx") == [1]
+    assert stats.rejected == 0
+
+
+def test_one_retry_policy_answers_every_path(app):
+    """Retries.after_failure is what failures, timeouts, unknown tasks and
+    rescues ask; a policy that returns nonsense or raises cannot break the
+    failure path."""
+    from pgsteady.retries import MAX_BACKOFF
+
+    app.task(name="fixed", retry=lambda n: 7.0)(lambda: None)
+    app.task(name="nan", retry=lambda n: float("nan"))(lambda: None)
+    app.task(name="huge", retry=lambda n: 1e300)(lambda: None)
+    app.task(name="broken", retry=lambda n: 1 / 0)(lambda: None)
+    app.task(name="exp", retry=Retry(base=1, cap=100, jitter=0))(lambda: None)
+    r = app.retries
+    assert r.after_failure("fixed", 3) == 7.0
+    assert r.after_failure("nan", 3) == 0.0
+    assert r.after_failure("huge", 3) == MAX_BACKOFF
+    assert 0 <= r.after_failure("broken", 1) <= 2.0  # the default policy instead
+    assert [r.after_failure("exp", n) for n in (1, 2, 3, 10)] == [1, 2, 4, 100]
+    assert [r.after_failure("not.here", n) for n in (1, 5, 9)] == [2, 32, 60]  # unknown tasks: capped at a minute
+    assert Retry(base=1, cap=10, jitter=0).backoff(10_000) == 10
