@@ -8,7 +8,7 @@ input is a 400 page that says what is wrong.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 from urllib.parse import parse_qs, urlencode
 
 from starlette.concurrency import run_in_threadpool

@@ -112,6 +112,7 @@ class BoundedServer(WSGIServer):
     clients cannot pile up threads. Threads die with the process."""
 
     max_connections = METRICS_MAX_CONNECTIONS
+    request_queue_size = 128  # the listen backlog: a burst is accepted (and refused past the bound) quickly
 
     def server_activate(self) -> None:
         super().server_activate()
