@@ -79,6 +79,32 @@ DASHBOARD_MASKED_KEYS = SECRET_KEY_PATTERN
 """Keys whose values the dashboard masks in job arguments, checkpoints and event data
 (pgsteady dashboard --mask-keys REGEX or PGSTEADY_DASHBOARD_MASK_KEYS)."""
 
+# CDN cache and purges (pgsteady/cache) ------------------------------------
+
+PURGE_TOKEN_ENV = {"fastly": "PGSTEADY_FASTLY_TOKEN", "cloudflare": "PGSTEADY_CLOUDFLARE_TOKEN"}
+"""Environment variables the CDN purge adapters read their API tokens from (never from job arguments)."""
+
+PURGE_HTTP_TIMEOUT = 10.0
+"""Seconds a purge request to nginx, Varnish or a CDN API may take before the attempt fails and is retried."""
+
+PURGE_MAX_RETRY_AFTER = 30.0
+"""Longest Retry-After (seconds) a purge attempt waits out itself; a longer one fails the attempt into the job's backoff."""
+
+PURGE_RESPONSE_LOG_BYTES = 500
+"""How much of a purge response body is kept in the job history."""
+
+PURGE_FROM = ("127.0.0.1", "::1")
+"""Addresses the compiled nginx/Varnish configuration accepts PURGE/BAN requests from."""
+
+CACHE_TEST_START_TIMEOUT = 15.0
+"""Seconds `cache test` waits for its private nginx or varnishd to accept connections."""
+
+PROBE_TIMEOUT = 10.0
+"""Seconds `cache probe` waits for each live page."""
+
+PROBE_MAX_BYTES = 1 << 20
+"""Most of a page body `cache probe` reads (headers are what it needs)."""
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("HSTS max-age the security check accepts", HSTS_MIN_MAX_AGE, "headers",
             "A shorter Strict-Transport-Security lets a browser fall back to plain HTTP soon after each visit."),
@@ -112,6 +138,22 @@ SETTINGS: tuple[Setting, ...] = (
             "Login sessions are signed cookies (HttpOnly, SameSite=Strict) that expire after this many seconds."),
     Setting("PGSTEADY_DASHBOARD_MASK_KEYS", DASHBOARD_MASKED_KEYS, "secrets",
             "The dashboard masks the values of these keys in job arguments, checkpoints and event data."),
+    Setting("CDN purge token variables (adapter token_env=)", ", ".join(PURGE_TOKEN_ENV.values()), "secrets",
+            "CDN API tokens come from the environment of the worker, never from job arguments, so they are not stored or shown."),
+    Setting("cdn purge HTTP timeout", PURGE_HTTP_TIMEOUT, "upload limits",
+            "A hanging CDN API must not hold a worker slot forever; the attempt fails and the job retries with backoff."),
+    Setting("cdn purge longest Retry-After waited in an attempt", PURGE_MAX_RETRY_AFTER, "upload limits",
+            "A provider asking us to wait longer than this gets the job's backoff instead of a blocked worker slot."),
+    Setting("cdn purge response kept in the job history", PURGE_RESPONSE_LOG_BYTES, "logging",
+            "Enough of a provider's answer to debug a purge, not a whole error page in every event row."),
+    Setting("cache compile --purge-from", PURGE_FROM, "permissions",
+            "Only these addresses may PURGE/BAN through the generated proxy configuration; anyone else could empty the cache."),
+    Setting("cache test proxy start timeout", CACHE_TEST_START_TIMEOUT, "upload limits",
+            "A proxy that never starts must fail the test run with its error, not hang it."),
+    Setting("cache probe timeout", PROBE_TIMEOUT, "upload limits",
+            "A slow live page must not hang a probe run."),
+    Setting("cache probe body limit", PROBE_MAX_BYTES, "upload limits",
+            "A probe reads headers; a huge or endless body is cut off."),
 )
 
 
