@@ -13,7 +13,7 @@ import click
 
 from ..errors import PgsteadyError
 from .base import State
-from . import cache, changes, db, demo, deploy, jobs, metrics, migrate, schedules, security, status, worker
+from . import cache, changes, dashboard, db, demo, deploy, jobs, metrics, migrate, schedules, security, status, worker
 
 try:  # index health lives beside the job core and may be built separately
     from . import indexes
@@ -39,7 +39,7 @@ def cli(ctx: click.Context, dsn: str | None, app_path: str | None, read_dsn: str
     ctx.obj = State(dsn=dsn, app_path=app_path, schema_option=schema, read_dsn=read_dsn)
 
 
-for module in (db, demo, jobs, migrate, schedules, worker, status, deploy, metrics, indexes, changes, security, cache):
+for module in (db, demo, jobs, migrate, schedules, worker, status, deploy, metrics, dashboard, indexes, changes, security, cache):
     if module is not None:
         module.register(cli)
 
