@@ -21,7 +21,7 @@ from click.core import ParameterSource
 from ..database import scrub
 from ..errors import PgsteadyError
 from .base import State, clean, shared_options
-from . import cache, changes, db, demo, deploy, jobs, metrics, migrate, schedules, security, status, worker
+from . import cache, changes, dashboard, db, demo, deploy, jobs, metrics, migrate, schedules, security, status, worker
 
 try:  # index health lives beside the job core and may be built separately
     from . import indexes
@@ -54,7 +54,7 @@ def cli(ctx: click.Context, dsn: str | None, app_path: str | None, read_dsn: str
     ctx.obj.set_option("dsn", dsn, from_command_line=ctx.get_parameter_source("dsn") == ParameterSource.COMMANDLINE)
 
 
-for module in (db, demo, jobs, migrate, schedules, worker, status, deploy, metrics, indexes, changes, security, cache):
+for module in (db, demo, jobs, migrate, schedules, worker, status, deploy, metrics, dashboard, indexes, changes, security, cache):
     if module is not None:
         module.register(cli)
 

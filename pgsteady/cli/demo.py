@@ -16,9 +16,11 @@ def register(cli: click.Group) -> None:
     @click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path),
                   help="Where the feed, the worker logs, the change file and its note go "
                        "[default: PGSTEADY_HOME/demo].")
+    @click.option("--serve", is_flag=True, help="Afterwards, keep the dashboard running on http://127.0.0.1:8188/ "
+                                                "until Ctrl-C.")
     @json_option
     @click.pass_obj
-    def demo_cmd(state, quick, folder, as_json) -> None:
+    def demo_cmd(state, quick, folder, serve, as_json) -> None:
         """Walk a content site's day: an import killed halfway and resumed, a cron
         event and retries, the field note's index change from check to final
         note while writes go on, and the four questions of `status`.
@@ -44,7 +46,12 @@ def register(cli: click.Group) -> None:
             echo_json(day.to_json())
         console.print(f"\n[bold]{held} of {len(claims)} claims held[/bold] in {seconds:.0f} s; "
                       f"the files are in {day.folder}")
-        console.print("next: `pgsteady dashboard` to look at the day in a browser, `pgsteady db stop` to stop "
-                      "the embedded server")
+        if serve:
+            ctx = click.get_current_context()
+            console.print("the dashboard shows the same day: http://127.0.0.1:8188/ (Ctrl-C stops it)")
+            ctx.invoke(ctx.parent.command.get_command(ctx, "dashboard"))
+        else:
+            console.print("next: `pgsteady dashboard` (http://127.0.0.1:8188/) to look at the day in a browser, "
+                          "`pgsteady db stop` to stop the embedded server")
         if not day.held:
             answer_no()

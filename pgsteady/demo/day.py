@@ -266,6 +266,12 @@ def index_change(day: Day) -> None:
               f"{writer.slowest * 1000:.0f} ms", writer.written > 0 and writer.slowest < 2.0,
               writes_during_build=writer.written, slowest_write_ms=round(writer.slowest * 1000, 1))
 
+    from ..monitoring.deploys import mark
+
+    with connect(day.dsn, autocommit=True) as conn:
+        mark(conn, tasks.app.queries, f"demo-{day.stamp}", note="idx_events_created_at on demo_site.events")
+    day.say(f"the release is marked as deploy demo-{day.stamp}, so `status` can say whether it changed anything")
+
     day.say("[bold]verify, and watch after the release[/bold]")
     with _session(day, path, "verify") as s, day.progress(f"verify: rerun the query, watch {day.sizes.watch:g} s",
                                                           total=None) as update:
@@ -365,17 +371,41 @@ def get_job_state(day: Day, job_id: int) -> str:
 
 # -- 6 ---------------------------------------------------------------------------
 
-def end_of_day(day: Day) -> None:
-    from ..monitoring import status
+SECTIONS = (("up", "Is it up?"), ("slow", "Is it slow?"), ("failing", "Are jobs failing?"),
+            ("deploy", "Did the last deployment change anything?"))
 
+
+def end_of_day(day: Day) -> None:
+    from ..monitoring import questions, status
+    from ..schedule_admin import pause
+    from ..security import runner as security
+
+    q = tasks.app.queries
+    with connect(day.dsn, autocommit=True) as conn:
+        pause(conn, q, "demo.sitemap")  # a 2-second cron is the demo's, not something to leave running
+    day.say("the demo's 2-second sitemap schedule is paused now (`pgsteady schedules resume demo.sitemap`)")
     result = status.check(day.dsn, day.schema)
-    day.claim(f"status: {result.health}", result.health in ("healthy", "degraded"), health=result.health)
-    for reason in result.reasons:
-        day.say(f"  - {escape(reason)}")
+    snap, th = result.snapshot, questions.Thresholds()
+    for section, asked in SECTIONS:
+        found = [f.text for question in questions.QUESTIONS if question.section == section
+                 for f in question.ask(snap, th)] if snap is not None and snap.schema_current else []
+        day.say(f"[bold]{asked}[/bold] " + ("; ".join(escape(t) for t in found) if found else "no finding"))
+    day.claim(f"status answers the four questions: {result.health} "
+              f"({len(result.reasons)} finding{'s' if len(result.reasons) != 1 else ''})",
+              result.health in ("healthy", "degraded") and snap is not None, health=result.health)
+    report = security.check(day.dsn, schema=day.schema, scan_processes=False)
+    counts = report.counts()
+    day.claim(f"the security checklist ran: {counts.get('pass', 0)} pass, {counts.get('warn', 0)} warn, "
+              f"{counts.get('fail', 0)} fail (`pgsteady security check` for the evidence and each fix)",
+              bool(report.results), security=counts)
+    for r in [r for r in report.results if r.status == "fail"][:3]:
+        day.say(f"  fail {escape(r.check)}: {escape(r.message)[:110]}")
     worker = day.state.pop("worker", None)
     if worker is not None:
         worker.stop()
     day.look("pgsteady status")
+    day.look("pgsteady security check")
+    day.look("pgsteady dashboard     (http://127.0.0.1:8188/: the same answers, the jobs, the change and its note)")
 
 
 STEPS = [
