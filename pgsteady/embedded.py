@@ -471,6 +471,11 @@ def _make_home(home: Path, user: User | None) -> None:
             raise EmbeddedError(f"cannot create PGSTEADY_HOME {home}: {exc.strerror}; set PGSTEADY_HOME to a folder you can write") from None
 
 
+def home_folder() -> Path:
+    """PGSTEADY_HOME, or the default folder: where the embedded server and the demo's files live."""
+    return _home(None)
+
+
 def _home(home: Path | None) -> Path:
     # Resolved, so that every spelling of the folder names the same data dir
     # in postmaster.pid and in the postmaster's command line.

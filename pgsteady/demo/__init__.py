@@ -17,9 +17,9 @@ from .walk import Day
 
 
 def default_folder() -> Path:
-    from ..embedded import default_home
+    from ..embedded import home_folder
 
-    return default_home() / "demo"
+    return home_folder() / "demo"
 
 
 def run(*, dsn: str, schema: str, folder: Path | None = None, quick: bool = False,
