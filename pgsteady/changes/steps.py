@@ -22,6 +22,7 @@ from . import files, measure, record, rehearse as rehearsal, verify as verificat
 from .build import TASK
 from .lint import LintResult, lint
 from .targets import jsonb, resolve, row
+from .tasks import register
 
 
 class ChangeRefused(PgsteadyError):
@@ -60,7 +61,8 @@ class Session:
         if self._app is None:
             from ..app import App
 
-            self._app = App(dsn=self.dsn, schema=self.schema)  # the built-in build task is on every App
+            self._app = App(dsn=self.dsn, schema=self.schema)
+        register(self._app)  # the build task is enqueued by name, so the App must know it
         return self._app
 
     # -- bookkeeping --------------------------------------------------------------------

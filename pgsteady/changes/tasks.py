@@ -1,5 +1,19 @@
-"""pgsteady's own tasks, registered on every App so that any worker with
-``--queues maintenance`` can run an index build."""
+"""pgsteady's own task, ``pgsteady.build_index``, registered where builds run.
+
+The job core never imports this package (the dependency runs one way: the
+change workflow uses the jobs). ``pgsteady worker`` registers the task on
+its App whenever it serves the maintenance queue, and ``change apply``
+registers it on the App it enqueues with; a worker started from Python
+calls :func:`register` itself::
+
+    from pgsteady.changes import register
+    register(app)
+    run_worker(app, queues=["maintenance"])
+
+Registering the task does not let anybody run DDL with it: an attempt runs
+only for a recorded, linted change step and re-checks its statement
+(``build.authorise``).
+"""
 
 from __future__ import annotations
 
@@ -8,16 +22,25 @@ from typing import Any
 from ..tasks import Retry
 from .build import QUEUE, TASK, Build
 
+# Lock timeouts are retried inside an attempt; the job's own retries are for
+# what an attempt cannot handle itself: a killed worker, a lost connection,
+# another build on the same table that outlives wait_for_other_build.
+# (Call site for the one retry policy of issue 11 once it exists.)
+JOB_RETRY = Retry(base=2, cap=120, jitter=0.25)
+MAX_ATTEMPTS = 10
 
-def register_builtin(app: Any) -> None:
+
+def register(app: Any) -> None:
     """Register ``pgsteady.build_index`` on ``app`` (once)."""
     if TASK in app.tasks:
         return
 
-    # Lock timeouts are retried inside an attempt; the job's own retries are for
-    # what an attempt cannot handle itself: a killed worker, a lost connection,
-    # another build on the same table that outlives wait_for_other_build.
-    @app.task(name=TASK, queue=QUEUE, max_attempts=10, retry=Retry(base=2, cap=120, jitter=0.25))
+    @app.task(name=TASK, queue=QUEUE, max_attempts=MAX_ATTEMPTS, retry=JOB_RETRY)
     def build_index(ctx, **args: Any) -> dict[str, Any]:
-        """Run one CREATE/DROP/REINDEX INDEX CONCURRENTLY safely (see pgsteady/changes/build.py)."""
+        """Run one recorded CREATE/DROP/REINDEX INDEX CONCURRENTLY step safely (pgsteady/changes/build.py)."""
         return Build(app, ctx, args).run()
+
+
+def serves_builds(queues: list[str] | None) -> bool:
+    """Whether a worker taking ``queues`` (None: all) takes build jobs."""
+    return queues is None or QUEUE in queues
