@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..tasks import Retry
-from .build import QUEUE, TASK, Build
+from ..database import scrub
+from ..tasks import Discard, Retry
+from .build import QUEUE, TASK, Build, finish
 
 # Lock timeouts are retried inside an attempt; the job's own retries are for
 # what an attempt cannot handle itself: a killed worker, a lost connection,
@@ -38,7 +39,20 @@ def register(app: Any) -> None:
     @app.task(name=TASK, queue=QUEUE, max_attempts=MAX_ATTEMPTS, retry=JOB_RETRY)
     def build_index(ctx, **args: Any) -> dict[str, Any]:
         """Run one recorded CREATE/DROP/REINDEX INDEX CONCURRENTLY step safely (pgsteady/changes/build.py)."""
-        return Build(app, ctx, args).run()
+        build = Build(app, ctx, args)
+        try:
+            return build.run()
+        except Exception as exc:
+            # The job ends here (no retry left, or Discard): the step and the change say so now,
+            # not whenever a command next looks at the job.
+            if isinstance(exc, Discard) or ctx.attempt >= ctx.max_attempts:
+                finish(app, build.step_id, "failed", one_line(exc), {"timeline": build.timeline})
+            raise
+
+
+def one_line(exc: BaseException) -> str:
+    text = scrub(str(exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def serves_builds(queues: list[str] | None) -> bool:
