@@ -23,8 +23,6 @@ does not need to.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
 import psycopg
 
 from ..queries import Queries
@@ -36,7 +34,12 @@ TASK = "pgsteady.build_index"
 
 
 class Refused(Discard):
-    """A build job that no recorded, linted change step stands behind."""
+    """A build job that no recorded, linted change step stands behind (``step_id``: the open step it
+    named, closed as failed by the task)."""
+
+    def __init__(self, message: str, step_id: int | None = None) -> None:
+        super().__init__(message)
+        self.step_id = step_id
 
 
 @dataclass
@@ -55,23 +58,20 @@ def authorise(conn: psycopg.Connection, q: Queries, job_id: int, asked: str | No
     if step["step"] not in ("apply", "rollback") or step["status"] not in ("queued", "running"):
         raise Refused(f"refused: change step {step['id']} is a {step['step']} step, {step['status']}; "
                       "nothing for a build job to run")
+    open_step = step["id"]
     change = row(conn, q.get_change, {"id": step["change_id"]})
     statement = change["statement"] if step["step"] == "apply" else change["rollback"]
     if not statement or asked != statement:
         raise Refused(f"refused: the job's statement is not the {step['step']} statement recorded for change "
-                      f"{change['id']}; rerun `pgsteady change {step['step']}` on the change file")
+                      f"{change['id']}; rerun `pgsteady change {step['step']}` on the change file", open_step)
     linted = [s for s in rows(conn, q.change_steps, {"change_id": change["id"]})
               if s["step"] == "lint" and s["status"] == "done"
               and (step["step"] == "rollback" or s["file_sha"] == step["file_sha"])]
     if not linted:
         raise Refused(f"refused: change {change['id']} has no lint that passed for this version of the "
-                      "file; run `pgsteady change lint` on it")
+                      "file; run `pgsteady change lint` on it", open_step)
     checked = recheck(statement, conn, q)
     if checked.refused:
         rules = "; ".join(f"{f.rule}: {f.message}" for f in checked.findings if f.severity == "refuse")
-        raise Refused(f"refused: lint refuses the {step['step']} statement now: {rules}")
+        raise Refused(f"refused: lint refuses the {step['step']} statement now: {rules}", open_step)
     return Authorised(step["id"], step["step"], change["id"], statement)
-
-
-def describe(args: dict[str, Any]) -> str:
-    return repr(str(args.get("statement", ""))[:200])

@@ -46,7 +46,8 @@ def register(app: Any) -> None:
             # The job ends here (no retry left, or Discard): the step and the change say so now,
             # not whenever a command next looks at the job.
             if isinstance(exc, Discard) or ctx.attempt >= ctx.max_attempts:
-                finish(app, build.step_id, "failed", one_line(exc), {"timeline": build.timeline})
+                step_id = build.step_id if build.step_id is not None else getattr(exc, "step_id", None)
+                finish(app, step_id, "failed", one_line(exc), {"timeline": build.timeline})
             raise
 
 
