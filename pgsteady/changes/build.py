@@ -222,8 +222,7 @@ class Build:
         return row(self.conn, self.q.index_state, {"oid": found["oid"]}) if found else None
 
     def _identical(self, target: Target, state: dict[str, Any]) -> bool:
-        proposal = statements.on_schema(self.change, target.table_schema)
-        same = [o for o in find_overlaps(self.conn, target.table, proposal)
+        same = [o for o in find_overlaps(self.conn, target.table, self.change.node)
                 if o.kind == "duplicate" and o.index == target.index]
         return bool(same) and bool(state["is_unique"]) == self.change.unique
 
