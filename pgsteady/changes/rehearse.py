@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from ..indexes import sandbox
 from ..queries import Queries
 from . import measure, statements
 from .files import ChangeFile
@@ -50,7 +51,8 @@ def rehearse(change: ChangeFile, conn: psycopg.Connection, q: Queries, st: Index
         before = [measure.explain(conn, query, statements.rewrite_query(parsed[query.name], moved))
                   for query in change.queries]
         lap("explain_before")
-        conn.execute(statements.on_schema(st, scratch))
+        with conn.cursor() as cur:
+            sandbox.execute_one(cur, statements.on_schema(st, scratch))
         lap("apply")
         if st.kind == "create":
             conn.execute(sql.SQL("ANALYZE {}.{}").format(sql.Identifier(scratch), sql.Identifier(st.node.relation.relname)))

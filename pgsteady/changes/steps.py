@@ -18,6 +18,7 @@ import psycopg
 
 from ..database import connect, scrub
 from ..errors import PgsteadyError
+from ..indexes import sandbox
 from ..migrations import check_current
 from ..queries import for_schema
 from . import files, measure, record, rehearse as rehearsal, states, verify as verification
@@ -51,6 +52,7 @@ class Session:
         self.dsn, self.schema, self.command = dsn, schema, command
         self.q = for_schema(schema)
         self.conn = connect(dsn, autocommit=True)
+        sandbox.pin(self.conn)  # the change file's text is lexed by the server as pglast lexed it
         check_current(self.conn, schema)
         self._app = app
         self.linted: LintResult | None = None

@@ -109,7 +109,8 @@ ESCAPE = "(a) WHERE email IN ('x\\', ') ; COMMIT; CREATE TABLE escaped (x int); 
 
 def test_a_proposal_is_lexed_as_the_parser_read_it_even_with_standard_conforming_strings_off(doc_dsn):
     # pglast reads two string literals; a server with standard_conforming_strings off
-    # would read 'x\', ' as one and run the CREATE TABLE hidden in the second.
+    # would read 'x\', ' as one, end the statement at the ')' and run the COMMIT and the
+    # CREATE TABLE hidden in the second (the regex-and-simple-protocol version did).
     with psycopg.connect(doc_dsn, autocommit=True) as conn:
         conn.execute("SET standard_conforming_strings = off")
         assert find_overlaps(conn, "doc", ESCAPE) == []
