@@ -20,7 +20,7 @@ from psycopg import sql
 
 from ..indexes import sandbox
 from ..queries import Queries
-from . import measure, statements
+from . import cleanup, measure, statements
 from .files import ChangeFile
 from .statements import IndexChange
 from .targets import Target, row, rows
@@ -43,6 +43,7 @@ def rehearse(change: ChangeFile, conn: psycopg.Connection, q: Queries, st: Index
     figures: dict[str, Any] = {"schema": scratch, "sample": change.sample, "tables": [], "queries": []}
     conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(scratch)))
     try:
+        cleanup.mark_schema(conn, q, scratch)  # a killed rehearsal's copy is found and dropped later
         for table in {t["oid"]: t for t in tables.values()}.values():
             figures["tables"].append(_copy(conn, q, table, scratch, change.sample))
         lap("copy")
