@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pglast import ast
 from pglast.enums import AlterTableType as AT, ConstrType as CT, TransactionStmtKind as TK, VariableSetKind
-from pglast.visitors import Visitor
+from pglast.parser import scan
 
 from .migration_rules import MAX_IDENTIFIER_BYTES, SERIAL, cmds, constraints, rule, table_of, type_name
 
@@ -221,36 +221,20 @@ def _wide(st, walk):
         yield f"{len(node.indexParams)} columns in {node.idxname or 'the index'}"
 
 
-class _Names(Visitor):
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def visit_RangeVar(self, ancestors, node):
-        self.names.append(node.relname)
-
-    def visit_ColumnDef(self, ancestors, node):
-        self.names.append(node.colname or "")
-
-    def visit_Constraint(self, ancestors, node):
-        self.names.append(node.conname or "")
-
-    def visit_IndexStmt(self, ancestors, node):
-        self.names.append(node.idxname or "")
-
-    def visit_RenameStmt(self, ancestors, node):
-        self.names.append(node.newname or "")
-
-
 @rule("identifier-too-long", "refuse",
       f"PostgreSQL cuts names at {MAX_IDENTIFIER_BYTES} bytes with only a notice: a rerun or a later DROP by "
       "the full name finds nothing", f"use a name of at most {MAX_IDENTIFIER_BYTES} bytes",
       "squawk identifier-too-long")
 def _long_names(st, walk):
-    found = _Names()
-    found(st.node)
-    for name in dict.fromkeys(found.names):
+    # The parser has already cut them, so read the identifiers from the tokens.
+    names = []
+    for token in scan(st.text):
+        if token.name == "IDENT":
+            word = st.text[token.start:token.end + 1]
+            names.append(word[1:-1].replace('""', '"') if word.startswith('"') else word.lower())
+    for name in dict.fromkeys(names):
         if len(name.encode()) > MAX_IDENTIFIER_BYTES:
-            yield f"{name!r} is {len(name.encode())} bytes"
+            yield f"{name[:20]}... is {len(name.encode())} bytes"
 
 
 @rule("duplicate-column", "refuse", "a column named twice fails when the statement runs",
@@ -272,4 +256,4 @@ def not_null_check(con) -> str | None:
     return None
 
 
-__all__ = ["BOOKKEEPING", "LOCKING", "is_begin", "is_end", "not_null_check", "setting", "constraints"]
+__all__ = ["BOOKKEEPING", "LOCKING", "is_begin", "is_end", "not_null_check", "setting"]
