@@ -91,6 +91,10 @@ class LintResult:
 
 def lint(change: ChangeFile, conn: psycopg.Connection | None, q: Queries | None) -> LintResult:
     """Every rule against the change; the catalogue rules only with a connection."""
+    from . import migration_lint  # it builds on this module's index rules
+
+    if migration_lint.is_migration(change.ddl):  # several statements, or not an index change
+        return migration_lint.lint_change(change, conn, q)
     result = LintResult()
     statement = _syntax(change.ddl, result)
     result.statement = statement

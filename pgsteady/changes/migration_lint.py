@@ -26,10 +26,11 @@ from pglast.enums import AlterTableType as AT, ConstrType as CT
 from pglast.parser import ParseError, scan
 
 from ..queries import Queries
-from . import migration_rules, statements
+from . import statements
 from .lint import RULES as INDEX_RULES, Finding, LintResult, _syntax
 from .migration_files import LOCKING, is_begin, is_end, not_null_check, setting, writes_rows
 from .migration_rules import RULES, SMALL_TABLE_BYTES, VOLATILE, added_constraints, cmds, table_of
+from .statements import StatementError
 from .targets import row
 
 _ALLOW = re.compile(r"pgsteady:\s*allow\s+([a-z0-9, -]+)", re.IGNORECASE)
@@ -70,6 +71,9 @@ class MigrationLintResult(LintResult):
     steps: list[Statement] = field(default_factory=list)
     mode: str = "change"
 
+    def add(self, rule: str, message: str, severity: str = "refuse", line: int = 0) -> None:
+        self.findings.append(MigrationFinding(rule, severity, message, line=line))
+
 
 def concurrent(node: Any) -> bool:
     if isinstance(node, (ast.IndexStmt, ast.DropStmt)):
@@ -85,7 +89,10 @@ def split(text: str) -> list[Statement]:
         raws = parse_sql(text)
         comments = [t for t in scan(text) if t.name in ("SQL_COMMENT", "C_COMMENT")]
     except ParseError as exc:
-        raise statements.StatementError(f"the SQL does not parse: {exc}") from None
+        where = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else None
+        error = StatementError(f"the SQL does not parse: {exc.args[0]}")
+        error.line = text.count("\n", 0, where) + 1 if where is not None else 0
+        raise error from None
     found, previous_end = [], 0
     for i, raw in enumerate(raws, 1):
         start = raw.stmt_location
@@ -215,8 +222,8 @@ def lint_text(text: str, mode: str = "sql", catalogue: Catalogue | None = None,
     result = MigrationLintResult(mode=mode)
     try:
         steps = split(text)
-    except statements.StatementError as exc:
-        result.add("parse-error", str(exc))
+    except StatementError as exc:
+        result.add("parse-error", str(exc), line=getattr(exc, "line", 0))
         return result
     result.steps = steps
     walk = Walk(steps, mode, catalogue)
@@ -287,5 +294,21 @@ def is_migration(text: str) -> bool:
     return len(nodes) > 1 or (len(nodes) == 1 and statements.describe(nodes[0], text) is None)
 
 
-__all__ = ["Catalogue", "MigrationFinding", "MigrationLintResult", "Statement", "Walk", "is_migration",
-           "lint_change", "lint_text", "migration_rules", "split"]
+def lint_file(path, dsn: str | None, schema: str, in_transaction: bool = False) -> MigrationLintResult:
+    """A plain .sql migration as it is, with catalogue facts when ``dsn`` is given."""
+    from ..database import connect
+    from ..errors import ConfigError
+    from ..queries import for_schema
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text; save it as UTF-8 and lint again") from None
+    if dsn is None:
+        return lint_text(text, "sql", None, in_transaction)
+    with connect(dsn, autocommit=True) as conn:
+        result = lint_text(text, "sql", Catalogue(conn, for_schema(schema)), in_transaction)
+        result.server_version = row(conn, for_schema(schema).server_facts, {})["version"]
+        return result

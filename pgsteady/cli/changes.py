@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..changes import files, progress, record
+from ..changes import files, migration_lint, progress, record
 from ..changes.lint import lint as run_lint
 from ..changes.steps import ChangeFailed, ChangeRefused, Session
 from ..database import connect
@@ -50,6 +51,31 @@ def _print_lint(result, as_json: bool) -> None:
     click.echo("lint: refused" if result.refused else f"lint: ok{' (with notes)' if result.findings else ''}")
     if result.rollback:
         click.echo(f"rollback: {result.rollback}")
+
+
+def _configured_dsn(state) -> str | None:
+    """The database to read facts from when one is configured; never the embedded server, for a .sql file."""
+    if state.dsn or os.environ.get("PGSTEADY_DSN") or state.app_path:
+        return state.resolved_dsn()
+    return None
+
+
+def _printable(text: str) -> str:
+    """Text from a user's file for the terminal: control characters shown, never interpreted."""
+    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
+
+
+def _print_sql_lint(file: Path, result, as_json: bool) -> None:
+    if as_json:
+        echo_json({**result.to_json(), "file": str(file), "statements": len(result.steps)})
+        return
+    for f in result.findings:
+        click.echo(_printable(f"{file}:{f.line}: {f.severity} {f.rule}: {f.reason}\n    {f.message}"))
+        if f.route and f.severity == "refuse":
+            click.echo("    fix: " + _printable(f.route).replace("\n", "\n         "))
+    refused = sum(f.severity == "refuse" for f in result.findings)
+    click.echo(f"lint: {len(result.steps)} statements, " +
+               (f"{refused} refused" if refused else "ok" + (" (with notes)" if result.findings else "")))
 
 
 def _print_queries(figures: list[dict]) -> None:
@@ -120,10 +146,24 @@ def register(cli: click.Group) -> None:
     @change_group.command("lint")
     @FILE
     @click.option("--offline", is_flag=True, help="Only the rules that need no database.")
+    @click.option("--in-transaction", is_flag=True,
+                  help="A .sql file: the tool runs it in one transaction (Flyway, Django atomic migrations).")
     @json_option
     @click.pass_obj
-    def lint_cmd(state, file: Path, offline: bool, as_json: bool) -> None:
-        """Refuse what would hurt. Exit 1 when a rule refuses the change."""
+    def lint_cmd(state, file: Path, offline: bool, in_transaction: bool, as_json: bool) -> None:
+        """Refuse what would hurt. Exit 1 when a rule refuses the change.
+
+        FILE is a change file (.toml), or a plain .sql migration from another
+        tool (Alembic, Django, Flyway), linted as it is, one finding per
+        statement with its line number.
+        """
+        if file.suffix.lower() == ".sql":
+            result = migration_lint.lint_file(file, None if offline else _configured_dsn(state), state.schema,
+                                              in_transaction=in_transaction)
+            _print_sql_lint(file, result, as_json)
+            if result.refused:
+                raise SystemExit(1)
+            return
         if offline:
             result = run_lint(files.load(file), None, None)
         else:
