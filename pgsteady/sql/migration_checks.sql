@@ -31,8 +31,9 @@ SELECT EXISTS (
 -- name: relation_files
 -- The files behind a table, its TOAST table and its indexes: a new
 -- relfilenode after a statement means it was rewritten.
-SELECT c.oid, c.relname, c.relkind::text AS relkind, pg_relation_filenode(c.oid) AS filenode
-FROM pg_class c
+SELECT c.oid, n.nspname || '.' || c.relname AS relname, c.relkind::text AS relkind,
+       pg_relation_filenode(c.oid) AS filenode
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = %(oid)s
    OR c.oid = (SELECT reltoastrelid FROM pg_class WHERE oid = %(oid)s)
    OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = %(oid)s)
@@ -48,3 +49,14 @@ LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE l.pid = %(pid)s AND l.locktype = 'relation'
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND (n.nspname IS NULL OR n.nspname NOT IN ('pg_catalog', 'information_schema'));
+
+-- name: session_paths
+SELECT current_schema() AS home, current_setting('search_path') AS search_path;
+
+-- name: set_search_path
+-- For the rehearsal: the scratch schema first, so unqualified names find the copies.
+SELECT set_config('search_path', %(path)s, false);
+
+-- name: schema_tables
+SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relkind = 'r';
