@@ -84,9 +84,6 @@ class App:
         self.schedules: dict[str, Schedule] = {}
         self._pool: ConnectionPool | None = None
         self._lock = threading.Lock()
-        from .changes.tasks import register_builtin  # here, not at the top: changes imports app's modules
-
-        register_builtin(self)  # every worker knows pgsteady.build_index
 
     # -- configuration ------------------------------------------------------
 

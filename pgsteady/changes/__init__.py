@@ -21,6 +21,7 @@ from .build import QUEUE, TASK
 from .files import ChangeFile, ChangeFileError, load
 from .lint import RULES, lint
 from .steps import ChangeFailed, ChangeRefused, Session
+from .tasks import register
 
 __all__ = ["ChangeFile", "ChangeFileError", "ChangeFailed", "ChangeRefused", "QUEUE", "RULES", "Session", "TASK",
-           "lint", "load"]
+           "lint", "load", "register"]

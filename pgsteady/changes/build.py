@@ -45,11 +45,11 @@ from ..indexes import invalid
 from ..indexes.catalog import load as load_catalog
 from ..indexes.report import Thresholds
 from ..tasks import Discard
-from . import statements
+from . import states, statements
 from .statements import IndexChange
+from .authority import TASK, authorise
 from .targets import Target, jsonb, resolve, row, rows
 
-TASK = "pgsteady.build_index"
 QUEUE = "maintenance"
 LOCK_SPACE = 0x5067_7331  # advisory lock key space of index builds ("Pgs1")
 
@@ -64,12 +64,7 @@ class Build:
     def __init__(self, app: Any, ctx: Any, args: dict[str, Any]) -> None:
         self.app, self.ctx, self.q = app, ctx, app.queries
         self.args = args
-        self.text: str = args["statement"]
-        nodes = statements.parse(self.text)
-        change = statements.describe(nodes[0], self.text) if len(nodes) == 1 else None
-        if change is None or not change.concurrent:
-            raise Discard(f"{TASK} runs one CREATE/DROP/REINDEX INDEX CONCURRENTLY; got {self.text!r}")
-        self.change: IndexChange = change
+        self.asked = args.get("statement") if isinstance(args.get("statement"), str) else None
         self.lock_timeout = float(args.get("lock_timeout", 2.0))
         self.retries = int(args.get("lock_retries", 5))
         self.backoff = float(args.get("retry_backoff", 2.0))
@@ -85,9 +80,11 @@ class Build:
             self.conn = conn
             self._configure(conn)
             self.pid = conn.info.backend_pid
-            # The change step this job runs for was written in the transaction that enqueued it.
-            step = row(conn, self.q.step_of_job, {"job_id": self.ctx.id})
-            self.step_id = step["id"] if step else None
+            # The change step this job runs for was written in the transaction that enqueued it;
+            # without one (or with another statement than the record's) nothing runs.
+            allowed = authorise(conn, self.q, self.ctx.id, self.asked)
+            self.step_id, self.text = allowed.step_id, allowed.statement
+            self.change: IndexChange = statements.describe(statements.parse(self.text)[0], self.text)
             self._note({"pid": self.pid, "attempt": self.ctx.attempt, "job_id": self.ctx.id})
             target = resolve(conn, self.q, self.change)
             if target.table_oid is None:
@@ -286,16 +283,11 @@ class Build:
 
 
 def finish(app: Any, step_id: int | None, status: str, summary: str, details: dict[str, Any]) -> None:
-    """Close the change step this job runs for, and set the change's status from it."""
+    """Close the change step this job runs for; the state model moves the change."""
     if step_id is None:
         return
-    with connect(app.dsn, autocommit=True) as conn, conn.transaction():
-        closed = row(conn, app.queries.finish_step, {"id": step_id, "status": status, "summary": summary,
-                                                     "details": jsonb(details)})
-        if closed:
-            new = {("apply", "done"): "applied", ("rollback", "done"): "rolled back"}.get(
-                (closed["step"], status), f"{closed['step']} failed")
-            conn.execute(app.queries.set_change_status, {"id": closed["change_id"], "status": new, "verdict": None})
+    with connect(app.dsn, autocommit=True) as conn:
+        states.end_step(conn, app.queries, step_id, status, summary, details)
 
 
 class _Blockers:

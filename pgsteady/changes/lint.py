@@ -101,12 +101,28 @@ def lint(change: ChangeFile, conn: psycopg.Connection | None, q: Queries | None)
     if statement is None:
         return result
     if conn is not None and q is not None:
-        _catalogue(change, statement, conn, q, result)
+        _catalogue(statement, conn, q, result)
     if change.rollback is None:
         result.rollback = derive_rollback(statement, result.target)
     else:
         result.rollback = change.rollback
         _syntax(change.rollback, LintResult())  # a rollback that does not parse is an error now, not later
+    return result
+
+
+def recheck(text: str, conn: psycopg.Connection, q: Queries) -> LintResult:
+    """The rules for one statement as it is about to run (the build job asks, and the rollback)."""
+    result = LintResult()
+    statement = result.statement = _syntax(text, result)
+    if statement is not None:
+        _catalogue(statement, conn, q, result)
+    return result
+
+
+def syntax(text: str) -> LintResult:
+    """The rules that need no database, for one statement."""
+    result = LintResult()
+    result.statement = _syntax(text, result)
     return result
 
 
@@ -139,7 +155,7 @@ def _syntax(text: str, result: LintResult) -> IndexChange | None:
     return change
 
 
-def _catalogue(change: ChangeFile, st: IndexChange, conn: psycopg.Connection, q: Queries, result: LintResult) -> None:
+def _catalogue(st: IndexChange, conn: psycopg.Connection, q: Queries, result: LintResult) -> None:
     server = row(conn, q.server_facts, {})
     result.server_version = server["version"]
     target = result.target = resolve(conn, q, st)

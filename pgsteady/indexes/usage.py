@@ -18,6 +18,7 @@ from psycopg.rows import dict_row
 
 from ..database import describe, scrub
 from . import ddl
+from .foreign_keys import supports
 from .catalog import ForeignKey, Index, Snapshot, human_bytes
 from .queries import QUERIES
 from .report import Finding
@@ -28,15 +29,6 @@ STATEMENTS = "heavy_statements"
 
 STATEMENTS_READ = 500  # heaviest statements read from pg_stat_statements
 STATEMENTS_SHOWN = 3  # per table, in the evidence
-
-
-def supports_foreign_key(index: Index, fks: list[ForeignKey]) -> bool:
-    """An index serves a foreign key's lookups when its leading columns are the key's, in any order."""
-    for fk in fks:
-        lead = index.attnums[: len(fk.attnums)]
-        if len(lead) == len(fk.attnums) and 0 not in lead and set(lead) == set(fk.attnums):
-            return True
-    return False
 
 
 def _replica_scans(dsn: str) -> tuple[str, dict[tuple[str, str], int], Any]:
@@ -91,7 +83,7 @@ def _unused(index: Index, replicas: list, floor: int, fks_by_table: dict[int, li
     # Unique and constraint indexes work without being scanned; partitions
     # are judged through their parent, and invalid ones are reported apart.
     if (not index.is_valid or not index.can_drop_concurrently or index.is_unique or index.bytes < floor
-            or supports_foreign_key(index, fks_by_table.get(index.table_oid, []))):
+            or any(supports(index, fk) for fk in fks_by_table.get(index.table_oid, []))):
         return False
     return sum(_scans(index, replicas).values()) == 0
 

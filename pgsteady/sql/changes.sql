@@ -24,10 +24,16 @@ FROM {schema}.changes c
 ORDER BY c.updated_at DESC
 LIMIT %(limit)s;
 
--- name: set_change_status
+-- name: move_change
+-- The one writer of changes.status (pgsteady/changes/states.py): the move
+-- happens only from a status the state model allows, checked here so that
+-- two processes cannot interleave.
 UPDATE {schema}.changes
-SET status = %(status)s, verdict = coalesce(%(verdict)s, verdict), updated_at = now()
-WHERE id = %(id)s;
+SET status = %(to)s,
+    verdict = CASE WHEN %(clear_verdict)s THEN NULL ELSE coalesce(%(verdict)s, verdict) END,
+    updated_at = now()
+WHERE id = %(id)s AND status = ANY(%(allowed)s::text[])
+RETURNING status;
 
 -- name: set_change_rollback
 UPDATE {schema}.changes SET rollback = %(rollback)s, updated_at = now() WHERE id = %(id)s;
@@ -68,7 +74,7 @@ FROM {schema}.change_steps WHERE change_id = %(change_id)s
 ORDER BY id;
 
 -- name: step_of_job
-SELECT id, change_id, step FROM {schema}.change_steps
+SELECT id, change_id, step, status, file_sha FROM {schema}.change_steps
 WHERE job_id = %(job_id)s ORDER BY id DESC LIMIT 1;
 
 -- name: job_outcome
