@@ -112,6 +112,10 @@ def lint(change: ChangeFile, conn: psycopg.Connection | None, q: Queries | None)
 
 def recheck(text: str, conn: psycopg.Connection, q: Queries) -> LintResult:
     """The rules for one statement as it is about to run (the build job asks, and the rollback)."""
+    from . import migration_lint
+
+    if migration_lint.is_migration(text):  # the migration job asks too
+        return migration_lint.lint_text(text, "change", migration_lint.Catalogue(conn, q))
     result = LintResult()
     statement = result.statement = _syntax(text, result)
     if statement is not None:

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from ..changes import files, migration_lint, progress, record
 from ..changes.lint import lint as run_lint
+from ..changes.migration_session import open_session
 from ..changes.steps import ChangeFailed, ChangeRefused, Session
 from ..database import connect
 from ..errors import ConfigError
@@ -38,8 +39,8 @@ def _command(ctx: click.Context, file: Path, flags: dict) -> str:
 
 def _session(state, file: Path, flags: dict | None = None) -> Session:
     ctx = click.get_current_context()
-    return Session(state.resolved_dsn(), state.schema, file, _command(ctx, file, flags or {}),
-                   app=state.app(required=False))
+    return open_session(state.resolved_dsn(), state.schema, file, _command(ctx, file, flags or {}),
+                        app=state.app(required=False))
 
 
 def _print_lint(result, as_json: bool) -> None:
@@ -223,6 +224,13 @@ def register(cli: click.Group) -> None:
         click.echo(f"copied {figures['copied_rows']:,} rows ({human_bytes(figures['copied_bytes'])}) in "
                    f"{figures['timings']['copy']:.2f}s; change took {figures['timings']['apply']:.2f}s on the copy "
                    f"(whole table: about {figures['build_seconds_estimate']}s); {figures['seconds']:.2f}s in all, copy dropped")
+        for st in figures.get("statements", []):  # a migration: what each statement cost on the copy
+            if st["status"] == "done":
+                click.echo(_printable(f"{st['index']}. line {st['line']}: {st['seconds']:.3f}s, {st['strongest'] or 'no lock'}"
+                                      f" held {st['held_seconds']:.3f}s (blocks {st['blocks']}), "
+                                      f"{'rewrote ' + ', '.join(st['rewrote']) if st['rewrote'] else 'no rewrite'}"))
+            else:
+                click.echo(_printable(f"{st['index']}. line {st['line']}: {st['status']}: {st.get('why') or st.get('error')}"))
         for q in figures["queries"]:
             click.echo(f"{q['name']}: {q['before']['median_ms']:.2f} ms -> {q['after']['median_ms']:.2f} ms")
             click.echo("  before: " + " / ".join(s.strip() for s in q["before"]["plan_lines"]))
