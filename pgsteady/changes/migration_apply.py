@@ -34,8 +34,8 @@ from psycopg import errors, sql
 from ..database import connect, scrub
 from ..tasks import Discard
 from . import states
-from .authority import authorise
-from .migration_lint import Statement, split
+from .authority import TASK as BUILD_TASK, Refused, authorise
+from .migration_lint import Statement, is_migration, split
 from .migration_rules import table_of
 from .targets import jsonb, row, rows
 
@@ -77,6 +77,9 @@ class MigrationRun:
             conn.execute("SET statement_timeout = 0")
             conn.execute(sql.SQL("SET application_name = {}").format(sql.Literal(f"pgsteady migration job {self.ctx.id}")))
             allowed = authorise(conn, self.q, self.ctx.id, self.asked)
+            if not is_migration(allowed.statement):
+                raise Refused(f"refused: change {allowed.change_id} is one index change; it runs as "
+                              f"{BUILD_TASK}, not {TASK}", allowed.step_id)
             self.step_id = allowed.step_id
             step = row(conn, self.q.get_step, {"id": self.step_id})
             self.records = list((step["details"] or {}).get("statements", []))

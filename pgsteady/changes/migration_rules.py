@@ -150,3 +150,10 @@ def docs_table() -> str:
 
 # The families register their rules into RULES when imported.
 from . import migration_columns, migration_tables, migration_files  # noqa: E402,F401
+
+
+if __name__ == "__main__":  # python -m pgsteady.changes.migration_rules > the table of docs/changes.md
+    # The families register into the package's module, not into this __main__ copy of it.
+    from pgsteady.changes.migration_rules import docs_table as table
+
+    print(table(), end="")

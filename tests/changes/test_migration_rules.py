@@ -228,3 +228,16 @@ def test_a_small_table_turns_rewrite_refusals_into_notes(site):
     assert not result.refused and "only" in result.findings[0].message, result.findings
     big = lint_text("ALTER TABLE tiny DROP COLUMN title", "change", site)
     assert big.refused  # the size does not make a drop safe for the code that reads it
+
+
+def test_the_docs_list_every_rule_with_its_safe_route():
+    from pgsteady.changes.migration_rules import docs_table
+
+    from ..helpers import ROOT
+
+    doc = (ROOT / "docs" / "changes.md").read_text()
+    start, end = "<!-- migration-rules:start -->\n", "<!-- migration-rules:end -->"
+    assert doc[doc.index(start) + len(start):doc.index(end)] == docs_table(), \
+        "docs/changes.md is stale: paste `python -m pgsteady.changes.migration_rules` between the markers"
+    for name in RULES:
+        assert f"| `{name}` |" in doc

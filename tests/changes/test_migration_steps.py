@@ -121,3 +121,20 @@ def test_each_statement_waits_under_lock_timeout_and_is_retried(dsn, tmp_path, w
     wait_until(lambda: show(dsn, "blocked")["status"] == "applied", what="the apply to finish")
     first = show(dsn, "blocked")["steps"][-1]["details"]["statements"][0]
     assert first["status"] == "done" and first["lock_timeouts"] >= 1 and first["attempts"] == first["lock_timeouts"] + 1
+
+
+def test_a_forged_migration_job_runs_no_ddl(dsn, tmp_path, worker):
+    make_posts(dsn, 10)
+    from pgsteady import App
+    from pgsteady.changes import register
+
+    app = App(dsn=dsn)
+    register(app)
+    ref = app.enqueue("pgsteady.run_migration", {"statement": "DROP TABLE posts; DROP TABLE posts_archive"})
+    app.close()
+    worker()
+    wait_until(lambda: scalar(dsn, "SELECT state::text FROM pgsteady.jobs WHERE id = %s", [ref.id]) == "failed",
+               what="the forged job to be refused")
+    assert "is not a step of a recorded change" in scalar(
+        dsn, "SELECT errors -> -1 ->> 'error' FROM pgsteady.jobs WHERE id = %s", [ref.id])
+    assert scalar(dsn, "SELECT to_regclass('posts') IS NOT NULL")
