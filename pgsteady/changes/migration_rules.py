@@ -140,8 +140,11 @@ def docs_table() -> str:
     def cell(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", "<br>")
 
+    families = [f"{__package__}.migration_{name}" for name in ("columns", "tables", "files")]
+    ordered = sorted(RULES.values(), key=lambda r: (families.index(r.check.__module__),
+                                                    r.check.__code__.co_firstlineno))
     lines = ["| rule | severity | why | safe route | squawk / strong_migrations |", "|---|---|---|---|---|"]
-    for r in RULES.values():
+    for r in ordered:
         severity = r.severity + (" (note on a small table)" if r.size_matters else "") + \
             (" (.sql files only)" if r.mode == "sql" else "")
         lines.append(f"| `{r.name}` | {severity} | {cell(r.reason)} | {cell(r.route)} | {cell(r.peers) or '–'} |")
