@@ -48,7 +48,8 @@ def _print_lint(result, as_json: bool) -> None:
         echo_json(result.to_json())
         return
     for f in result.findings:
-        click.echo(f"{f.severity:<7} {f.rule}: {f.reason}\n        {f.message}")
+        where = f"line {f.line}: " if getattr(f, "line", 0) else ""  # a migration's statement
+        click.echo(f"{f.severity:<7} {f.rule}: {f.reason}\n        {where}{f.message}")
     click.echo("lint: refused" if result.refused else f"lint: ok{' (with notes)' if result.findings else ''}")
     if result.rollback:
         click.echo(f"rollback: {result.rollback}")

@@ -67,10 +67,25 @@ def test_a_migration_runs_statement_by_statement_with_each_one_recorded(dsn, tmp
     assert "## Statements" in note and "| 4 | 4 | `ALTER TABLE posts VALIDATE CONSTRAINT posts_title_not_null`" in note
     assert "ShareUpdateExclusiveLock" in note and "done in" in note
 
+    verify = pgsteady("change", "verify", str(path), "--watch", "0s", dsn=dsn)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
     back = pgsteady("change", "rollback", str(path), "--wait", "--timeout", "60", dsn=dsn)
     assert back.returncode == 0, back.stdout + back.stderr
     assert scalar(dsn, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'posts'") == 3
     assert show(dsn, "posts-summary")["status"] == "rolled back"
+
+
+def test_lint_of_a_migration_change_file_names_the_line_of_each_finding(dsn, tmp_path):
+    make_posts(dsn, 10)
+    path = write_change(tmp_path, "unsafe", "ALTER TABLE posts ADD COLUMN summary text;\n"
+                        "ALTER TABLE posts ALTER COLUMN title SET NOT NULL")
+    r = pgsteady("change", "lint", "--offline", str(path), dsn=dsn)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "refuse  set-not-null" in r.stdout and "line 2: posts.title" in r.stdout, r.stdout
+    # With a database lint sees the table is tiny: the scan is brief, a note.
+    r = pgsteady("change", "lint", str(path), dsn=dsn)
+    assert r.returncode == 0 and "note    set-not-null" in r.stdout and "bytes: brief" in r.stdout, r.stdout
 
 
 def test_a_failed_statement_stops_the_apply_and_the_rerun_goes_on_from_it(dsn, tmp_path, worker):
