@@ -8,7 +8,7 @@ attempt of the job:
 
     for each statement, in order
       |-- recorded done by an earlier apply of this change ......... skip
-      |-- SET / BEGIN / COMMIT ..................................... skip (pgsteady sets the session)
+      |-- SET lock_timeout / statement_timeout ...................... skip (pgsteady sets them)
       '-- run it under lock_timeout; a lock timeout rolls it back,
           backs off and tries again (lock_retries times, then failed)
           - a statement that can run in a transaction runs in one
@@ -58,6 +58,13 @@ def done_before(conn: psycopg.Connection, q: Any, change_id: str, step: str, ste
     return done
 
 
+def _skipped(st: Statement) -> bool:
+    """BEGIN/COMMIT (lint refuses them) and the timeouts, which pgsteady sets; other SETs run."""
+    node = st.node
+    return isinstance(node, ast.TransactionStmt) or (
+        isinstance(node, ast.VariableSetStmt) and node.name in ("lock_timeout", "statement_timeout"))
+
+
 class MigrationRun:
     """One attempt of a migration job; ``run()`` returns what it did."""
 
@@ -76,6 +83,8 @@ class MigrationRun:
             conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{int(self.lock_timeout * 1000)}ms")))
             conn.execute("SET statement_timeout = 0")
             conn.execute(sql.SQL("SET application_name = {}").format(sql.Literal(f"pgsteady migration job {self.ctx.id}")))
+            if conn.info.server_version >= 140000:  # a killed worker's statement ends within a second
+                conn.execute("SET client_connection_check_interval = '1s'")
             allowed = authorise(conn, self.q, self.ctx.id, self.asked)
             if not is_migration(allowed.statement):
                 raise Refused(f"refused: change {allowed.change_id} is one index change; it runs as "
@@ -84,10 +93,9 @@ class MigrationRun:
             step = row(conn, self.q.get_step, {"id": self.step_id})
             self.records = list((step["details"] or {}).get("statements", []))
             done = done_before(conn, self.q, allowed.change_id, allowed.step, self.step_id)
-            steps = [s for s in split(allowed.statement)
-                     if not isinstance(s.node, (ast.TransactionStmt, ast.VariableSetStmt))]
+            steps = [s for s in split(allowed.statement) if not _skipped(s)]
             for st in steps:
-                if st.text in done:
+                if st.text in done and not isinstance(st.node, ast.VariableSetStmt):  # a new session needs its SETs
                     continue
                 self._one(conn, st, len(steps))
         summary = f"ran {len(steps)} statements in {time.monotonic() - started:.2f}s"
