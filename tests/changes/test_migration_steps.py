@@ -153,3 +153,40 @@ def test_a_forged_migration_job_runs_no_ddl(dsn, tmp_path, worker):
     assert "is not a step of a recorded change" in scalar(
         dsn, "SELECT errors -> -1 ->> 'error' FROM pgsteady.jobs WHERE id = %s", [ref.id])
     assert scalar(dsn, "SELECT to_regclass('posts') IS NOT NULL")
+
+
+def test_a_worker_killed_mid_migration_resumes_at_the_statement_it_was_on(dsn, tmp_path, worker):
+    import signal
+
+    from ..helpers import stop
+
+    make_posts(dsn, 100)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE authors (id bigint PRIMARY KEY)")
+    path = write_change(tmp_path, "killed", "ALTER TABLE posts ADD COLUMN a text;\n"
+                        "ALTER TABLE authors ADD COLUMN b text",
+                        extra='[rehearse]\nskip = true\n[build]\nlock_timeout = "60s"\n')
+    holder = psycopg.connect(dsn)
+    holder.execute("SELECT count(*) FROM authors")  # statement 2 waits for this transaction
+    first = worker()
+    r = pgsteady("change", "apply", str(path), "--json", dsn=dsn)
+    assert r.returncode == 0, r.stderr
+    job_id = json.loads(r.stdout)["job_id"]
+    waiting = ("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'")
+    wait_until(lambda: scalar(dsn, waiting, [f"pgsteady migration job {job_id}"]) == 1, what="statement 2 waiting")
+    stop(first, signal.SIGKILL)
+    wait_until(lambda: scalar(dsn, waiting, [f"pgsteady migration job {job_id}"]) == 0, timeout=15,
+               what="the orphaned statement ended")
+    holder.rollback()
+    holder.close()
+
+    worker()
+    wait_until(lambda: scalar(dsn, "SELECT state::text FROM pgsteady.jobs WHERE id = %s", [job_id]) == "succeeded",
+               timeout=60, what="the next attempt")
+    assert scalar(dsn, "SELECT attempt FROM pgsteady.jobs WHERE id = %s", [job_id]) == 2
+    shown = show(dsn, "killed")
+    assert shown["status"] == "applied"
+    recorded = shown["steps"][-1]["details"]["statements"]
+    # Statement 1 committed with its record in attempt 1 and was not run again (ADD COLUMN would fail).
+    assert [(s["index"], s["status"], s["attempts"]) for s in recorded] == [(1, "done", 1), (2, "done", 1)]
+    assert scalar(dsn, "SELECT count(*) FROM information_schema.columns WHERE column_name IN ('a', 'b')") == 2
