@@ -119,6 +119,9 @@ class Catalogue:
         found = row(self.conn, self.q.column_type, {"table": table, "column": column})
         return (found["typname"], found["atttypmod"], found["shown"]) if found else None
 
+    def column_checks(self, table: str, column: str) -> int:
+        return row(self.conn, self.q.column_checks, {"table": table, "column": column})["checks"]
+
     def table_bytes(self, table: str) -> int | None:
         found = row(self.conn, self.q.relation_bytes, {"table": table})
         return found["bytes"] if found else None
@@ -166,6 +169,9 @@ class Walk:
 
     def column_type(self, table: str, column: str):
         return self.catalogue.column_type(table, column) if self.catalogue and table not in self.created else None
+
+    def column_checks(self, table: str, column: str) -> int:
+        return self.catalogue.column_checks(table, column) if self.catalogue and table not in self.created else 0
 
     def proven_not_null(self, table: str, column: str) -> bool:
         if (table, column) in self.proven:

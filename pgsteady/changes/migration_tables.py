@@ -54,6 +54,9 @@ def _type_changes(st, walk):
                              "binary compatible: lint with a database to know)"
         elif not _widens(old[0], old[1], new, mods):
             yield "rewrite", f"{table}.{cmd.name} from {old[2]} to {shown}: the table is rewritten"
+        elif walk.column_checks(table, cmd.name):
+            yield "rewrite", f"{table}.{cmd.name} from {old[2]} to {shown}: no rewrite, but its CHECK " \
+                             "constraints are checked again on every row under ACCESS EXCLUSIVE"
 
 
 @rule("column-type-change", "refuse",
@@ -62,7 +65,8 @@ def _type_changes(st, walk):
       EXPAND_CONTRACT.format(what="column") + ":\nALTER TABLE t ADD COLUMN n_new bigint;\n"
       "-- trigger: NEW.n_new := NEW.n; backfill: UPDATE t SET n_new = n WHERE id BETWEEN ... ;\n"
       "-- later: ALTER TABLE t DROP COLUMN n; ALTER TABLE t RENAME COLUMN n_new TO n;",
-      "squawk changing-column-type; strong_migrations changing the type of a column", size_matters=True)
+      "squawk changing-column-type; strong_migrations changing the type of a column (and change_column_constraint)",
+      size_matters=True)
 def _type_change(st, walk):
     yield from (message for verdict, message in _type_changes(st, walk) if verdict == "rewrite")
 

@@ -60,3 +60,9 @@ SELECT set_config('search_path', %(path)s, false);
 -- name: schema_tables
 SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %(schema)s AND c.relkind = 'r';
+
+-- name: column_checks
+-- CHECK constraints that read the column: a change of its type rechecks them on every row.
+SELECT count(*) AS checks
+FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey)
+WHERE c.conrelid = to_regclass(%(table)s) AND a.attname = %(column)s AND c.contype = 'c';

@@ -210,6 +210,10 @@ def test_catalogue_tells_widening_type_changes_from_rewrites(site, monkeypatch):
                 "ALTER TABLE posts ALTER COLUMN price TYPE numeric(12,4)", "ALTER TABLE posts ALTER COLUMN at TYPE timestamptz"]
     for text in rewrites:
         assert "column-type-change" in {f.rule for f in lint_text(text, "change", site).findings if f.severity == "refuse"}, text
+    # A column a CHECK reads is checked again on every row, rewrite or not (strong_migrations change_column_constraint).
+    site.conn.execute("ALTER TABLE posts ADD CONSTRAINT title_short CHECK (length(title) < 60)")
+    checked = lint_text("ALTER TABLE posts ALTER COLUMN title TYPE text", "change", site)
+    assert checked.refused and "checked again on every row" in checked.findings[0].message
 
 
 def test_catalogue_answers_volatility_and_not_null_proofs(site, monkeypatch):
