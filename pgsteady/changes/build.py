@@ -41,7 +41,7 @@ from psycopg import errors, sql
 
 from ..database import connect
 from ..indexes import find_overlaps
-from ..indexes import invalid
+from ..indexes import invalid, sandbox
 from ..indexes.catalog import load as load_catalog
 from ..indexes.report import Thresholds
 from ..tasks import Discard
@@ -105,6 +105,7 @@ class Build:
         conn.execute(sql.SQL("SET application_name = {}").format(sql.Literal(f"pgsteady build job {self.ctx.id}")))
         if conn.info.server_version >= 140000:
             conn.execute("SET client_connection_check_interval = '1s'")
+        sandbox.pin(conn)
 
     def _take_slot(self, conn: psycopg.Connection, table_oid: int) -> None:
         deadline = time.monotonic() + self.wait_other
@@ -172,7 +173,8 @@ class Build:
             began = time.monotonic()
             self._log(f"running: {text}", attempt=attempt, pid=self.pid)
             try:
-                self.conn.execute(text)
+                with self.conn.cursor() as cur:
+                    sandbox.execute_one(cur, text)  # one statement, as the parser read it
                 self.timeline.append({"ran": text, "seconds": round(time.monotonic() - began, 3)})
                 return
             except errors.LockNotAvailable:
@@ -222,8 +224,7 @@ class Build:
         return row(self.conn, self.q.index_state, {"oid": found["oid"]}) if found else None
 
     def _identical(self, target: Target, state: dict[str, Any]) -> bool:
-        proposal = statements.on_schema(self.change, target.table_schema)
-        same = [o for o in find_overlaps(self.conn, target.table, proposal)
+        same = [o for o in find_overlaps(self.conn, target.table, self.change.node)
                 if o.kind == "duplicate" and o.index == target.index]
         return bool(same) and bool(state["is_unique"]) == self.change.unique
 

@@ -85,6 +85,9 @@ class ChangeFile:
 
 def load(path: str | Path) -> ChangeFile:
     path = Path(path)
+    if path.suffix.lower() == ".md":
+        raise ChangeFileError(f"{path}: a change file must not end in .md, which is where its note is written; "
+                              "rename it to .toml")
     try:
         raw = path.read_bytes()
     except OSError as exc:

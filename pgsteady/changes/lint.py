@@ -200,7 +200,7 @@ def _overlaps(st: IndexChange, target: Target, conn: psycopg.Connection, result:
         result.add("name-taken", f"{state['qualified']} is a {state['relkind']!r} relation, not an index; rename the index")
         return
     try:
-        overlaps = find_overlaps(conn, target.table, statements.on_schema(st, target.table_schema))
+        overlaps = find_overlaps(conn, target.table, st.node)
     except Exception as exc:  # the proposal does not build even on an empty copy
         result.add("parse-error", str(exc).splitlines()[0])
         return

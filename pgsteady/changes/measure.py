@@ -23,6 +23,7 @@ from typing import Any
 import psycopg
 
 from ..database import connect
+from ..indexes import sandbox
 from ..queries import Queries
 from . import statements
 from .files import ChangeFile, Query
@@ -35,16 +36,19 @@ HYPOPG_MISSING = ("HypoPG is not installed on this server, so the planner was no
 
 def explain(conn: psycopg.Connection, query: Query, text: str | None = None) -> dict[str, Any]:
     """Run one query under EXPLAIN ANALYZE, 1 + repeat times; figures of the counted runs."""
-    # The query is the change file's own SQL, parsed when the file was read and
-    # known to be one SELECT; its values go as parameters.
-    sql_text = f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {text or query.sql}"
+    # The query is the change file's SQL as the parser read it (one plain SELECT,
+    # see statements.parse_query), printed back by the parser; its values go as
+    # bound parameters, through the extended protocol, in a READ ONLY transaction
+    # that is rolled back, with the lexing settings pinned (indexes.sandbox).
+    sql_text = f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {text or printed(query)}"
     times: list[float] = []
     planning: list[float] = []
     plan: dict[str, Any] = {}
-    with conn.transaction(force_rollback=True):
-        conn.execute("SET TRANSACTION READ ONLY")
+    with conn.transaction(force_rollback=True), conn.cursor() as cur:
+        cur.execute("SET TRANSACTION READ ONLY")
+        sandbox.pin(conn, local=True)
         for i in range(query.repeat + 1):
-            plan = conn.execute(sql_text, query.params).fetchone()[0][0]
+            plan = sandbox.execute_one(cur, sql_text, query.params).fetchone()[0][0]
             if i:  # the first run warms the cache and is not counted
                 times.append(plan["Execution Time"])
                 planning.append(plan.get("Planning Time", 0.0))
@@ -63,6 +67,11 @@ def explain(conn: psycopg.Connection, query: Query, text: str | None = None) -> 
         "plan_lines": plan_lines(top),
         "indexes": sorted(set(indexes_used(top))),
     }
+
+
+def printed(query: Query) -> str:
+    """The query as pglast prints what it parsed: the text that runs."""
+    return statements.rewrite_query(statements.parse_query(query.sql), {})
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -123,6 +132,7 @@ def hypothetical(dsn: str, q: Queries, st: IndexChange, target: Target, queries:
             return {"available": False, "reason": HYPOPG_MISSING}
         try:
             with conn.transaction(force_rollback=True):
+                sandbox.pin(conn, local=True)
                 if not status["installed"]:
                     # Created and rolled back with this transaction: nothing stays in the database.
                     conn.execute("CREATE EXTENSION hypopg")
@@ -143,7 +153,8 @@ def hypothetical(dsn: str, q: Queries, st: IndexChange, target: Target, queries:
 
 
 def _cost(conn: psycopg.Connection, query: Query) -> tuple[float, list[str]]:
-    plan = conn.execute(f"EXPLAIN (FORMAT JSON) {query.sql}", query.params).fetchone()[0][0]["Plan"]
+    with conn.cursor() as cur:
+        plan = sandbox.execute_one(cur, f"EXPLAIN (FORMAT JSON) {printed(query)}", query.params).fetchone()[0][0]["Plan"]
     return plan["Total Cost"], indexes_used(plan)
 
 

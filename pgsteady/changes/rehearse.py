@@ -18,8 +18,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from ..indexes import sandbox
 from ..queries import Queries
-from . import measure, statements
+from . import cleanup, measure, statements
 from .files import ChangeFile
 from .statements import IndexChange
 from .targets import Target, row, rows
@@ -42,6 +43,7 @@ def rehearse(change: ChangeFile, conn: psycopg.Connection, q: Queries, st: Index
     figures: dict[str, Any] = {"schema": scratch, "sample": change.sample, "tables": [], "queries": []}
     conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(scratch)))
     try:
+        cleanup.mark_schema(conn, q, scratch)  # a killed rehearsal's copy is found and dropped later
         for table in {t["oid"]: t for t in tables.values()}.values():
             figures["tables"].append(copy_table(conn, q, table, scratch, change.sample))
         lap("copy")
@@ -50,7 +52,8 @@ def rehearse(change: ChangeFile, conn: psycopg.Connection, q: Queries, st: Index
         before = [measure.explain(conn, query, statements.rewrite_query(parsed[query.name], moved))
                   for query in change.queries]
         lap("explain_before")
-        conn.execute(statements.on_schema(st, scratch))
+        with conn.cursor() as cur:
+            sandbox.execute_one(cur, statements.on_schema(st, scratch))
         lap("apply")
         if st.kind == "create":
             conn.execute(sql.SQL("ANALYZE {}.{}").format(sql.Identifier(scratch), sql.Identifier(st.node.relation.relname)))

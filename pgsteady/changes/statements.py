@@ -187,6 +187,9 @@ def parse_query(text: str) -> ParsedQuery:
     if not isinstance(node, ast.SelectStmt) or finder.writes:
         raise StatementError("a query must be a SELECT without INSERT/UPDATE/DELETE: "
                              "it is run under EXPLAIN ANALYZE, which executes it")
+    if finder.refused:
+        raise StatementError(f"a query must be a plain SELECT: {finder.refused[0]} is not allowed "
+                             "(it is run under EXPLAIN ANALYZE, which executes it)")
     rels = [r for r in dict.fromkeys(finder.relations) if not (r[0] is None and r[1] in finder.ctes)]
     return ParsedQuery(node, names, rels)
 
@@ -206,11 +209,47 @@ def rewrite_query(parsed: ParsedQuery, tables: dict[tuple[str | None, str], str]
     return _PARAM.sub(lambda m: f"%({parsed.params[int(m.group(1)) - 1]})s", text)
 
 
+# Functions a representative query may not call: they act outside the query's
+# read-only transaction (signal or end backends, open other connections, run
+# SQL text of their own, read server files, take locks, change settings).
+# Anything else the role may execute, a volatile function of the application
+# included, still runs: docs/changes.md says so.
+DENIED_FUNCTIONS = frozenset({
+    "pg_terminate_backend", "pg_cancel_backend", "pg_signal_backend", "pg_reload_conf", "pg_rotate_logfile",
+    "pg_promote", "pg_switch_wal", "pg_create_restore_point", "pg_logical_emit_message", "pg_notify",
+    "set_config", "pg_sleep", "pg_sleep_for", "pg_sleep_until", "pg_read_file", "pg_read_binary_file",
+    "pg_stat_file", "pg_file_write", "pg_import_system_collations", "query_to_xml", "query_to_xmlschema",
+    "query_to_xml_and_xmlschema", "cursor_to_xml", "cursor_to_xmlschema", "table_to_xml",
+    "table_to_xml_and_xmlschema", "schema_to_xml", "schema_to_xml_and_xmlschema", "database_to_xml",
+    "database_to_xml_and_xmlschema", "pg_stat_reset", "pg_stat_statements_reset", "lo_import", "lo_export",
+    "lo_unlink", "lo_create", "lo_from_bytea", "lo_put", "txid_current", "pg_current_xact_id",
+})
+DENIED_PREFIXES = ("dblink", "pg_advisory", "pg_try_advisory", "pg_ls_", "pg_stat_reset", "pg_backup_",
+                   "pg_replication_", "pg_drop_replication", "pg_create_", "pg_copy_", "pg_wal_replay_")
+
+
+def denied_function(name: str) -> bool:
+    name = name.lower()
+    return name in DENIED_FUNCTIONS or name.startswith(DENIED_PREFIXES)
+
+
 class _Relations(Visitor):
     def __init__(self) -> None:
         self.relations: list[tuple[str | None, str]] = []
         self.ctes: set[str] = set()
         self.writes = False
+        self.refused: list[str] = []
+
+    def visit_SelectStmt(self, ancestors, node):
+        if node.intoClause is not None:
+            self.refused.append("SELECT ... INTO (it creates a table)")
+        if node.lockingClause:
+            self.refused.append("a locking clause (FOR UPDATE/SHARE takes row locks)")
+
+    def visit_FuncCall(self, ancestors, node):
+        name = node.funcname[-1].sval if node.funcname else ""
+        if denied_function(name):
+            self.refused.append(f"calling {name}()")
 
     def visit_RangeVar(self, ancestors, node):
         self.relations.append((node.schemaname, node.relname))

@@ -148,8 +148,16 @@ def start_step(conn: psycopg.Connection, q: Queries, change: Any, step: str, com
         current = row(conn, q.get_change, {"id": change.id})
         raise InvalidTransition(f"change {change.id} is {current['status'] if current else 'unknown'}; "
                                 f"it cannot start {step} now")
+    # A step the command runs itself names the backend running it, so that a
+    # killed command's step can be told from one still running (cleanup.sweep).
+    details = None if queued else jsonb({"backend": backend(conn, q)})
     return row(conn, q.start_step, dict(change_id=change.id, step=step, status=status, command=command,
-                                        file_sha=change.sha, job_id=job_id))["id"]
+                                        file_sha=change.sha, job_id=job_id, details=details))["id"]
+
+
+def backend(conn: psycopg.Connection, q: Queries) -> dict[str, Any]:
+    found = row(conn, q.backend_self, {})
+    return {"pid": found["pid"], "backend_start": found["backend_start"].isoformat()}
 
 
 def end_step(conn: psycopg.Connection, q: Queries, step_id: int, outcome: str, summary: str,

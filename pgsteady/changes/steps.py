@@ -18,9 +18,10 @@ import psycopg
 
 from ..database import connect, scrub
 from ..errors import PgsteadyError
+from ..indexes import sandbox
 from ..migrations import check_current
 from ..queries import for_schema
-from . import files, measure, record, rehearse as rehearsal, states, verify as verification
+from . import cleanup, files, measure, record, rehearse as rehearsal, states, verify as verification
 from .build import TASK
 from .lint import LintResult, lint, syntax
 from .targets import jsonb, resolve, row
@@ -53,6 +54,7 @@ class Session:
         self.dsn, self.schema, self.command = dsn, schema, command
         self.q = for_schema(schema)
         self.conn = connect(dsn, autocommit=True)
+        sandbox.pin(self.conn)  # the change file's text is lexed by the server as pglast lexed it
         check_current(self.conn, schema)
         self._app = app
         self.linted: LintResult | None = None
@@ -152,7 +154,12 @@ class Session:
         self._run("plan", work)
         return record.get(self.conn, self.q, self.change.id)["plan"]
 
+    def cleanup(self) -> cleanup.Swept:
+        """Drop what killed commands left behind (scratch schemas, open steps)."""
+        return cleanup.sweep(self.conn, self.q)
+
     def rehearse(self) -> dict[str, Any] | None:
+        self.cleanup()
         self.require("rehearse")
         if self.change.skip_rehearsal:
             states.check(self.conn, self.q, self.change.id, "rehearse")
@@ -173,6 +180,7 @@ class Session:
 
     def apply(self) -> tuple[int, int, bool]:
         """Enqueue the build (once): returns (job id, step id, created)."""
+        self.cleanup()
         self.require("apply")
         return self._enqueue("apply", self.change.ddl)
 

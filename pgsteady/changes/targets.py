@@ -7,7 +7,6 @@ search_path, quoting), once, and everything after works with oids.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,11 +14,9 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from ..indexes.ddl import concurrently
 from ..queries import Queries
 from .statements import IndexChange, _qualify
-
-_DEF_HEAD = re.compile(r"^CREATE (UNIQUE )?INDEX ")
-
 
 @dataclass
 class Target:
@@ -76,21 +73,13 @@ def resolve(conn: psycopg.Connection, q: Queries, change: IndexChange) -> Target
     )
 
 
-def concurrent_create(indexdef: str) -> str:
-    """An index's pg_get_indexdef as the CREATE INDEX CONCURRENTLY that rebuilds it."""
-    head = _DEF_HEAD.match(indexdef)
-    if head is None:  # pragma: no cover - pg_get_indexdef always starts this way
-        raise ValueError(f"unexpected index definition: {indexdef}")
-    return f"CREATE {head.group(1) or ''}INDEX CONCURRENTLY {indexdef[head.end():]}"
-
-
 def derive_rollback(change: IndexChange, target: Target | None) -> str | None:
     """The way back, when it can be known: None for a REINDEX (nothing changes)."""
     if change.kind == "create" and change.index:
         name = target.index if target and target.index else change.index_name
         return f"DROP INDEX CONCURRENTLY IF EXISTS {name}"
     if change.kind == "drop" and target is not None and target.exists and "indexdef" in target.index_state:
-        return concurrent_create(target.index_state["indexdef"])
+        return concurrently(target.index_state["indexdef"])
     return None
 
 

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from pathlib import Path
 
 import click
+import psycopg
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from ..changes import files, migration_lint, progress, record
+from ..changes import cleanup, files, migration_lint, progress, record
 from ..changes.lint import lint as run_lint
 from ..changes.migration_session import open_session
-from ..changes.steps import ChangeFailed, ChangeRefused, Session
+from ..changes.steps import ChangeFailed, ChangeRefused, Session, one_line
 from ..database import connect
 from ..errors import ConfigError
 from ..indexes.catalog import human_bytes
@@ -24,6 +27,19 @@ from .base import echo_json, json_option
 
 FILE = click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 err = Console(stderr=True)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def plain(value: object) -> str:
+    """Stored text made safe for a terminal: control characters (escape sequences) shown as '?'."""
+    return _CONTROL.sub("?", "" if value is None else str(value))
+
+
+def shown(value: object) -> Text:
+    """A table cell from stored data: never read as rich markup (a title may hold "[/x]")."""
+    return Text(plain(value))
 
 
 def _command(ctx: click.Context, file: Path, flags: dict) -> str:
@@ -62,19 +78,14 @@ def _configured_dsn(state) -> str | None:
     return None
 
 
-def _printable(text: str) -> str:
-    """Text from a user's file for the terminal: control characters shown, never interpreted."""
-    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
-
-
 def _print_sql_lint(file: Path, result, as_json: bool) -> None:
     if as_json:
         echo_json({**result.to_json(), "file": str(file), "statements": len(result.steps)})
         return
     for f in result.findings:
-        click.echo(_printable(f"{file}:{f.line}: {f.severity} {f.rule}: {f.reason}\n    {f.message}"))
+        click.echo(plain(f"{file}:{f.line}: {f.severity} {f.rule}: {f.reason}\n    {f.message}"))
         if f.route and f.severity == "refuse":
-            click.echo("    fix: " + _printable(f.route).replace("\n", "\n         "))
+            click.echo("    fix: " + plain(f.route).replace("\n", "\n         "))
     refused = sum(f.severity == "refuse" for f in result.findings)
     click.echo(f"lint: {len(result.steps)} statements, " +
                (f"{refused} refused" if refused else "ok" + (" (with notes)" if result.findings else "")))
@@ -85,8 +96,8 @@ def _print_queries(figures: list[dict]) -> None:
     for col in ("query", "median", "p95", "runs", "plan"):
         table.add_column(col, overflow="fold")
     for f in figures:
-        table.add_row(f["name"], f"{f['median_ms']:.2f} ms", f"{f['p95_ms']:.2f} ms", str(f["runs"]),
-                      "\n".join(f["plan_lines"]))
+        table.add_row(*map(shown, (f["name"], f"{f['median_ms']:.2f} ms", f"{f['p95_ms']:.2f} ms", f["runs"],
+                                   "\n".join(f["plan_lines"]))))
     Console().print(table)
 
 
@@ -123,8 +134,18 @@ def _enqueued(session: Session, job_id: int, step_id: int, created: bool, wait: 
         echo_json(result)
 
 
+class _OneLineGroup(click.Group):
+    """A database error in any change command is one line and exit 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except psycopg.Error as exc:
+            raise ChangeFailed(f"{ctx.invoked_subcommand or 'change'}: {one_line(exc)}") from None
+
+
 def register(cli: click.Group) -> None:
-    @cli.group("change")
+    @cli.group("change", cls=_OneLineGroup)
     def change_group() -> None:
         """Index changes as reviewed, measured, repeatable work (see docs/changes.md).
 
@@ -141,6 +162,8 @@ def register(cli: click.Group) -> None:
         """Write a commented change file template to FILE."""
         if file.exists():
             raise ConfigError(f"{file} exists already; choose another name (nothing was written)")
+        if file.suffix.lower() == ".md":
+            raise ConfigError(f"{file}: a change file must not end in .md (its note is written there); use .toml")
         file.parent.mkdir(parents=True, exist_ok=True)
         file.write_text(files.template(file, change_id or file.stem), encoding="utf-8")
         click.echo(f"wrote {file}; edit it, then run `pgsteady change lint {file}`")
@@ -227,11 +250,11 @@ def register(cli: click.Group) -> None:
                    f"(whole table: about {figures['build_seconds_estimate']}s); {figures['seconds']:.2f}s in all, copy dropped")
         for st in figures.get("statements", []):  # a migration: what each statement cost on the copy
             if st["status"] == "done":
-                click.echo(_printable(f"{st['index']}. line {st['line']}: {st['seconds']:.3f}s, {st['strongest'] or 'no lock'}"
+                click.echo(plain(f"{st['index']}. line {st['line']}: {st['seconds']:.3f}s, {st['strongest'] or 'no lock'}"
                                       f" held {st['held_seconds']:.3f}s (blocks {st['blocks']}), "
                                       f"{'rewrote ' + ', '.join(st['rewrote']) if st['rewrote'] else 'no rewrite'}"))
             else:
-                click.echo(_printable(f"{st['index']}. line {st['line']}: {st['status']}: {st.get('why') or st.get('error')}"))
+                click.echo(plain(f"{st['index']}. line {st['line']}: {st['status']}: {st.get('why') or st.get('error')}"))
         for q in figures["queries"]:
             click.echo(f"{q['name']}: {q['before']['median_ms']:.2f} ms -> {q['after']['median_ms']:.2f} ms")
             click.echo("  before: " + " / ".join(s.strip() for s in q["before"]["plan_lines"]))
@@ -286,6 +309,19 @@ def register(cli: click.Group) -> None:
         if figures["verdict"] in ("worse", "not met"):
             raise SystemExit(1)
 
+    @change_group.command("cleanup")
+    @json_option
+    @click.pass_obj
+    def cleanup_cmd(state, as_json: bool) -> None:
+        """Drop what killed commands left: rehearsal copies of dead sessions, steps left running."""
+        with connect(state.resolved_dsn(), autocommit=True) as conn:
+            check_current(conn, state.schema)
+            swept = cleanup.sweep(conn, for_schema(state.schema))
+        if as_json:
+            echo_json({"schemas": swept.schemas, "steps": swept.steps})
+        else:
+            click.echo(swept.describe())
+
     @change_group.command("list")
     @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
     @json_option
@@ -294,7 +330,7 @@ def register(cli: click.Group) -> None:
         """Every recorded change, the newest first."""
         with connect(state.resolved_dsn(), autocommit=True) as conn:
             check_current(conn, state.schema)
-            found = conn.cursor(row_factory=__import__("psycopg").rows.dict_row).execute(
+            found = conn.cursor(row_factory=psycopg.rows.dict_row).execute(
                 for_schema(state.schema).list_changes, {"limit": limit}).fetchall()
         if as_json:
             echo_json(found)
@@ -303,8 +339,8 @@ def register(cli: click.Group) -> None:
         for col in ("id", "title", "owner", "status", "verdict", "last step done", "updated"):
             table.add_column(col, overflow="fold")
         for c in found:
-            table.add_row(c["id"], c["title"], c["owner"], c["status"], c["verdict"] or "", c["last_step_done"] or "",
-                          f"{c['updated_at']:%Y-%m-%d %H:%M}")
+            table.add_row(*map(shown, (c["id"], c["title"], c["owner"], c["status"], c["verdict"],
+                                       c["last_step_done"], f"{c['updated_at']:%Y-%m-%d %H:%M}")))
         Console().print(table)
 
     @change_group.command("show")
@@ -321,14 +357,15 @@ def register(cli: click.Group) -> None:
         if as_json:
             echo_json(found)
             return
-        click.echo(f"{found['id']}: {found['title']}\nowner: {found['owner']}\nstatus: {found['status']}"
-                   + (f" (verdict: {found['verdict']})" if found["verdict"] else "")
-                   + f"\nfile: {found['file_path']}\nchange: {found['statement']}\nrollback: {found['rollback'] or '-'}")
+        safe = {k: plain(v) for k, v in found.items() if isinstance(v, str)}
+        click.echo(f"{safe['id']}: {safe['title']}\nowner: {safe['owner']}\nstatus: {safe['status']}"
+                   + (f" (verdict: {safe['verdict']})" if found["verdict"] else "")
+                   + f"\nfile: {safe['file_path']}\nchange: {safe['statement']}\nrollback: {safe.get('rollback') or '-'}")
         table = Table(box=None, header_style="bold")
         for col in ("step", "status", "started", "finished", "job", "command", "summary"):
             table.add_column(col, overflow="fold")
         for s in found["steps"]:
-            table.add_row(s["step"], s["status"], f"{s['started_at']:%Y-%m-%d %H:%M:%S}",
-                          f"{s['finished_at']:%H:%M:%S}" if s["finished_at"] else "", str(s["job_id"] or ""),
-                          s["command"] or "", s["summary"] or "")
+            table.add_row(*map(shown, (s["step"], s["status"], f"{s['started_at']:%Y-%m-%d %H:%M:%S}",
+                                       f"{s['finished_at']:%H:%M:%S}" if s["finished_at"] else "", s["job_id"],
+                                       s["command"], s["summary"])))
         Console().print(table)

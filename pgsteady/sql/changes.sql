@@ -48,8 +48,8 @@ UPDATE {schema}.changes SET rehearsal = %(figures)s, updated_at = now() WHERE id
 UPDATE {schema}.changes SET verify = %(figures)s, updated_at = now() WHERE id = %(id)s;
 
 -- name: start_step
-INSERT INTO {schema}.change_steps (change_id, step, status, command, file_sha, job_id)
-VALUES (%(change_id)s, %(step)s, %(status)s, %(command)s, %(file_sha)s, %(job_id)s)
+INSERT INTO {schema}.change_steps (change_id, step, status, command, file_sha, job_id, details)
+VALUES (%(change_id)s, %(step)s, %(status)s, %(command)s, %(file_sha)s, %(job_id)s, %(details)s)
 RETURNING id;
 
 -- name: finish_step
@@ -208,3 +208,27 @@ SELECT hypopg_relation_size(%(oid)s) AS bytes;
 -- The statements whose text names the table, for the watch after a release.
 SELECT queryid, calls, total_exec_time, left(query, 200) AS query
 FROM pg_stat_statements WHERE query ILIKE %(pattern)s;
+
+-- name: backend_self
+SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid();
+
+-- name: live_backends
+-- Which backends are alive, for telling a killed command's leftovers from a running one's.
+SELECT pid, backend_start FROM pg_stat_activity WHERE pid = ANY(%(pids)s::int[]);
+
+-- name: rehearsal_schemas
+-- Scratch schemas of rehearsals, with the comment naming the backend that made each.
+SELECT n.nspname AS schema, obj_description(n.oid, 'pg_namespace') AS owner
+FROM pg_namespace n
+WHERE n.nspname LIKE 'pgsteady\_rehearsal\_%%';
+
+-- name: open_command_steps
+-- Steps a command runs itself (not a job) that are still open.
+SELECT id, change_id, step, details FROM {schema}.change_steps
+WHERE status = 'running' AND job_id IS NULL
+ORDER BY id;
+
+-- name: open_job_changes
+-- Changes with a job step still open: their job may have ended without closing it.
+SELECT DISTINCT change_id FROM {schema}.change_steps
+WHERE status IN ('queued', 'running') AND job_id IS NOT NULL;

@@ -35,3 +35,106 @@ def test_files_touched_keeps_whole_names_of_modified_files_and_leaves_out_untrac
     change.files = None
     touched = files.files_touched(change)
     assert touched == ["app.py", "changes/c.toml", "wd.err"], touched
+
+
+# -- leftovers and bad input (issue 12) ------------------------------------------------
+
+import json
+import signal
+
+import psycopg
+
+from ..helpers import scalar, wait_until
+from .conftest import make_events, pgsteady, write_change
+
+
+def _rehearsal_schemas(dsn: str) -> list[str]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return [r[0] for r in conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'pgsteady\\_rehearsal\\_%'").fetchall()]
+
+
+def test_killed_rehearsal_leaves_copies_that_cleanup_and_the_next_rehearsal_remove(dsn, tmp_path):
+    from ..helpers import ROOT
+    import sys
+
+    make_events(dsn, 600_000)
+    path = write_change(tmp_path, "killed-rehearsal", "CREATE INDEX CONCURRENTLY events_kind_idx ON events (kind)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PGSTEADY_DSN": dsn}
+    proc = subprocess.Popen([sys.executable, "-m", "pgsteady", "change", "rehearse", str(path)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_until(lambda: _rehearsal_schemas(dsn), timeout=60, what="the rehearsal's scratch schema")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    pid = scalar(dsn, "SELECT (details -> 'backend' ->> 'pid')::int FROM pgsteady.change_steps "
+                      "WHERE step = 'rehearse' AND status = 'running'")
+    assert pid is not None
+    # The server ends the orphaned backend once it notices its client is gone.
+    wait_until(lambda: scalar(dsn, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid]) == 0,
+               timeout=60, what="the killed command's backend to end")
+    assert _rehearsal_schemas(dsn)  # the copy is still there
+
+    swept = pgsteady("change", "cleanup", "--json", dsn=dsn)
+    assert swept.returncode == 0, swept.stderr
+    out = json.loads(swept.stdout)
+    assert len(out["schemas"]) == 1 and len(out["steps"]) == 1, out
+    assert _rehearsal_schemas(dsn) == []
+    step = scalar(dsn, "SELECT status || ': ' || summary FROM pgsteady.change_steps WHERE step = 'rehearse'")
+    assert step.startswith("failed: the process running this rehearse ended"), step
+    assert scalar(dsn, "SELECT status FROM pgsteady.changes WHERE id = 'killed-rehearsal'") == "rehearse failed"
+    # A live rehearsal is never swept: run one to the end, and sweep once more.
+    again = pgsteady("change", "rehearse", str(path), dsn=dsn)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(pgsteady("change", "cleanup", "--json", dsn=dsn).stdout) == {"schemas": [], "steps": []}
+
+
+def test_the_next_rehearsal_drops_a_dead_sessions_copy_first(dsn, tmp_path):
+    make_events(dsn, 1000)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA pgsteady_rehearsal_deadbeef")
+        conn.execute("CREATE TABLE pgsteady_rehearsal_deadbeef.events AS SELECT * FROM events")
+        conn.execute("""COMMENT ON SCHEMA pgsteady_rehearsal_deadbeef IS
+                        '{"pgsteady_rehearsal": {"pid": 1, "backend_start": "2020-01-01T00:00:00+00:00"}}'""")
+    path = write_change(tmp_path, "next", "CREATE INDEX CONCURRENTLY events_kind_idx ON events (kind)")
+    r = pgsteady("change", "rehearse", str(path), dsn=dsn)
+    assert r.returncode == 0, r.stderr
+    assert _rehearsal_schemas(dsn) == []
+
+
+def test_a_rehearsal_that_fails_on_the_copy_is_one_line_exit_2_and_a_failed_step(dsn, tmp_path):
+    make_events(dsn, 1000)
+    path = write_change(tmp_path, "dupes", "CREATE UNIQUE INDEX CONCURRENTLY events_kind_key ON events (kind)")
+    r = pgsteady("change", "rehearse", str(path), dsn=dsn)
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pgsteady: error: rehearse of change dupes failed"), r.stderr
+    assert "could not create unique index" in lines[0]
+    assert scalar(dsn, "SELECT status FROM pgsteady.changes WHERE id = 'dupes'") == "rehearse failed"
+    assert scalar(dsn, "SELECT status FROM pgsteady.change_steps WHERE step = 'rehearse'") == "failed"
+    assert _rehearsal_schemas(dsn) == []
+
+
+def test_a_change_file_named_md_is_refused_and_not_overwritten_by_its_note(dsn, tmp_path):
+    make_events(dsn, 100)
+    toml = write_change(tmp_path, "c", "CREATE INDEX CONCURRENTLY events_kind_idx ON events (kind)")
+    path = toml.rename(tmp_path / "c.md")
+    before = path.read_bytes()
+    for command in ("lint", "plan"):
+        r = pgsteady("change", command, str(path), dsn=dsn)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and ".md" in r.stderr, r.stderr
+    assert path.read_bytes() == before
+
+
+def test_rich_markup_and_terminal_escapes_in_a_title_are_shown_as_text(dsn, tmp_path):
+    make_events(dsn, 100)
+    path = write_change(tmp_path, "markup", "CREATE INDEX CONCURRENTLY events_kind_idx ON events (kind)")
+    path.write_text(path.read_text().replace('title = "Test change markup"',
+                                             'title = "[/x] [bold]loud\\u001b[2J"'))
+    assert pgsteady("change", "lint", str(path), dsn=dsn).returncode == 0
+    listed = pgsteady("change", "list", dsn=dsn)
+    assert listed.returncode == 0, listed.stderr
+    assert "[/x] [bold]loud?[2J" in listed.stdout and "\x1b" not in listed.stdout
+    shown = pgsteady("change", "show", "markup", dsn=dsn)
+    assert shown.returncode == 0 and "\x1b" not in shown.stdout, shown.stderr
