@@ -21,7 +21,8 @@ from .errors import ConfigError
 
 _HEADER = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-QUERY_FILES = ("jobs.sql", "worker.sql", "admin.sql", "maintenance.sql", "monitoring.sql", "changes.sql")
+QUERY_FILES = ("jobs.sql", "worker.sql", "admin.sql", "maintenance.sql", "monitoring.sql", "changes.sql",
+               "migration_checks.sql")
 
 
 def validate_schema(schema: str) -> str:

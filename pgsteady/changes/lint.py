@@ -92,6 +92,10 @@ class LintResult:
 
 def lint(change: ChangeFile, conn: psycopg.Connection | None, q: Queries | None) -> LintResult:
     """Every rule against the change; the catalogue rules only with a connection."""
+    from . import migration_lint  # it builds on this module's index rules
+
+    if migration_lint.is_migration(change.ddl):  # several statements, or not an index change
+        return migration_lint.lint_change(change, conn, q)
     result = LintResult()
     statement = _syntax(change.ddl, result)
     result.statement = statement
@@ -109,6 +113,10 @@ def lint(change: ChangeFile, conn: psycopg.Connection | None, q: Queries | None)
 
 def recheck(text: str, conn: psycopg.Connection, q: Queries) -> LintResult:
     """The rules for one statement as it is about to run (the build job asks, and the rollback)."""
+    from . import migration_lint
+
+    if migration_lint.is_migration(text):  # the migration job asks too
+        return migration_lint.lint_text(text, "change", migration_lint.Catalogue(conn, q))
     result = LintResult()
     statement = result.statement = _syntax(text, result)
     if statement is not None:

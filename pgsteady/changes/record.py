@@ -128,6 +128,9 @@ def render(change: ChangeFile, record: dict[str, Any]) -> str:
     watch = verify.get("watch")
     if watch:
         out.append(f"Watch: {watch['summary']}")
+    from .migration_note import lines as statement_lines  # a migration: each statement, rehearsed and applied
+
+    out += statement_lines(record)
     out += ["", "## Commands run", ""]
     out += [f"- `{s['command']}` ({s['step']}, {s['started_at']:%Y-%m-%d %H:%M:%S %Z})"
             for s in record["steps"] if s["command"]]

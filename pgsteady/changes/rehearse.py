@@ -45,7 +45,7 @@ def rehearse(change: ChangeFile, conn: psycopg.Connection, q: Queries, st: Index
     try:
         cleanup.mark_schema(conn, q, scratch)  # a killed rehearsal's copy is found and dropped later
         for table in {t["oid"]: t for t in tables.values()}.values():
-            figures["tables"].append(_copy(conn, q, table, scratch, change.sample))
+            figures["tables"].append(copy_table(conn, q, table, scratch, change.sample))
         lap("copy")
         moved = {key: scratch for key in tables}
         parsed = {query.name: statements.parse_query(query.sql) for query in change.queries}
@@ -95,7 +95,7 @@ def _tables(conn: psycopg.Connection, q: Queries, change: ChangeFile, target: Ta
     return {key: unique[facts["oid"]] for key, facts in found.items()}
 
 
-def _copy(conn: psycopg.Connection, q: Queries, facts: dict[str, Any], scratch: str, sample: float) -> dict[str, Any]:
+def copy_table(conn: psycopg.Connection, q: Queries, facts: dict[str, Any], scratch: str, sample: float) -> dict[str, Any]:
     source = sql.Identifier(facts["schema"], facts["name"])
     copy = sql.Identifier(scratch, facts["name"])
     started = time.monotonic()

@@ -47,6 +47,8 @@ class ChangeFailed(PgsteadyError):
 class Session:
     """One command's work on one change file, on one autocommit connection."""
 
+    task = TASK  # the job that runs apply and rollback
+
     def __init__(self, dsn: str, schema: str, path: str | Path, command: str, app: Any = None) -> None:
         self.change = files.load(path)
         self.dsn, self.schema, self.command = dsn, schema, command
@@ -209,7 +211,7 @@ class Session:
                 "lock_retries": self.change.lock_retries, "retry_backoff": self.change.retry_backoff,
                 "wait_for_other_build": self.change.wait_for_other_build}
         with self.conn.transaction():
-            ref = self.app.enqueue(TASK, args, key=key, conn=self.conn)
+            ref = self.app.enqueue(self.task, args, key=key, conn=self.conn)
             existing = [s for s in steps if s["job_id"] == ref.id]
             if existing:
                 return ref.id, existing[-1]["id"], False

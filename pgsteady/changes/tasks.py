@@ -32,7 +32,10 @@ MAX_ATTEMPTS = 10
 
 
 def register(app: Any) -> None:
-    """Register ``pgsteady.build_index`` on ``app`` (once)."""
+    """Register ``pgsteady.build_index`` and ``pgsteady.run_migration`` on ``app`` (once)."""
+    from .migration_apply import register as register_migration
+
+    register_migration(app, QUEUE, JOB_RETRY, MAX_ATTEMPTS)
     if TASK in app.tasks:
         return
 

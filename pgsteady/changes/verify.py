@@ -106,7 +106,8 @@ def _watch(conn: psycopg.Connection, q: Queries, change: ChangeFile, applied_at:
 def _statements(conn: psycopg.Connection, q: Queries, change: ChangeFile) -> dict[int, dict] | None:
     if not row(conn, q.statements_available, {})["installed"]:
         return None
-    table = change.statement().table or change.statement().index or ""
+    st = change.statement()  # None for a migration of several statements: every statement is watched
+    table = (st.table or st.index or "") if st else ""
     try:
         with conn.transaction():
             found = rows(conn, q.statements_for_table, {"pattern": f"%{table}%"})

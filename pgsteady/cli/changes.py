@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from pathlib import Path
@@ -13,8 +14,9 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from ..changes import cleanup, files, progress, record
+from ..changes import cleanup, files, migration_lint, progress, record
 from ..changes.lint import lint as run_lint
+from ..changes.migration_session import open_session
 from ..changes.steps import ChangeFailed, ChangeRefused, Session, one_line
 from ..database import connect
 from ..errors import ConfigError
@@ -53,8 +55,8 @@ def _command(ctx: click.Context, file: Path, flags: dict) -> str:
 
 def _session(state, file: Path, flags: dict | None = None) -> Session:
     ctx = click.get_current_context()
-    return Session(state.resolved_dsn(), state.schema, file, _command(ctx, file, flags or {}),
-                   app=state.app(required=False))
+    return open_session(state.resolved_dsn(), state.schema, file, _command(ctx, file, flags or {}),
+                        app=state.app(required=False))
 
 
 def _print_lint(result, as_json: bool) -> None:
@@ -62,10 +64,31 @@ def _print_lint(result, as_json: bool) -> None:
         echo_json(result.to_json())
         return
     for f in result.findings:
-        click.echo(f"{f.severity:<7} {f.rule}: {f.reason}\n        {f.message}")
+        where = f"line {f.line}: " if getattr(f, "line", 0) else ""  # a migration's statement
+        click.echo(f"{f.severity:<7} {f.rule}: {f.reason}\n        {where}{f.message}")
     click.echo("lint: refused" if result.refused else f"lint: ok{' (with notes)' if result.findings else ''}")
     if result.rollback:
         click.echo(f"rollback: {result.rollback}")
+
+
+def _configured_dsn(state) -> str | None:
+    """The database to read facts from when one is configured; never the embedded server, for a .sql file."""
+    if state.dsn or os.environ.get("PGSTEADY_DSN") or state.app_path:
+        return state.resolved_dsn()
+    return None
+
+
+def _print_sql_lint(file: Path, result, as_json: bool) -> None:
+    if as_json:
+        echo_json({**result.to_json(), "file": str(file), "statements": len(result.steps)})
+        return
+    for f in result.findings:
+        click.echo(plain(f"{file}:{f.line}: {f.severity} {f.rule}: {f.reason}\n    {f.message}"))
+        if f.route and f.severity == "refuse":
+            click.echo("    fix: " + plain(f.route).replace("\n", "\n         "))
+    refused = sum(f.severity == "refuse" for f in result.findings)
+    click.echo(f"lint: {len(result.steps)} statements, " +
+               (f"{refused} refused" if refused else "ok" + (" (with notes)" if result.findings else "")))
 
 
 def _print_queries(figures: list[dict]) -> None:
@@ -148,10 +171,24 @@ def register(cli: click.Group) -> None:
     @change_group.command("lint")
     @FILE
     @click.option("--offline", is_flag=True, help="Only the rules that need no database.")
+    @click.option("--in-transaction", is_flag=True,
+                  help="A .sql file: the tool runs it in one transaction (Flyway, Django atomic migrations).")
     @json_option
     @click.pass_obj
-    def lint_cmd(state, file: Path, offline: bool, as_json: bool) -> None:
-        """Refuse what would hurt. Exit 1 when a rule refuses the change."""
+    def lint_cmd(state, file: Path, offline: bool, in_transaction: bool, as_json: bool) -> None:
+        """Refuse what would hurt. Exit 1 when a rule refuses the change.
+
+        FILE is a change file (.toml), or a plain .sql migration from another
+        tool (Alembic, Django, Flyway), linted as it is, one finding per
+        statement with its line number.
+        """
+        if file.suffix.lower() == ".sql":
+            result = migration_lint.lint_file(file, None if offline else _configured_dsn(state), state.schema,
+                                              in_transaction=in_transaction)
+            _print_sql_lint(file, result, as_json)
+            if result.refused:
+                raise SystemExit(1)
+            return
         if offline:
             result = run_lint(files.load(file), None, None)
         else:
@@ -211,6 +248,13 @@ def register(cli: click.Group) -> None:
         click.echo(f"copied {figures['copied_rows']:,} rows ({human_bytes(figures['copied_bytes'])}) in "
                    f"{figures['timings']['copy']:.2f}s; change took {figures['timings']['apply']:.2f}s on the copy "
                    f"(whole table: about {figures['build_seconds_estimate']}s); {figures['seconds']:.2f}s in all, copy dropped")
+        for st in figures.get("statements", []):  # a migration: what each statement cost on the copy
+            if st["status"] == "done":
+                click.echo(plain(f"{st['index']}. line {st['line']}: {st['seconds']:.3f}s, {st['strongest'] or 'no lock'}"
+                                      f" held {st['held_seconds']:.3f}s (blocks {st['blocks']}), "
+                                      f"{'rewrote ' + ', '.join(st['rewrote']) if st['rewrote'] else 'no rewrite'}"))
+            else:
+                click.echo(plain(f"{st['index']}. line {st['line']}: {st['status']}: {st.get('why') or st.get('error')}"))
         for q in figures["queries"]:
             click.echo(f"{q['name']}: {q['before']['median_ms']:.2f} ms -> {q['after']['median_ms']:.2f} ms")
             click.echo("  before: " + " / ".join(s.strip() for s in q["before"]["plan_lines"]))
