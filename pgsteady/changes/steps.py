@@ -23,7 +23,7 @@ from ..migrations import check_current
 from ..queries import for_schema
 from . import cleanup, files, measure, record, rehearse as rehearsal, states, verify as verification
 from .build import TASK
-from .lint import LintResult, lint, syntax
+from .lint import LintResult, lint, recheck
 from .targets import jsonb, resolve, row
 from .tasks import register
 
@@ -191,7 +191,7 @@ class Session:
         if not rollback:
             raise ChangeFailed(f"change {self.change.id} has no rollback (a REINDEX changes no definition); "
                                "write rollback = \"...\" in the change file if one is needed")
-        checked = syntax(rollback)
+        checked = recheck(rollback, self.conn, self.q)
         if checked.refused:
             raise ChangeRefused("the rollback would hurt: " + "; ".join(f"{f.rule}: {f.message}" for f in checked.findings))
         return self._enqueue("rollback", rollback)
