@@ -16,7 +16,7 @@ from pglast import ast
 
 from ..indexes import find_overlaps
 from ..queries import Queries
-from . import partitions, statements
+from . import partitions, statements, writes
 from .files import ChangeFile
 from .statements import IndexChange, StatementError
 from .targets import Target, derive_rollback, resolve, row
@@ -34,6 +34,7 @@ RULES = {
     "redundant-index": "an existing index already serves every lookup this one would",
     "partitioned-parent": "CREATE INDEX CONCURRENTLY cannot build on a partitioned table; build per partition and attach",
     "partitioned-drop": "DROP INDEX CONCURRENTLY refuses a partitioned index and an index attached to one",
+    "hot-updates-stop": "the workload's UPDATEs change a column the index covers: those updates stop being HOT",
     "partitioned-route": "on a partitioned table, apply runs the whole route: ON ONLY the parent, each partition "
                          "concurrently, attach each",
     "concurrent-build-bug": "PostgreSQL 14.0 to 14.3 can corrupt indexes built CONCURRENTLY; upgrade to 14.4 or later",
@@ -169,6 +170,8 @@ def _catalogue(st: IndexChange, conn: psycopg.Connection, q: Queries, result: Li
             if not partitions.lint_findings(st, target, conn, result):
                 return
         _overlaps(st, target, conn, result)
+        facts = row(conn, q.table_facts, {"oid": target.table_oid})
+        writes.hot_update_findings(conn, q, st, facts["schema"], facts["name"], result)
         return
     if not target.exists:
         what = st.index_name or st.table_name
