@@ -42,7 +42,7 @@ from psycopg import errors, sql
 from ..database import connect
 from ..indexes import find_overlaps
 from ..indexes import invalid, sandbox
-from ..indexes.catalog import load as load_catalog
+from ..indexes.catalog import PROBES, load as load_catalog
 from ..indexes.report import Thresholds
 from ..tasks import Discard
 from . import partitions, states, statements
@@ -210,7 +210,7 @@ class Build:
 
     def _drop_leftover(self, target: Target, qualified: str, quiet: bool = False) -> None:
         """Drop an INVALID index left by an interrupted build, concurrently, under the same lock rules."""
-        found = row(self.conn, self.q.resolve_relation, {"name": qualified})
+        found = row(self.conn, PROBES.resolve_relation, {"name": qualified})
         if found is None:
             return  # nothing was created before the failure
         schema, name = found["schema"], found["name"]
@@ -222,8 +222,8 @@ class Build:
     # -- inspection -------------------------------------------------------------
 
     def _state(self, target: Target) -> dict[str, Any] | None:
-        found = row(self.conn, self.q.resolve_relation, {"name": target.index}) if target.index else None
-        return row(self.conn, self.q.index_state, {"oid": found["oid"]}) if found else None
+        found = row(self.conn, PROBES.resolve_relation, {"name": target.index}) if target.index else None
+        return row(self.conn, PROBES.index_state, {"oid": found["oid"]}) if found else None
 
     def _identical(self, target: Target, state: dict[str, Any]) -> bool:
         same = [o for o in find_overlaps(self.conn, target.table, self.change.node)

@@ -25,6 +25,7 @@ import psycopg
 from ..database import connect
 from ..indexes import sandbox
 from ..queries import Queries
+from ..indexes.catalog import PROBES
 from . import statements, writes
 from .files import ChangeFile, Query
 from .statements import IndexChange
@@ -103,8 +104,8 @@ def indexes_used(node: dict[str, Any]) -> list[str]:
 
 
 def table_facts(conn: psycopg.Connection, q: Queries, table_oid: int) -> dict[str, Any]:
-    facts = row(conn, q.table_facts, {"oid": table_oid})
-    facts["indexes"] = rows(conn, q.table_indexes, {"oid": table_oid})
+    facts = row(conn, PROBES.table_facts, {"oid": table_oid})
+    facts["indexes"] = rows(conn, PROBES.table_indexes, {"oid": table_oid})
     return facts
 
 
@@ -114,7 +115,7 @@ def plan(change: ChangeFile, conn: psycopg.Connection, q: Queries, st: IndexChan
     started = time.monotonic()
     conn.execute("SET statement_timeout = '5min'")  # a runaway representative query must not hang the step
     figures: dict[str, Any] = {"captured_at": datetime.now(timezone.utc).isoformat(),
-                               "server_version": row(conn, q.server_facts, {})["version"]}
+                               "server_version": row(conn, PROBES.server_facts, {})["version"]}
     if target.table_oid is not None:
         figures["table"] = table_facts(conn, q, target.table_oid)
     figures["queries"] = [explain(conn, query) for query in change.queries]
@@ -173,7 +174,7 @@ def estimate(conn: psycopg.Connection, q: Queries, st: IndexChange, target: Targ
     table = figures["table"]
     columns = [p.name for p in st.node.indexParams if p.name]
     expressions = len(st.node.indexParams) - len(columns)
-    width = row(conn, q.key_widths, {"schema": target.table_schema, "table": table["name"],
+    width = row(conn, PROBES.key_widths, {"schema": target.table_schema, "table": table["name"],
                                      "columns": columns})["width"] + 8 * expressions
     # reltuples (set by VACUUM and ANALYZE) is steadier than the n_live_tup counter.
     rows_ = table["estimated_rows"] or table["live_rows"] or 0

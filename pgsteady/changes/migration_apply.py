@@ -31,20 +31,16 @@ import psycopg
 from pglast import ast
 from psycopg import errors, sql
 
-from ..database import connect, scrub
+from ..database import connect
 from ..tasks import Discard
+from ..indexes.catalog import PROBES
 from . import states
 from .authority import TASK as BUILD_TASK, Refused, authorise
 from .migration_lint import Statement, is_migration, split
 from .migration_rules import table_of
-from .targets import jsonb, row, rows
+from .targets import jsonb, one_line, row, rows
 
 TASK = "pgsteady.run_migration"
-
-
-def one_line(exc: BaseException) -> str:
-    text = scrub(str(exc)).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def done_before(conn: psycopg.Connection, q: Any, change_id: str, step: str, step_id: int) -> set[str]:
@@ -154,12 +150,12 @@ class MigrationRun:
         node = st.node
         if not (isinstance(node, ast.IndexStmt) and node.concurrent and node.idxname):
             return
-        table = row(conn, self.q.resolve_relation, {"name": table_of(node)})
+        table = row(conn, PROBES.resolve_relation, {"name": table_of(node)})
         if table is None:
             return
         name = sql.Identifier(table["schema"], node.idxname)
-        index = row(conn, self.q.resolve_relation, {"name": name.as_string(conn)})
-        state = row(conn, self.q.index_state, {"oid": index["oid"]}) if index else None
+        index = row(conn, PROBES.resolve_relation, {"name": name.as_string(conn)})
+        state = row(conn, PROBES.index_state, {"oid": index["oid"]}) if index else None
         if state is not None and not state["is_valid"]:
             self.ctx.log(f"dropping the INVALID leftover {state['qualified']}")
             conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(name))

@@ -26,6 +26,7 @@ from pglast.enums import AlterTableType as AT, ConstrType as CT
 from pglast.parser import ParseError, scan
 
 from ..queries import Queries
+from ..indexes.catalog import PROBES
 from . import statements
 from .lint import RULES as INDEX_RULES, Finding, LintResult, _syntax
 from .migration_files import LOCKING, is_begin, is_end, not_null_check, setting, writes_rows
@@ -113,7 +114,7 @@ class Catalogue:
 
     def __init__(self, conn: psycopg.Connection, q: Queries) -> None:
         self.conn, self.q = conn, q
-        self.version_num = row(conn, q.server_facts, {})["version_num"]
+        self.version_num = row(conn, PROBES.server_facts, {})["version_num"]
 
     def column_type(self, table: str, column: str) -> tuple[str, int, str] | None:
         found = row(self.conn, self.q.column_type, {"table": table, "column": column})
@@ -279,7 +280,7 @@ def lint_change(change, conn: psycopg.Connection | None, q: Queries | None) -> M
     catalogue = Catalogue(conn, q) if conn is not None and q is not None else None
     result = lint_text(change.ddl, "change", catalogue)
     if catalogue is not None:
-        result.server_version = row(conn, q.server_facts, {})["version"]
+        result.server_version = row(conn, PROBES.server_facts, {})["version"]
     result.rollback = change.rollback
     if change.rollback:
         back = lint_text(change.rollback, "change")
@@ -316,5 +317,5 @@ def lint_file(path, dsn: str | None, schema: str, in_transaction: bool = False) 
         return lint_text(text, "sql", None, in_transaction)
     with connect(dsn, autocommit=True) as conn:
         result = lint_text(text, "sql", Catalogue(conn, for_schema(schema)), in_transaction)
-        result.server_version = row(conn, for_schema(schema).server_facts, {})["version"]
+        result.server_version = row(conn, PROBES.server_facts, {})["version"]
         return result

@@ -25,6 +25,7 @@ from pglast.visitors import Visitor
 from psycopg import sql
 
 from ..queries import Queries
+from ..indexes.catalog import PROBES
 from . import locks, measure, statements
 from .files import ChangeFile
 from .migration_lint import Statement, split
@@ -80,9 +81,9 @@ def tables_named(conn: psycopg.Connection, q: Queries, steps: list[Statement]) -
         names = [statements._qualify(r.schemaname, r.relname) for r in _range_vars(st.node)]
         names += [".".join(statements.quote(p) for p in parts) for parts in _dropped(st.node)]
         for name in names:
-            rel = row(conn, q.resolve_relation, {"name": name})
+            rel = row(conn, PROBES.resolve_relation, {"name": name})
             if rel is not None and rel["relkind"] == "r":
-                found[rel["oid"]] = row(conn, q.table_facts, {"oid": rel["oid"]})
+                found[rel["oid"]] = row(conn, PROBES.table_facts, {"oid": rel["oid"]})
     return found
 
 
@@ -161,7 +162,7 @@ def _outside(conn: psycopg.Connection, q: Queries, node: Any, scratch: str) -> s
     names = [statements._qualify(r.schemaname, r.relname) for r in _range_vars(node)]
     names += [".".join(statements.quote(p) for p in parts) for parts in _dropped(node)]
     for name in names:
-        rel = row(conn, q.resolve_relation, {"name": name})
+        rel = row(conn, PROBES.resolve_relation, {"name": name})
         if rel is not None and rel["schema"] != scratch:
             return rel["qualified"]
     return None

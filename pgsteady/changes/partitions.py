@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from ..indexes import ddl
-from ..indexes.catalog import partitions_of, truncate_name
+from ..indexes.catalog import PROBES, partitions_of, truncate_name
 from ..queries import Queries
 from ..tasks import Discard
 from .targets import Target, row
@@ -67,10 +67,10 @@ def partition_index_name(conn: psycopg.Connection, q: Queries, part: dict[str, A
     base = f"{part['name']}_{index}"
     for n in range(100):
         name = truncate_name(base, f"_{n}" if n else "")
-        found = row(conn, q.resolve_relation, {"name": ddl.ident(part["schema"], name)})
+        found = row(conn, PROBES.resolve_relation, {"name": ddl.ident(part["schema"], name)})
         if found is None:
             return name
-        state = row(conn, q.index_state, {"oid": found["oid"]}) if found["relkind"] == "i" else None
+        state = row(conn, PROBES.index_state, {"oid": found["oid"]}) if found["relkind"] == "i" else None
         if state is not None and state["table_oid"] == part["oid"]:
             return name  # ours, from an earlier attempt
     raise RuntimeError(f"no free index name like {base!r} on {part['qualified']}")
@@ -100,8 +100,8 @@ def run_route(build: Build, target: Target) -> str:
         name = partition_index_name(conn, q, part, index_name)
         qualified = ddl.ident(part["schema"], name)
         build._note({"partitions": {"done": done, "total": total, "current": part["qualified"]}})
-        existing = row(conn, q.resolve_relation, {"name": qualified})
-        existing_state = row(conn, q.index_state, {"oid": existing["oid"]}) if existing else None
+        existing = row(conn, PROBES.resolve_relation, {"name": qualified})
+        existing_state = row(conn, PROBES.index_state, {"oid": existing["oid"]}) if existing else None
         if existing_state is not None and not existing_state["is_valid"]:
             build._log(f"{qualified} is an INVALID leftover of an interrupted build; dropping it")
             build._drop_leftover(target, qualified)

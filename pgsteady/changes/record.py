@@ -19,7 +19,7 @@ from ..indexes.catalog import human_bytes
 from ..queries import Queries
 from . import states, writes
 from .files import ChangeFile, files_touched
-from .targets import jsonb, row, rows
+from .targets import row, rows
 
 ORDER = ("lint", "plan", "rehearse", "apply", "verify")
 

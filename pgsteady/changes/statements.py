@@ -25,6 +25,7 @@ from pglast.visitors import Visitor
 from psycopg import sql
 
 from ..errors import PgsteadyError
+from ..security.settings import CHANGE_QUERY_DENIED_FUNCTIONS, CHANGE_QUERY_DENIED_PREFIXES
 
 
 class StatementError(PgsteadyError):
@@ -212,20 +213,11 @@ def rewrite_query(parsed: ParsedQuery, tables: dict[tuple[str | None, str], str]
 # Functions a representative query may not call: they act outside the query's
 # read-only transaction (signal or end backends, open other connections, run
 # SQL text of their own, read server files, take locks, change settings).
-# Anything else the role may execute, a volatile function of the application
-# included, still runs: docs/changes.md says so.
-DENIED_FUNCTIONS = frozenset({
-    "pg_terminate_backend", "pg_cancel_backend", "pg_signal_backend", "pg_reload_conf", "pg_rotate_logfile",
-    "pg_promote", "pg_switch_wal", "pg_create_restore_point", "pg_logical_emit_message", "pg_notify",
-    "set_config", "pg_sleep", "pg_sleep_for", "pg_sleep_until", "pg_read_file", "pg_read_binary_file",
-    "pg_stat_file", "pg_file_write", "pg_import_system_collations", "query_to_xml", "query_to_xmlschema",
-    "query_to_xml_and_xmlschema", "cursor_to_xml", "cursor_to_xmlschema", "table_to_xml",
-    "table_to_xml_and_xmlschema", "schema_to_xml", "schema_to_xml_and_xmlschema", "database_to_xml",
-    "database_to_xml_and_xmlschema", "pg_stat_reset", "pg_stat_statements_reset", "lo_import", "lo_export",
-    "lo_unlink", "lo_create", "lo_from_bytea", "lo_put", "txid_current", "pg_current_xact_id",
-})
-DENIED_PREFIXES = ("dblink", "pg_advisory", "pg_try_advisory", "pg_ls_", "pg_stat_reset", "pg_backup_",
-                   "pg_replication_", "pg_drop_replication", "pg_create_", "pg_copy_", "pg_wal_replay_")
+# The lists live in security/settings.py. Anything else the role may execute,
+# a volatile function of the application included, still runs: docs/changes.md
+# says so.
+DENIED_FUNCTIONS = CHANGE_QUERY_DENIED_FUNCTIONS
+DENIED_PREFIXES = CHANGE_QUERY_DENIED_PREFIXES
 
 
 def denied_function(name: str) -> bool:

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import psycopg
 
-from ..database import connect, scrub
+from ..database import connect
 from ..errors import PgsteadyError
 from ..indexes import sandbox
 from ..migrations import check_current
@@ -24,14 +24,8 @@ from ..queries import for_schema
 from . import cleanup, files, measure, record, rehearse as rehearsal, states, verify as verification, writes
 from .build import TASK
 from .lint import LintResult, lint, recheck
-from .targets import jsonb, resolve, row
+from .targets import jsonb, one_line, resolve, row
 from .tasks import register
-
-
-def one_line(exc: BaseException) -> str:
-    """An error as one password-free line, for the record and the terminal."""
-    text = scrub(str(exc)).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class ChangeRefused(PgsteadyError):

@@ -14,8 +14,10 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from ..database import scrub
 from ..indexes.ddl import concurrently
 from ..queries import Queries
+from ..indexes.catalog import PROBES
 from .statements import IndexChange, _qualify
 
 @dataclass
@@ -46,20 +48,20 @@ def resolve(conn: psycopg.Connection, q: Queries, change: IndexChange) -> Target
     """The table and index a change names; missing ones are None."""
     table = index = None
     if change.kind == "create":
-        table = row(conn, q.resolve_relation, {"name": change.table_name})
+        table = row(conn, PROBES.resolve_relation, {"name": change.table_name})
         if table is not None:
             # An index always lives in its table's schema.
             index_name = _qualify(table["schema"], change.index) if change.index else None
-            index = row(conn, q.resolve_relation, {"name": index_name}) if index_name else None
+            index = row(conn, PROBES.resolve_relation, {"name": index_name}) if index_name else None
     elif change.index is not None:
-        index = row(conn, q.resolve_relation, {"name": change.index_name})
+        index = row(conn, PROBES.resolve_relation, {"name": change.index_name})
     else:
-        table = row(conn, q.resolve_relation, {"name": change.table_name})
+        table = row(conn, PROBES.resolve_relation, {"name": change.table_name})
     state = None
     if index is not None and index["relkind"] in ("i", "I"):
-        state = row(conn, q.index_state, {"oid": index["oid"]})
+        state = row(conn, PROBES.index_state, {"oid": index["oid"]})
         if table is None:
-            table = row(conn, q.table_facts, {"oid": state["table_oid"]})
+            table = row(conn, PROBES.table_facts, {"oid": state["table_oid"]})
     elif index is not None:
         state = {"not_an_index": True, "relkind": index["relkind"], "qualified": index["qualified"]}
     where = None
@@ -88,3 +90,9 @@ def derive_rollback(change: IndexChange, target: Target | None) -> str | None:
 def jsonb(value: Any) -> Jsonb:
     """A value for a jsonb parameter; times and other non-JSON values are written as text."""
     return Jsonb(value, dumps=lambda v: json.dumps(v, default=str))
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one password-free line, for the record and the terminal."""
+    text = scrub(str(exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..database import scrub
 from ..tasks import Discard, Retry
 from .build import QUEUE, TASK, Build, finish
+from .targets import one_line
 
 # Lock timeouts are retried inside an attempt; the job's own retries are for
 # what an attempt cannot handle itself: a killed worker, a lost connection,
@@ -52,11 +52,6 @@ def register(app: Any) -> None:
                 step_id = build.step_id if build.step_id is not None else getattr(exc, "step_id", None)
                 finish(app, step_id, "failed", one_line(exc), {"timeline": build.timeline})
             raise
-
-
-def one_line(exc: BaseException) -> str:
-    text = scrub(str(exc)).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def serves_builds(queues: list[str] | None) -> bool:

@@ -31,6 +31,7 @@ from pglast import ast
 from pglast.visitors import Visitor
 
 from ..queries import Queries
+from ..indexes.catalog import PROBES
 from . import statements
 from .targets import row, rows
 
@@ -95,7 +96,7 @@ def _is(rel: Any, schema: str, table: str) -> bool:
 
 def write_statements(conn: psycopg.Connection, q: Queries, table: str) -> list[dict[str, Any]] | None:
     """The statements that write and name ``table``, or None when pg_stat_statements cannot be read."""
-    if not row(conn, q.statements_available, {})["installed"]:
+    if not row(conn, PROBES.statements_available, {})["installed"]:
         return None
     try:
         with conn.transaction():

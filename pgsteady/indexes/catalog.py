@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
+from types import SimpleNamespace
 from datetime import datetime
 from typing import Any, Iterable
 
@@ -21,6 +22,14 @@ from psycopg.rows import dict_row
 from ..errors import ConfigError
 from .queries import QUERIES
 from .report import Thresholds
+
+
+# The probes of one relation (by name through to_regclass, then by oid) that
+# the change workflow makes, from the same queries as the health checks:
+# ``row(conn, PROBES.index_state, {"oid": ...})``.
+PROBES = SimpleNamespace(**{name: QUERIES[name] for name in (
+    "server_facts", "resolve_relation", "index_state", "table_facts", "table_indexes", "key_widths",
+    "relation_size", "statements_available")})
 
 
 @dataclass(eq=False)
@@ -215,7 +224,7 @@ def resolve_scope(conn: psycopg.Connection, schema: str | None, table: str | Non
         name = table
         if schema is not None and "." not in table:
             name = psycopg.sql.Identifier(schema).as_string(conn) + "." + table
-        cur.execute(QUERIES["resolve_table"], {"name": name})
+        cur.execute(QUERIES["resolve_relation"], {"name": name})
         row = cur.fetchone()
     if row is None or row["relkind"] not in ("r", "p", "m"):
         where = f" in schema {schema!r}" if schema else " on the search_path"

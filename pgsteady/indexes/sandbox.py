@@ -22,11 +22,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-# Settings that change how the server splits text into tokens.
-PINNED = {
-    "standard_conforming_strings": "on",  # a backslash in '...' is a plain character, as pglast reads it
-    "backslash_quote": "off",  # \' is never a quote, in any string
-}
+from ..security.settings import CHANGE_FILE_LEXING
+
+# Settings that change how the server splits text into tokens (their one home is security/settings.py).
+PINNED = CHANGE_FILE_LEXING
 
 
 def pin(conn: psycopg.Connection, *, local: bool = False) -> None:

@@ -89,53 +89,6 @@ SELECT count(*) FILTER (WHERE state = 'failed') AS failed,
 FROM {schema}.jobs
 WHERE finished_at >= %(since)s AND finished_at < %(until)s;
 
--- name: server_facts
-SELECT current_setting('server_version_num')::int AS version_num,
-       current_setting('server_version') AS version,
-       current_database() AS database,
-       pg_backend_pid() AS pid;
-
--- name: resolve_relation
--- A name as SQL would resolve it (search_path, quoting) to the relation.
-SELECT c.oid, c.relkind::text AS relkind, n.nspname AS schema, c.relname AS name,
-       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.oid = to_regclass(%(name)s);
-
--- name: index_state
--- One index by oid: is it usable, is it unique, what is its definition.
-SELECT i.indexrelid AS oid, i.indrelid AS table_oid, i.indisvalid AS is_valid, i.indisready AS is_ready,
-       i.indisunique AS is_unique, n.nspname AS schema, c.relname AS name,
-       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified,
-       pg_get_indexdef(i.indexrelid) AS indexdef, pg_relation_size(i.indexrelid) AS bytes
-FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE i.indexrelid = %(oid)s;
-
--- name: table_facts
-SELECT c.oid, c.relkind::text AS relkind, n.nspname AS schema, c.relname AS name,
-       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified,
-       pg_relation_size(c.oid) AS heap_bytes, pg_total_relation_size(c.oid) AS total_bytes,
-       pg_indexes_size(c.oid) AS index_bytes,
-       greatest(c.reltuples, 0)::bigint AS estimated_rows, s.n_live_tup AS live_rows,
-       greatest(s.last_analyze, s.last_autoanalyze) AS last_analyzed
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
-WHERE c.oid = %(oid)s;
-
--- name: table_indexes
-SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS indexdef, pg_relation_size(i.indexrelid) AS bytes,
-       i.indisvalid AS is_valid, i.indisunique AS is_unique, s.idx_scan
-FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-LEFT JOIN pg_stat_all_indexes s ON s.indexrelid = i.indexrelid
-WHERE i.indrelid = %(oid)s
-ORDER BY c.relname;
-
--- name: key_widths
--- Average widths of the indexed columns, for the size estimate.
-SELECT coalesce(sum(s.avg_width), 0)::int AS width
-FROM pg_stats s
-WHERE s.schemaname = %(schema)s AND s.tablename = %(table)s AND s.attname = ANY(%(columns)s);
-
 -- name: try_build_lock
 -- One build per table: a session advisory lock keyed on the table's oid,
 -- held on the build connection until the build and its cleanup are over.
@@ -187,15 +140,9 @@ ORDER BY l.pid;
 SELECT EXISTS (SELECT FROM pg_available_extensions WHERE name = 'hypopg') AS available,
        EXISTS (SELECT FROM pg_extension WHERE extname = 'hypopg') AS installed;
 
--- name: statements_available
-SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_stat_statements') AS installed;
-
 -- name: get_step
 SELECT id, change_id, step, status, command, job_id, summary, details, started_at, finished_at
 FROM {schema}.change_steps WHERE id = %(id)s;
-
--- name: relation_size
-SELECT pg_relation_size(%(oid)s) AS bytes;
 
 -- name: hypopg_create
 -- A hypothetical index: in this backend's memory only, seen by EXPLAIN (not ANALYZE).

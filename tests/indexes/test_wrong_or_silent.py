@@ -9,7 +9,7 @@ import sys
 import psycopg
 import pytest
 
-from pgsteady.indexes import Thresholds, check
+from pgsteady.indexes import check
 
 from ..helpers import ROOT
 from .conftest import SMALL, create_db, drop_db
