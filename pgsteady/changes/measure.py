@@ -120,6 +120,9 @@ def plan(change: ChangeFile, conn: psycopg.Connection, q: Queries, st: IndexChan
         figures["table"] = table_facts(conn, q, target.table_oid)
     figures["queries"] = [explain(conn, query) for query in change.queries]
     figures["writes"] = writes.snapshot(conn, q, target.table_oid, target.table_relkind, target.table)
+    if st.kind == "create" and target.table_oid is not None:
+        facts = figures["table"]
+        figures["write_warnings"] = writes.hot_update_warnings(conn, q, st, facts["schema"], facts["name"])
     figures["hypothetical"] = hypothetical(dsn, q, st, target, change.queries) if st.kind == "create" else None
     figures["estimate"] = estimate(conn, q, st, target, figures)
     figures["seconds"] = round(time.monotonic() - started, 3)

@@ -105,20 +105,25 @@ def write_statements(conn: psycopg.Connection, q: Queries, table: str) -> list[d
         return None
 
 
-def hot_update_findings(conn: psycopg.Connection, q: Queries, st: Any, schema: str, table: str, result: Any) -> None:
-    """A note for each column the new index covers that the workload's UPDATEs change."""
+def hot_update_warnings(conn: psycopg.Connection, q: Queries, st: Any, schema: str, table: str) -> list[str]:
+    """One line for each column the new index covers that the workload's UPDATEs change."""
     found = write_statements(conn, q, table)
     if not found:
-        return
+        return []
     covered = indexed_columns(st.node)
     hits: dict[str, int] = {}
     for s in found:
         for column in updated_columns(s["query"], schema, table) & covered:
             hits[column] = hits.get(column, 0) + s["calls"]
-    for column, calls in sorted(hits.items(), key=lambda kv: -kv[1]):
-        result.add("hot-updates-stop", f"the workload's UPDATE statements change {column} ({calls:,} calls "
-                   f"recorded by pg_stat_statements); with {st.index} covering it, those updates stop being HOT "
-                   "and maintain every index of the table: weigh that against the reads it speeds up", "note")
+    return [f"the workload's UPDATE statements change {column} ({calls:,} calls recorded by pg_stat_statements); "
+            f"with {st.index} covering it, those updates stop being HOT and maintain every index of the table: "
+            "weigh that against the reads it speeds up" for column, calls in sorted(hits.items(), key=lambda kv: -kv[1])]
+
+
+def hot_update_findings(conn: psycopg.Connection, q: Queries, st: Any, schema: str, table: str, result: Any) -> None:
+    """The same, as lint notes."""
+    for message in hot_update_warnings(conn, q, st, schema, table):
+        result.add("hot-updates-stop", message, "note")
 
 
 # -- plan, apply, verify: the figures --------------------------------------------------------

@@ -226,6 +226,14 @@ def register(cli: click.Group) -> None:
                            f"(cost {h['cost_before']:.0f} -> {h['cost_after']:.0f})")
         elif hypo:
             click.echo(hypo["reason"])
+        w = figures.get("writes")
+        if w:
+            hot = f", {w['hot_updated'] / w['updated']:.0%} of them HOT" if w["updated"] else ""
+            click.echo(f"writes so far (since the statistics reset): {w['inserted']:,} inserted, "
+                       f"{w['updated']:,} updated{hot}, {w['deleted']:,} deleted; verify compares the write cost "
+                       "after the apply")
+        for warning in figures.get("write_warnings") or ():
+            click.echo(plain(f"warning: {warning}"))
         est = figures.get("estimate")
         if est:
             click.echo(f"estimate: index about {human_bytes(est['index_bytes'])} ({est['basis']}), "

@@ -103,3 +103,11 @@ def test_partitioned_route_under_writes_survives_a_kill_at_a_partition_and_rolls
     note = (tmp_path / "m-device.md").read_text()
     assert "built public.m_device_idx on 4 partition(s) and attached each" in note
     assert "status**: rolled back" in note
+
+
+def test_the_progress_line_names_the_partition_being_built():
+    from pgsteady.changes.progress import Snapshot
+
+    snap = Snapshot("running", 1, phase="building index: scanning table",
+                    partitions={"done": 2, "total": 4, "current": "public.m_3"})
+    assert snap.describe == "partition 3/4 (public.m_3): building index: scanning table"
