@@ -25,7 +25,7 @@ from typing import Any, Callable
 import psycopg
 
 from ..queries import Queries
-from ..indexes.catalog import PROBES
+from ..indexes.catalog import statements_schema
 from . import measure, writes
 from .files import ChangeFile
 from .targets import row, rows
@@ -121,7 +121,7 @@ def _watch(conn: psycopg.Connection, q: Queries, change: ChangeFile, applied_at:
 
 
 def _statements(conn: psycopg.Connection, q: Queries, change: ChangeFile) -> dict[int, dict] | None:
-    if not row(conn, PROBES.statements_available, {})["installed"]:
+    if statements_schema(conn) is None:
         return None
     st = change.statement()  # None for a migration of several statements: every statement is watched
     table = (st.table or st.index or "") if st else ""

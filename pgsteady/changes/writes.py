@@ -31,7 +31,7 @@ from pglast import ast
 from pglast.visitors import Visitor
 
 from ..queries import Queries
-from ..indexes.catalog import PROBES
+from ..indexes.catalog import statements_schema
 from . import statements
 from .targets import row, rows
 
@@ -96,7 +96,7 @@ def _is(rel: Any, schema: str, table: str) -> bool:
 
 def write_statements(conn: psycopg.Connection, q: Queries, table: str) -> list[dict[str, Any]] | None:
     """The statements that write and name ``table``, or None when pg_stat_statements cannot be read."""
-    if not row(conn, PROBES.statements_available, {})["installed"]:
+    if statements_schema(conn) is None:
         return None
     try:
         with conn.transaction():

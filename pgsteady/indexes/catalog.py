@@ -29,7 +29,14 @@ from .report import Thresholds
 # ``row(conn, PROBES.index_state, {"oid": ...})``.
 PROBES = SimpleNamespace(**{name: QUERIES[name] for name in (
     "server_facts", "resolve_relation", "index_state", "table_facts", "table_indexes", "key_widths",
-    "relation_size", "statements_available")})
+    "relation_size")})
+
+
+def statements_schema(conn: psycopg.Connection) -> str | None:
+    """The schema pg_stat_statements is installed in, None when it is not (the one way every part asks)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        found = cur.execute(QUERIES["statements_extension"]).fetchone()
+    return found["schema"] if found else None
 
 
 @dataclass(eq=False)

@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from ..database import describe, scrub
 from . import ddl
 from .foreign_keys import supports
-from .catalog import ForeignKey, Index, Snapshot, human_age, human_bytes
+from .catalog import ForeignKey, Index, Snapshot, human_age, human_bytes, statements_schema
 from .queries import QUERIES
 from .report import Finding
 
@@ -102,12 +102,12 @@ def _since(window: dict[str, Any]) -> str:
 
 def _statements(snap: Snapshot) -> list[dict[str, Any]] | None:
     """The heaviest statements of this database, or None (with the reason in skipped)."""
-    ext = snap.query("statements_extension")
-    if not ext:
+    schema = statements_schema(snap.conn)
+    if schema is None:
         snap.skipped.append((STATEMENTS, "pg_stat_statements is not installed in this database "
                              "(CREATE EXTENSION pg_stat_statements; it also needs shared_preload_libraries)"))
         return None
-    query = sql.SQL(QUERIES["heaviest_statements"]).format(pgss=sql.Identifier(ext[0]["schema"]))
+    query = sql.SQL(QUERIES["heaviest_statements"]).format(pgss=sql.Identifier(schema))
     try:
         with snap.conn.transaction(), snap.conn.cursor(row_factory=dict_row) as cur:
             cur.execute(query, {"limit": STATEMENTS_READ})

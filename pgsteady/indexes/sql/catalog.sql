@@ -240,8 +240,6 @@ SELECT coalesce(sum(s.avg_width), 0)::int AS width
 FROM pg_stats s
 WHERE s.schemaname = %(schema)s AND s.tablename = %(table)s AND s.attname = ANY(%(columns)s);
 
--- name: statements_available
-SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_stat_statements') AS installed;
 
 -- name: relation_size
 SELECT pg_relation_size(%(oid)s) AS bytes;
