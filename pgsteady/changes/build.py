@@ -59,7 +59,11 @@ class OtherBuildRunning(Exception):
 
 
 class Build:
-    """One attempt of a build job; ``run()`` returns what it did, for the job result and the record."""
+    """One attempt of a build job; ``run()`` returns what it did, for the job result and the record.
+
+    ``state``, ``identical``, ``run_ddl``, ``drop_leftover``, ``log`` and ``note`` are the surface the
+    partitioned route (``partitions.run_route``) builds on; the rest is this class's own.
+    """
 
     def __init__(self, app: Any, ctx: Any, args: dict[str, Any]) -> None:
         self.app, self.ctx, self.q = app, ctx, app.queries
@@ -85,7 +89,7 @@ class Build:
             allowed = authorise(conn, self.q, self.ctx.id, self.asked)
             self.step_id, self.text = allowed.step_id, allowed.statement
             self.change: IndexChange = statements.describe(statements.parse(self.text)[0], self.text)
-            self._note({"pid": self.pid, "attempt": self.ctx.attempt, "job_id": self.ctx.id})
+            self.note({"pid": self.pid, "attempt": self.ctx.attempt, "job_id": self.ctx.id})
             target = resolve(conn, self.q, self.change)
             if target.table_oid is None:
                 if self.change.kind == "drop":
@@ -115,7 +119,7 @@ class Build:
             holder = row(conn, self.q.build_lock_holder, params)
             if not said:
                 who = f"pid {holder['pid']} ({holder['application_name'] or 'unknown'})" if holder else "another backend"
-                self._log(f"waiting: {who} is building on this table", holder=holder)
+                self.log(f"waiting: {who} is building on this table", holder=holder)
                 said = True
             if time.monotonic() > deadline:
                 raise OtherBuildRunning(f"another build on this table (pid {holder['pid'] if holder else '?'}) "
@@ -128,52 +132,52 @@ class Build:
         if target.table_relkind == "p":
             return partitions.run_route(self, target)
         while True:
-            state = self._state(target)
+            state = self.state(target)
             if state is None:
                 break
             if state["is_valid"]:
-                if self._identical(target, state):
+                if self.identical(target, state):
                     return "nothing to do: a valid identical index is already there"
                 raise Discard(f"{target.index} exists with another definition ({state['indexdef']}); "
                               "rename the new index or drop the old one in its own change")
             if self._being_built(target, state):
-                self._log(f"{target.index} is being built by another backend; waiting")
+                self.log(f"{target.index} is being built by another backend; waiting")
                 self._wait_while_built(target, state)
                 continue
-            self._log(f"{target.index} is an INVALID leftover of an interrupted build; dropping it")
-            self._drop_leftover(target, target.index)
-        self._run_ddl(target, cleanup=lambda: self._drop_leftover(target, target.index, quiet=True))
-        state = self._state(target)
+            self.log(f"{target.index} is an INVALID leftover of an interrupted build; dropping it")
+            self.drop_leftover(target, target.index)
+        self.run_ddl(target, cleanup=lambda: self.drop_leftover(target, target.index, quiet=True))
+        state = self.state(target)
         if state is None or not state["is_valid"]:
             raise RuntimeError(f"{target.index} is not valid after the build; the next attempt cleans up")
         return f"built {target.index} ({state['bytes']:,} bytes)"
 
     def _drop(self, target: Target) -> str:
-        if self._state(target) is None:
+        if self.state(target) is None:
             return "nothing to do: the index is already gone"
-        self._run_ddl(target)
+        self.run_ddl(target)
         return f"dropped {target.index}"
 
     def _reindex(self, target: Target) -> str:
         for leftover in self._reindex_leftovers(target):
-            self._log(f"{leftover} is a dead leftover of an interrupted REINDEX CONCURRENTLY; dropping it")
-            self._drop_leftover(target, leftover)
+            self.log(f"{leftover} is a dead leftover of an interrupted REINDEX CONCURRENTLY; dropping it")
+            self.drop_leftover(target, leftover)
 
         def cleanup() -> None:
             for leftover in self._reindex_leftovers(target):
-                self._drop_leftover(target, leftover, quiet=True)
+                self.drop_leftover(target, leftover, quiet=True)
 
-        self._run_ddl(target, cleanup=cleanup)
+        self.run_ddl(target, cleanup=cleanup)
         return f"reindexed {target.index or target.table}"
 
     # -- running DDL under a short lock timeout ---------------------------------------
 
-    def _run_ddl(self, target: Target, cleanup=None, text: str | None = None) -> None:
+    def run_ddl(self, target: Target, cleanup=None, text: str | None = None) -> None:
         text = text or self.text
         for attempt in range(1, self.retries + 1):
             watcher = _Blockers(self.app.dsn, self.q, self.pid)
             began = time.monotonic()
-            self._log(f"running: {text}", attempt=attempt, pid=self.pid)
+            self.log(f"running: {text}", attempt=attempt, pid=self.pid)
             try:
                 with self.conn.cursor() as cur:
                     sandbox.execute_one(cur, text)  # one statement, as the parser read it
@@ -189,7 +193,7 @@ class Build:
                                f"{target.table}: {who}; end that transaction (or wait for it) and rerun",
                                blockers=blockers)
                 delay = self.backoff * 2 ** (attempt - 1)
-                self._log(f"lock timeout {attempt}/{self.retries} after {self.lock_timeout:g}s, {who}; "
+                self.log(f"lock timeout {attempt}/{self.retries} after {self.lock_timeout:g}s, {who}; "
                           f"retrying in {delay:g}s", blockers=blockers)
                 self._sleep(delay)
             except errors.UniqueViolation as exc:
@@ -208,7 +212,7 @@ class Build:
             finally:
                 watcher.stop()
 
-    def _drop_leftover(self, target: Target, qualified: str, quiet: bool = False) -> None:
+    def drop_leftover(self, target: Target, qualified: str, quiet: bool = False) -> None:
         """Drop an INVALID index left by an interrupted build, concurrently, under the same lock rules."""
         found = row(self.conn, PROBES.resolve_relation, {"name": qualified})
         if found is None:
@@ -216,16 +220,16 @@ class Build:
         schema, name = found["schema"], found["name"]
         text = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(schema, name)).as_string(self.conn)
         if quiet:
-            self._log(f"cleaning up: {text}")
-        self._run_ddl(target, text=text)
+            self.log(f"cleaning up: {text}")
+        self.run_ddl(target, text=text)
 
     # -- inspection -------------------------------------------------------------
 
-    def _state(self, target: Target) -> dict[str, Any] | None:
+    def state(self, target: Target) -> dict[str, Any] | None:
         found = row(self.conn, PROBES.resolve_relation, {"name": target.index}) if target.index else None
         return row(self.conn, PROBES.index_state, {"oid": found["oid"]}) if found else None
 
-    def _identical(self, target: Target, state: dict[str, Any]) -> bool:
+    def identical(self, target: Target, state: dict[str, Any]) -> bool:
         same = [o for o in find_overlaps(self.conn, target.table, self.change.node)
                 if o.kind == "duplicate" and o.index == target.index]
         return bool(same) and bool(state["is_unique"]) == self.change.unique
@@ -258,11 +262,11 @@ class Build:
 
     # -- reporting --------------------------------------------------------------------
 
-    def _log(self, message: str, **data: Any) -> None:
+    def log(self, message: str, **data: Any) -> None:
         self.timeline.append({"at": time.time(), "message": message})
         self.ctx.log(message, **{k: v for k, v in data.items() if v is not None})
 
-    def _note(self, details: dict[str, Any]) -> None:
+    def note(self, details: dict[str, Any]) -> None:
         if self.step_id is not None:
             with connect(self.app.dsn, autocommit=True) as c:
                 c.execute(self.q.note_step, {"id": self.step_id, "details": jsonb(details)})

@@ -78,44 +78,44 @@ def partition_index_name(conn: psycopg.Connection, q: Queries, part: dict[str, A
 
 def run_route(build: Build, target: Target) -> str:
     conn, q = build.conn, build.q
-    state = build._state(target)
+    state = build.state(target)
     if state is not None and state["is_valid"]:
-        if build._identical(target, state):
+        if build.identical(target, state):
             return "nothing to do: a valid identical partitioned index is already there"
         raise Discard(f"{target.index} exists with another definition ({state['indexdef']}); rename the new index")
     if state is None:
         parent = ddl.deparse(build.change.node, concurrent=False, if_not_exists=False,
                              relation=_only(build.change.node.relation, target))
-        build._log(f"creating {target.index} ON ONLY {target.table} (no partition is touched)")
-        build._run_ddl(target, text=parent)
-        state = build._state(target)
+        build.log(f"creating {target.index} ON ONLY {target.table} (no partition is touched)")
+        build.run_ddl(target, text=parent)
+        state = build.state(target)
     index_schema, index_name = state["schema"], state["name"]
     parts = partitions_of(conn, target.table_oid)
     missing = {p["oid"] for p in partitions_of(conn, target.table_oid, unattached_to=state["oid"])}
     total, done = len(parts), len(parts) - len(missing)
-    build._note({"partitions": {"done": done, "total": total, "current": None}})
+    build.note({"partitions": {"done": done, "total": total, "current": None}})
     for part in parts:
         if part["oid"] not in missing:
             continue
         name = partition_index_name(conn, q, part, index_name)
         qualified = ddl.ident(part["schema"], name)
-        build._note({"partitions": {"done": done, "total": total, "current": part["qualified"]}})
+        build.note({"partitions": {"done": done, "total": total, "current": part["qualified"]}})
         existing = row(conn, PROBES.resolve_relation, {"name": qualified})
         existing_state = row(conn, PROBES.index_state, {"oid": existing["oid"]}) if existing else None
         if existing_state is not None and not existing_state["is_valid"]:
-            build._log(f"{qualified} is an INVALID leftover of an interrupted build; dropping it")
-            build._drop_leftover(target, qualified)
+            build.log(f"{qualified} is an INVALID leftover of an interrupted build; dropping it")
+            build.drop_leftover(target, qualified)
             existing_state = None
         if existing_state is None:
-            build._log(f"partition {done + 1}/{total}: building {qualified} on {part['qualified']}")
+            build.log(f"partition {done + 1}/{total}: building {qualified} on {part['qualified']}")
             statement = ddl.on_partition(state["indexdef"], part["schema"], part["name"], name).rstrip(";")
-            build._run_ddl(target, cleanup=lambda: build._drop_leftover(target, qualified, quiet=True),
+            build.run_ddl(target, cleanup=lambda: build.drop_leftover(target, qualified, quiet=True),
                            text=statement)
-        build._run_ddl(target, text=ddl.attach(index_schema, index_name, part["schema"], name).rstrip(";"))
+        build.run_ddl(target, text=ddl.attach(index_schema, index_name, part["schema"], name).rstrip(";"))
         done += 1
-        build._log(f"partition {done}/{total}: {part['qualified']} attached")
-        build._note({"partitions": {"done": done, "total": total, "current": None}})
-    state = build._state(target)
+        build.log(f"partition {done}/{total}: {part['qualified']} attached")
+        build.note({"partitions": {"done": done, "total": total, "current": None}})
+    state = build.state(target)
     if not state["is_valid"]:
         raise RuntimeError(f"{target.index} is not valid after attaching every partition; the next attempt "
                            "looks again")
