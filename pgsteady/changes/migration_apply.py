@@ -32,6 +32,7 @@ from pglast import ast
 from psycopg import errors, sql
 
 from ..database import connect, scrub
+from ..indexes import sandbox
 from ..tasks import Discard
 from . import states
 from .authority import TASK as BUILD_TASK, Refused, authorise
@@ -82,6 +83,7 @@ class MigrationRun:
         with connect(self.app.dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{int(self.lock_timeout * 1000)}ms")))
             conn.execute("SET statement_timeout = 0")
+            sandbox.pin(conn)  # the server lexes the statements as pglast did
             conn.execute(sql.SQL("SET application_name = {}").format(sql.Literal(f"pgsteady migration job {self.ctx.id}")))
             if conn.info.server_version >= 140000:  # a killed worker's statement ends within a second
                 conn.execute("SET client_connection_check_interval = '1s'")
@@ -112,12 +114,13 @@ class MigrationRun:
             self.ctx.log(f"statement {st.index}/{total} (line {st.line}), attempt {entry['attempts']}: {st.heading}")
             try:
                 if st.transactional:
-                    with conn.transaction():
-                        conn.execute(st.text)
+                    with conn.transaction(), conn.cursor() as cur:
+                        sandbox.execute_one(cur, st.text)  # one statement, as the parser read it
                         entry["seconds"] = round(time.monotonic() - began, 3)
                         self._record(conn, entry)  # in the statement's transaction: done and recorded together
                 else:
-                    conn.execute(st.text)
+                    with conn.cursor() as cur:
+                        sandbox.execute_one(cur, st.text)
                     entry["seconds"] = round(time.monotonic() - began, 3)
                     self._record(conn, entry)
                 return

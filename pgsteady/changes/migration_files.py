@@ -130,6 +130,19 @@ def _lock_timeout_off(st, walk):
         yield f"SET lock_timeout to {value!r}"
 
 
+@rule("session-setting", "refuse",
+      "SET standard_conforming_strings or backslash_quote, RESET ALL and DISCARD change how the server reads "
+      "the statements after them, or undo lock_timeout: the statements would no longer run as lint read them",
+      "leave the session's settings to the runner; set only what a statement needs (search_path, work_mem)", "")
+def _session_setting(st, walk):
+    node = st.node
+    if isinstance(node, ast.VariableSetStmt) and (node.kind == VariableSetKind.VAR_RESET_ALL or
+                                                  node.name in ("standard_conforming_strings", "backslash_quote")):
+        yield f"line {st.line}: {st.heading}"
+    if isinstance(node, ast.DiscardStmt):
+        yield f"line {st.line}: DISCARD"
+
+
 @rule("missing-statement-timeout", "note",
       "without statement_timeout a runaway statement holds its locks as long as it runs",
       "SET statement_timeout = '10min';  -- long enough for the slowest step", "squawk require-statement-timeout",

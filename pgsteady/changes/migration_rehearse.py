@@ -25,7 +25,7 @@ from pglast.visitors import Visitor
 from psycopg import sql
 
 from ..queries import Queries
-from . import locks, measure, statements
+from . import cleanup, locks, measure, statements
 from .files import ChangeFile
 from .migration_lint import Statement, split
 from .rehearse import copy_table
@@ -98,6 +98,7 @@ def rehearse(change: ChangeFile, conn: psycopg.Connection, q: Queries, dsn: str)
                                "queries": []}
     conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(scratch)))
     try:
+        cleanup.mark_schema(conn, q, scratch)  # a killed rehearsal's copy is found and dropped later
         for facts in tables.values():
             figures["tables"].append(copy_table(conn, q, facts, scratch, change.sample))
         copied = time.monotonic()

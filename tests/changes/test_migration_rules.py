@@ -104,6 +104,8 @@ CASES = {
                              "SET lock_timeout = '2s';\nALTER TABLE posts ADD COLUMN a text"),
     "lock-timeout-off": ("change", "SET lock_timeout = 0;\nALTER TABLE posts ADD COLUMN a text",
                          "SET lock_timeout = '2s';\nALTER TABLE posts ADD COLUMN a text"),
+    "session-setting": ("change", "SET standard_conforming_strings = off;\nALTER TABLE posts ADD COLUMN a text DEFAULT 'x\\'",
+                        "SET work_mem = '64MB';\nALTER TABLE posts ADD COLUMN a text DEFAULT 'x'"),
     "missing-statement-timeout": ("sql", "SET lock_timeout = '2s';\nALTER TABLE posts ADD COLUMN a text",
                                   "SET lock_timeout = '2s';\nSET statement_timeout = '10min';\n"
                                   "ALTER TABLE posts ADD COLUMN a text"),
