@@ -94,6 +94,19 @@ def _backfill_in_tx(st, walk):
         yield f"{type(st.node).__name__[:-4].upper()} {table} after {', '.join(sorted(walk.tx_locks))} in one transaction"
 
 
+@rule("validate-in-transaction", "refuse",
+      "VALIDATE CONSTRAINT in the transaction that added the constraint (or other DDL on the table) scans every "
+      "row while that DDL's ACCESS EXCLUSIVE is still held: the NOT VALID step bought nothing",
+      "commit the ADD CONSTRAINT ... NOT VALID first; validate in a later transaction (a separate migration, or "
+      "after COMMIT):\nALTER TABLE t ADD CONSTRAINT t_fk FOREIGN KEY (a_id) REFERENCES a (id) NOT VALID;\nCOMMIT;\n"
+      "ALTER TABLE t VALIDATE CONSTRAINT t_fk;",
+      "strong_migrations validate_foreign_key / validate_check_constraint in the same transaction")
+def _validate_in_tx(st, walk):
+    for cmd in cmds(st.node, AT.AT_ValidateConstraint):
+        if st.in_transaction and table_of(st.node) in walk.tx_locks:
+            yield f"VALIDATE CONSTRAINT {cmd.name} in the transaction that altered {table_of(st.node)}"
+
+
 @rule("unbatched-backfill", "refuse",
       "an UPDATE or DELETE of a whole table is one long transaction: every row it touches stays locked, and "
       "dead rows pile up until it commits",

@@ -98,6 +98,12 @@ CASES = {
                                        "UPDATE posts SET a = 'x' WHERE id < 1000;\nCOMMIT",
                                 "SET lock_timeout = '2s';\nBEGIN;\nALTER TABLE posts ADD COLUMN a text;\nCOMMIT;\n"
                                 "UPDATE posts SET a = 'x' WHERE id < 1000"),
+    "validate-in-transaction": ("sql", "SET lock_timeout = '2s';\nBEGIN;\n"
+                                       "ALTER TABLE posts ADD CONSTRAINT c CHECK (views >= 0) NOT VALID;\n"
+                                       "ALTER TABLE posts VALIDATE CONSTRAINT c;\nCOMMIT",
+                                "SET lock_timeout = '2s';\nBEGIN;\n"
+                                "ALTER TABLE posts ADD CONSTRAINT c CHECK (views >= 0) NOT VALID;\nCOMMIT;\n"
+                                "ALTER TABLE posts VALIDATE CONSTRAINT c"),
     "unbatched-backfill": ("change", "UPDATE posts SET views = 0",
                            "UPDATE posts SET views = 0 WHERE id >= 1 AND id < 10001 AND views IS NULL"),
     "missing-lock-timeout": ("sql", "ALTER TABLE posts ADD COLUMN a text",
