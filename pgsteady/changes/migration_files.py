@@ -42,7 +42,8 @@ def setting(node, name: str) -> str | None:
     if node.kind in (VariableSetKind.VAR_SET_DEFAULT, VariableSetKind.VAR_RESET):
         return "0"
     arg = node.args[0].val if node.args else None
-    return str(getattr(arg, "sval", None) or getattr(arg, "ival", 0))
+    value = str(getattr(arg, "sval", None) or getattr(arg, "ival", 0)).strip()
+    return "0" if value.lower().rstrip("mshdin ") in ("0", "") else value  # 0, '0s', '0ms': off
 
 
 def new_columns(node):
@@ -139,7 +140,7 @@ def _missing_lock_timeout(st, walk):
       "keep a short lock_timeout: SET lock_timeout = '2s';", "squawk require-lock-timeout")
 def _lock_timeout_off(st, walk):
     value = setting(st.node, "lock_timeout")
-    if value is not None and value.strip().rstrip("ms").strip() in ("0", ""):
+    if value == "0":
         yield f"SET lock_timeout to {value!r}"
 
 
