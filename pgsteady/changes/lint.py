@@ -33,6 +33,7 @@ RULES = {
     "duplicate-index": "an identical index already exists: a second one only adds write cost and disk",
     "redundant-index": "an existing index already serves every lookup this one would",
     "partitioned-parent": "CREATE INDEX CONCURRENTLY cannot build on a partitioned table; build per partition and attach",
+    "partitioned-drop": "DROP INDEX CONCURRENTLY refuses a partitioned index and an index attached to one",
     "concurrent-build-bug": "PostgreSQL 14.0 to 14.3 can corrupt indexes built CONCURRENTLY; upgrade to 14.4 or later",
     "unknown-table": "the table the change is on must exist",
     "unknown-index": "the index a DROP or REINDEX names must exist",
@@ -189,6 +190,15 @@ def _catalogue(st: IndexChange, conn: psycopg.Connection, q: Queries, result: Li
         from ..indexes.catalog import load_index
 
         index = load_index(conn, target.index_state["oid"])
+        if index.relkind == "I" and st.concurrent:
+            result.add("partitioned-drop", f"{index.qualified} is a partitioned index: PostgreSQL cannot drop it "
+                       "concurrently. DROP INDEX (without CONCURRENTLY) drops it with every partition's index under "
+                       "an ACCESS EXCLUSIVE lock on each partition; do it in a quiet moment, with a lock_timeout")
+            return
+        if index.is_partition and st.concurrent:
+            result.add("partitioned-drop", f"{index.qualified} is attached to a partitioned index and cannot be "
+                       "dropped on its own; drop the partitioned index it belongs to instead")
+            return
         if index.backs_constraint:
             result.add("constraint-index", f"{index.qualified} backs constraint {index.constraint_name}; "
                        "drop the constraint instead, in a quiet moment")

@@ -124,6 +124,7 @@ class Snapshot:
     foreign_keys: list[ForeignKey]
     builds: list[dict[str, Any]]
     also: tuple[str, ...] = ()  # replica DSNs whose index scans count too
+    own_schemas: frozenset[str] = frozenset()  # schemas of pgsteady installs
     skipped: list[tuple[str, str]] = field(default_factory=list)
     _names_taken: dict[str, set[str]] = field(default_factory=dict)
     _by_table: dict[int, list[Index]] | None = None
@@ -238,6 +239,7 @@ def load(
     _add_columns(conn, snap.indexes)
     snap.foreign_keys = [ForeignKey(**row) for row in snap.query("foreign_keys", scope)]
     snap.builds = snap.query("builds_in_progress")
+    snap.own_schemas = frozenset(r["schema"] for r in snap.query("own_schemas"))
     return snap
 
 

@@ -68,6 +68,18 @@ def concurrently(indexdef: str) -> str:
     return deparse(index_statement(indexdef), concurrent=True)
 
 
+def on_partition(indexdef: str, schema: str, table: str, name: str) -> str:
+    """A partitioned index's definition as the CREATE INDEX CONCURRENTLY of its index on one partition."""
+    node = index_statement(indexdef)
+    partition = ast.RangeVar(schemaname=schema, relname=table, inh=True, relpersistence="p")
+    return deparse(node, relation=partition, idxname=name, concurrent=True, if_not_exists=False) + ";"
+
+
+def attach(parent_schema: str, parent: str, schema: str, name: str) -> str:
+    """Attach a partition's index to the partitioned index (instant; the parent turns valid with the last one)."""
+    return f"ALTER INDEX {ident(parent_schema, parent)} ATTACH PARTITION {ident(schema, name)};"
+
+
 def recreate(index: Index) -> str:
     """The CREATE INDEX CONCURRENTLY that rebuilds ``index`` as it is defined now."""
     return concurrently(index.indexdef) + ";"

@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from ..database import describe, scrub
 from . import ddl
 from .foreign_keys import supports
-from .catalog import ForeignKey, Index, Snapshot, human_bytes
+from .catalog import ForeignKey, Index, Snapshot, human_age, human_bytes
 from .queries import QUERIES
 from .report import Finding
 
@@ -53,6 +53,12 @@ def unused(snap: Snapshot) -> Iterator[Finding]:
     for fk in snap.foreign_keys:
         fks_by_table.setdefault(fk.table_oid, []).append(fk)
     window = snap.stats_window()
+    age, needed = window["stats_age_seconds"], snap.thresholds.unused_min_history_seconds
+    if age is not None and age < needed:
+        snap.skipped.append((UNUSED, f"not enough history: the statistics were reset {window['stats_age']} ago, "
+                             f"and an index is only called unused after {human_age(needed)} of counting "
+                             "(--unused-min-history)"))
+        return
     floor = snap.thresholds.unused_min_bytes
     unused_ones = [i for i in snap.indexes if _unused(i, replicas, floor, fks_by_table)]
     last = {r["oid"]: r["last_idx_scan"]

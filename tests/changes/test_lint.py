@@ -31,6 +31,9 @@ UNSAFE = [
     ("DROP INDEX CONCURRENTLY no_such_index", "unknown-index"),
     ("CREATE INDEX CONCURRENTLY events_pkey_copy ON events (kind)", "name-taken"),
     ("CREATE INDEX CONCURRENTLY events_kind_idx ON events (kind) WHERE", "parse-error"),
+    # PostgreSQL refuses both (issue 15): a partitioned index, and an index attached to one.
+    ("DROP INDEX CONCURRENTLY measurements_v_idx", "partitioned-drop"),
+    ("DROP INDEX CONCURRENTLY measurements_2026_v_idx", "partitioned-drop"),
 ]
 
 
@@ -44,7 +47,16 @@ def planted(dsn):
         conn.execute("CREATE TABLE measurements (at timestamptz, v int) PARTITION BY RANGE (at)")
         conn.execute("CREATE TABLE measurements_2026 PARTITION OF measurements "
                      "FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')")
+        conn.execute("CREATE INDEX measurements_v_idx ON measurements (v)")  # measurements_2026_v_idx attached
     return dsn
+
+
+@pytest.mark.parametrize("ddl", ["DROP INDEX CONCURRENTLY measurements_v_idx",
+                                 "DROP INDEX CONCURRENTLY measurements_2026_v_idx"])
+def test_the_drops_lint_refuses_as_partitioned_are_the_ones_postgresql_refuses(planted, ddl):
+    with psycopg.connect(planted, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.Error):
+            conn.execute(ddl)
 
 
 @pytest.mark.parametrize("ddl, rule", UNSAFE, ids=[rule for _, rule in UNSAFE])

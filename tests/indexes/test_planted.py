@@ -217,8 +217,8 @@ def test_partitioned_tables_are_judged_at_the_parent_without_unsafe_fixes(server
             """)
         report = check(dsn, unused_min_bytes=0)
         found = {(f.check, f.objects[0]): f for f in report.findings}
-        assert set(found) == {("duplicate_index", "public.ev_at_copy"), ("fk_without_index", "public.ev"),
-                              ("boolean_index", "public.ev_flag")}
+        # ev_flag is a boolean index on an empty table: no shape advice for tiny tables.
+        assert set(found) == {("duplicate_index", "public.ev_at_copy"), ("fk_without_index", "public.ev")}
         # Nothing on a partitioned table can be built or dropped CONCURRENTLY.
         assert all(f.fix_statements == [] for f in found.values())
         assert "cannot be dropped concurrently" in found[("duplicate_index", "public.ev_at_copy")].message

@@ -158,3 +158,29 @@ SELECT c.relname::text AS name
 SELECT s.indexrelid AS oid, to_jsonb(s) ->> 'last_idx_scan' AS last_idx_scan
   FROM pg_stat_all_indexes s
  WHERE s.indexrelid = ANY(%(oids)s::oid[])
+
+-- name: own_schemas
+-- Schemas that hold a pgsteady install (its migrations and jobs tables):
+-- their indexes are deliberate designs, not tuning advice for the user.
+SELECT n.nspname::text AS schema
+  FROM pg_namespace n
+ WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid AND c.relname = 'migrations' AND c.relkind = 'r')
+   AND EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid AND c.relname = 'change_steps' AND c.relkind = 'r')
+   AND EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid AND c.relname = 'jobs' AND c.relkind IN ('r', 'p'))
+
+-- name: unattached_partitions
+-- For a partitioned index, the partitions of its table that have no index
+-- attached to it: each keeps the parent INVALID until one is built and attached.
+SELECT p.oid AS partition_oid,
+       pn.nspname::text AS schema,
+       p.relname::text AS name,
+       quote_ident(pn.nspname) || '.' || quote_ident(p.relname) AS qualified,
+       p.relkind::text AS relkind
+  FROM pg_index pi
+  JOIN pg_inherits h ON h.inhparent = pi.indrelid
+  JOIN pg_class p ON p.oid = h.inhrelid
+  JOIN pg_namespace pn ON pn.oid = p.relnamespace
+ WHERE pi.indexrelid = %(index_oid)s
+   AND NOT EXISTS (SELECT 1 FROM pg_inherits hi JOIN pg_index ci ON ci.indexrelid = hi.inhrelid
+                    WHERE hi.inhparent = pi.indexrelid AND ci.indrelid = p.oid)
+ ORDER BY p.relname
