@@ -212,8 +212,7 @@ def register(cli: click.Group) -> None:
         if as_json:
             echo_json(figures)
             return
-        t = figures.get("table")
-        if t:
+        for t in [figures["table"]] if figures.get("table") else figures.get("tables", []):  # a migration: each
             click.echo(f"table {t['qualified']}: {t['estimated_rows']:,} rows, {human_bytes(t['heap_bytes'])} data, "
                        f"{human_bytes(t['index_bytes'])} in {len(t['indexes'])} index(es)")
             for i in t["indexes"]:

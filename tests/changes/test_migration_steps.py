@@ -44,6 +44,9 @@ def test_a_migration_runs_statement_by_statement_with_each_one_recorded(dsn, tmp
     lint = pgsteady("change", "lint", str(path), dsn=dsn)
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
+    plan = pgsteady("change", "plan", str(path), dsn=dsn)
+    assert plan.returncode == 0 and "table public.posts: 5,000 rows" in plan.stdout, plan.stdout + plan.stderr
+
     rehearse = pgsteady("change", "rehearse", str(path), dsn=dsn)
     assert rehearse.returncode == 0, rehearse.stdout + rehearse.stderr
     assert "4. line 4: " in rehearse.stdout and "ShareUpdateExclusiveLock" in rehearse.stdout
