@@ -139,7 +139,10 @@ def _one(conn: psycopg.Connection, q: Queries, dsn: str, st: Statement, scratch:
         return {**base, "status": "not rehearsed", "why": reason}
     node = st.node
     for rv in _range_vars(node):
-        if rv.schemaname in schemas:
+        # A copied table's schema, or a qualified name that does not exist yet (a new table,
+        # sequence or index is created among the copies, never next to the real ones).
+        if rv.schemaname in schemas or (rv.schemaname and rv.schemaname != scratch and row(
+                conn, q.resolve_relation, {"name": statements._qualify(rv.schemaname, rv.relname)}) is None):
             rv.schemaname = scratch
     if isinstance(node, ast.DropStmt):
         node.objects = tuple(tuple([ast.String(sval=scratch), parts[-1]]) if len(parts) == 2 and

@@ -84,9 +84,14 @@ def test_a_statement_naming_an_object_outside_the_copy_is_not_run(dsn, tmp_path)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE VIEW recent AS SELECT * FROM posts")
         conn.execute("CREATE TABLE parts (at int) PARTITION BY RANGE (at)")
-    change = files.load(write_change(tmp_path, "outside", "DROP TABLE parts;\nDROP VIEW recent;\nTRUNCATE parts"))
+    change = files.load(write_change(tmp_path, "outside", "DROP TABLE parts;\nDROP VIEW recent;\nTRUNCATE parts;\n"
+                                                          "CREATE TABLE public.made_here (id bigint);\n"
+                                                          "CREATE SEQUENCE public.made_seq"))
     with psycopg.connect(dsn, autocommit=True) as conn:
         figures = rehearse(change, conn, for_schema("pgsteady"), dsn)
-    assert [s["status"] for s in figures["statements"]] == ["not rehearsed"] * 3, figures["statements"]
+    statuses = [s["status"] for s in figures["statements"]]
+    assert statuses == ["not rehearsed"] * 3 + ["done", "done"], figures["statements"]
     assert "public.parts" in figures["statements"][0]["why"]
     assert scalar(dsn, "SELECT to_regclass('parts') IS NOT NULL AND to_regclass('recent') IS NOT NULL")
+    # New objects named in public were made among the copies, and went with them.
+    assert scalar(dsn, "SELECT to_regclass('public.made_here') IS NULL AND to_regclass('public.made_seq') IS NULL")
