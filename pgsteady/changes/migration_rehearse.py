@@ -33,7 +33,7 @@ from .targets import row
 
 _RUN = (ast.AlterTableStmt, ast.IndexStmt, ast.DropStmt, ast.RenameStmt, ast.CreateStmt, ast.CreateSeqStmt,
         ast.UpdateStmt, ast.DeleteStmt, ast.InsertStmt, ast.ReindexStmt, ast.VacuumStmt, ast.ClusterStmt,
-        ast.TruncateStmt, ast.CommentStmt)
+        ast.TruncateStmt)
 _DROPPABLE = (ObjectType.OBJECT_TABLE, ObjectType.OBJECT_INDEX, ObjectType.OBJECT_SEQUENCE)
 
 
@@ -68,6 +68,9 @@ def why_not(st: Statement) -> str | None:
         return f"DROP {ObjectType(node.removeType).name[7:]} acts on objects the copy shares with the database"
     if isinstance(node, ast.RenameStmt) and node.renameType == ObjectType.OBJECT_SCHEMA:
         return "renaming a schema acts on the database itself"
+    if (isinstance(node, ast.VacuumStmt) and not node.rels) or \
+            (isinstance(node, (ast.ClusterStmt, ast.ReindexStmt)) and node.relation is None):
+        return "without a table it acts on every table of the database"
     return None
 
 

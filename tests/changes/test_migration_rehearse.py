@@ -86,11 +86,14 @@ def test_a_statement_naming_an_object_outside_the_copy_is_not_run(dsn, tmp_path)
         conn.execute("CREATE TABLE parts (at int) PARTITION BY RANGE (at)")
     change = files.load(write_change(tmp_path, "outside", "DROP TABLE parts;\nDROP VIEW recent;\nTRUNCATE parts;\n"
                                                           "CREATE TABLE public.made_here (id bigint);\n"
-                                                          "CREATE SEQUENCE public.made_seq"))
+                                                          "CREATE SEQUENCE public.made_seq;\n"
+                                                          "VACUUM FULL;\nCLUSTER;\nREINDEX SCHEMA public;\n"
+                                                          "COMMENT ON VIEW recent IS 'x'"))
     with psycopg.connect(dsn, autocommit=True) as conn:
         figures = rehearse(change, conn, for_schema("pgsteady"), dsn)
     statuses = [s["status"] for s in figures["statements"]]
-    assert statuses == ["not rehearsed"] * 3 + ["done", "done"], figures["statements"]
+    assert statuses == ["not rehearsed"] * 3 + ["done", "done"] + ["not rehearsed"] * 4, figures["statements"]
+    assert "every table of the database" in figures["statements"][5]["why"]
     assert "public.parts" in figures["statements"][0]["why"]
     assert scalar(dsn, "SELECT to_regclass('parts') IS NOT NULL AND to_regclass('recent') IS NOT NULL")
     # New objects named in public were made among the copies, and went with them.
