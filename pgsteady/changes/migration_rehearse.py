@@ -66,8 +66,8 @@ def why_not(st: Statement) -> str | None:
         return f"{type(node).__name__} acts on objects the copy shares with the database"
     if isinstance(node, ast.DropStmt) and node.removeType not in _DROPPABLE:
         return f"DROP {ObjectType(node.removeType).name[7:]} acts on objects the copy shares with the database"
-    if isinstance(node, ast.RenameStmt) and node.renameType == ObjectType.OBJECT_SCHEMA:
-        return "renaming a schema acts on the database itself"
+    if isinstance(node, ast.RenameStmt) and node.relation is None:
+        return f"renaming a {ObjectType(node.renameType).name[7:].lower()} acts on objects the copy shares with the database"
     if (isinstance(node, ast.VacuumStmt) and not node.rels) or \
             (isinstance(node, (ast.ClusterStmt, ast.ReindexStmt)) and node.relation is None):
         return "without a table it acts on every table of the database"
