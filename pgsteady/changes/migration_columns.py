@@ -132,6 +132,8 @@ def _check_not_valid(st, walk):
     for con in added_constraints(st.node, CT.CONSTR_CHECK):
         if not con.skip_validation:
             yield f"CHECK ({sql_of(con.raw_expr)}) on {table_of(st.node)} without NOT VALID"
+    for col in _inline(st.node, CT.CONSTR_CHECK):
+        yield f"ADD COLUMN {col.colname} ... CHECK: every row is checked; add the column, then the CHECK NOT VALID"
 
 
 @rule("foreign-key-not-valid", "refuse",

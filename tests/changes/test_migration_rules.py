@@ -160,9 +160,11 @@ def test_rule_triggers_and_its_safe_route_passes(rule):
 
 def test_inline_unique_and_primary_key_of_a_new_column_build_their_index_under_the_table_lock():
     result = lint_text("ALTER TABLE posts ADD COLUMN slug text UNIQUE;\n"
-                       "ALTER TABLE posts ADD COLUMN k bigint PRIMARY KEY DEFAULT 1", "change")
+                       "ALTER TABLE posts ADD COLUMN k bigint PRIMARY KEY DEFAULT 1;\n"
+                       "ALTER TABLE posts ADD COLUMN n bigint CHECK (n > 0)", "change")
     assert [(f.rule, f.line) for f in result.findings] == [("unique-constraint-builds-index", 1),
-                                                           ("primary-key-builds-index", 2)]
+                                                           ("primary-key-builds-index", 2),
+                                                           ("constraint-not-valid", 3)]
 
 
 def test_new_tables_are_exempt_from_lock_and_rewrite_rules():
