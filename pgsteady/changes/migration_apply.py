@@ -31,7 +31,7 @@ import psycopg
 from pglast import ast
 from psycopg import errors, sql
 
-from ..database import connect, scrub
+from ..database import connect
 from ..indexes import sandbox
 from ..tasks import Discard
 from . import states
@@ -41,11 +41,6 @@ from .migration_rules import table_of
 from .targets import jsonb, row, rows
 
 TASK = "pgsteady.run_migration"
-
-
-def one_line(exc: BaseException) -> str:
-    text = scrub(str(exc)).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def done_before(conn: psycopg.Connection, q: Any, change_id: str, step: str, step_id: int) -> set[str]:
@@ -100,7 +95,8 @@ class MigrationRun:
                 if st.text in done and not isinstance(st.node, ast.VariableSetStmt):  # a new session needs its SETs
                     continue
                 self._one(conn, st, len(steps))
-        summary = f"ran {len(steps)} statements in {time.monotonic() - started:.2f}s"
+        ran = sum(r["status"] == "done" for r in self.records)
+        summary = f"ran {ran} statement(s) in {time.monotonic() - started:.2f}s; all {len(steps)} applied"
         with connect(self.app.dsn, autocommit=True) as conn:
             states.end_step(conn, self.q, self.step_id, "done", summary, {"statements": self.records})
         return {"outcome": summary, "statements": self.records}
@@ -183,6 +179,8 @@ def register(app: Any, queue: str, retry: Any, max_attempts: int) -> None:
     @app.task(name=TASK, queue=queue, max_attempts=max_attempts, retry=retry)
     def run_migration(ctx, **args: Any) -> dict[str, Any]:
         """Run a recorded migration change, statement by statement (pgsteady/changes/migration_apply.py)."""
+        from .tasks import one_line  # the one way a job's error becomes a line of the record
+
         run = MigrationRun(app, ctx, args)
         try:
             return run.run()

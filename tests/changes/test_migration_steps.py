@@ -55,7 +55,7 @@ def test_a_migration_runs_statement_by_statement_with_each_one_recorded(dsn, tmp
     worker()
     apply = pgsteady("change", "apply", str(path), "--wait", "--timeout", "60", dsn=dsn)
     assert apply.returncode == 0, apply.stdout + apply.stderr
-    assert "ran 8 statements" in apply.stdout
+    assert "ran 8 statement(s)" in apply.stdout and "all 8 applied" in apply.stdout
     assert scalar(dsn, "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'posts'::regclass AND attname = 'title'")
     assert scalar(dsn, "SELECT count(*) FROM pg_constraint WHERE conname = 'posts_slug_key' AND contype = 'u'") == 1
 
