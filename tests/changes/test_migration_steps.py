@@ -108,6 +108,8 @@ def test_a_failed_statement_stops_the_apply_and_the_rerun_goes_on_from_it(dsn, t
     assert shown["status"] == "apply failed"
     recorded = shown["steps"][-1]["details"]["statements"]
     assert [(s["index"], s["status"]) for s in recorded] == [(1, "done"), (2, "done"), (3, "failed")]
+    text = pgsteady("change", "show", "nulls", dsn=dsn).stdout
+    assert "statement 2/3 (line 2): done in" in text and "statement 3/3 (line 3): failed" in text, text
 
     with psycopg.connect(dsn, autocommit=True) as conn:  # the backfill the failure asked for
         conn.execute("UPDATE posts SET title = 'untitled' WHERE title IS NULL")
