@@ -262,3 +262,11 @@ def test_the_docs_list_every_rule_with_its_safe_route():
         "docs/changes.md is stale: paste `python -m pgsteady.changes.migration_rules` between the markers"
     for name in RULES:
         assert f"| `{name}` |" in doc
+
+
+def test_concurrent_builds_in_a_migration_are_refused_on_postgresql_14_0_to_14_3(site):
+    text = "ALTER TABLE posts ADD COLUMN a text;\nCREATE INDEX CONCURRENTLY posts_a_idx ON posts (a)"
+    assert "concurrent-build-bug" not in {f.rule for f in lint_text(text, "change", site).findings}
+    site.version_num = 140003  # what the catalogue reads from a 14.3 server
+    assert [(f.rule, f.line) for f in lint_text(text, "change", site).findings if f.severity == "refuse"] == \
+        [("concurrent-build-bug", 2)]
