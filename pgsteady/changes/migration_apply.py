@@ -25,6 +25,7 @@ seconds, attempts and lock timeouts; the note lists them.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 import psycopg
@@ -43,14 +44,15 @@ from .targets import jsonb, row, rows
 TASK = "pgsteady.run_migration"
 
 
-def done_before(conn: psycopg.Connection, q: Any, change_id: str, step: str, step_id: int) -> set[str]:
-    """Statements of ``step`` recorded done by this run or an earlier one since the last opposite step."""
-    done: set[str] = set()
+def done_before(conn: psycopg.Connection, q: Any, change_id: str, step: str, step_id: int) -> Counter:
+    """Statements of ``step`` recorded done (by text, with how many times) by this run or an earlier
+    one since the last opposite step: a rerun after a failure goes on where it stopped."""
+    done: Counter = Counter()
     for s in rows(conn, q.change_steps, {"change_id": change_id}):
         if s["step"] != step and s["step"] in ("apply", "rollback") and s["status"] == "done":
-            done = set()  # a rollback after an apply (or the reverse) starts the count again
+            done = Counter()  # a rollback after an apply (or the reverse) starts the count again
         elif s["step"] == step and (s["id"] == step_id or s["status"] != "queued"):
-            done |= {d["sql"] for d in (s["details"] or {}).get("statements", []) if d["status"] == "done"}
+            done.update(d["sql"] for d in (s["details"] or {}).get("statements", []) if d["status"] == "done")
     return done
 
 
@@ -92,7 +94,8 @@ class MigrationRun:
             done = done_before(conn, self.q, allowed.change_id, allowed.step, self.step_id)
             steps = [s for s in split(allowed.statement) if not _skipped(s)]
             for st in steps:
-                if st.text in done and not isinstance(st.node, ast.VariableSetStmt):  # a new session needs its SETs
+                if done[st.text] and not isinstance(st.node, ast.VariableSetStmt):  # a new session needs its SETs
+                    done[st.text] -= 1  # the same text twice in a file is two statements
                     continue
                 self._one(conn, st, len(steps))
         ran = sum(r["status"] == "done" for r in self.records)
@@ -135,12 +138,12 @@ class MigrationRun:
                 self._fail(conn, entry, str(exc).strip().splitlines()[0])
 
     def _record(self, conn: psycopg.Connection, entry: dict[str, Any]) -> None:
-        self.records = [r for r in self.records if r["sql"] != entry["sql"]] + [dict(entry)]
+        self.records = [r for r in self.records if (r["index"], r["sql"]) != (entry["index"], entry["sql"])] + [dict(entry)]
         conn.execute(self.q.note_step, {"id": self.step_id, "details": jsonb({"statements": self.records})})
 
     def _fail(self, conn: psycopg.Connection, entry: dict[str, Any], error: str) -> None:
         entry.update(status="failed", error=error)
-        self.records = [r for r in self.records if r["sql"] != entry["sql"]] + [dict(entry)]
+        self.records = [r for r in self.records if (r["index"], r["sql"]) != (entry["index"], entry["sql"])] + [dict(entry)]
         done = sum(r["status"] == "done" for r in self.records)
         message = (f"statement {entry['index']} (line {entry['line']}) failed: {error}; {done} statement(s) "
                    "before it are applied and recorded; fix it and rerun `pgsteady change apply`, which goes on "
