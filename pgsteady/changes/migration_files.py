@@ -12,7 +12,7 @@ from pglast import ast
 from pglast.enums import AlterTableType as AT, ConstrType as CT, TransactionStmtKind as TK, VariableSetKind
 from pglast.parser import scan
 
-from .migration_rules import MAX_IDENTIFIER_BYTES, SERIAL, cmds, constraints, rule, table_of, type_name
+from .migration_rules import MAX_IDENTIFIER_BYTES, SERIAL, cmds, rule, table_of, type_name
 
 # The migration tools' own bookkeeping: tiny tables, written in the migration's transaction on purpose.
 BOOKKEEPING = {"alembic_version", "django_migrations", "flyway_schema_history", "schema_migrations",
