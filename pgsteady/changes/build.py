@@ -45,7 +45,7 @@ from ..indexes import invalid, sandbox
 from ..indexes.catalog import load as load_catalog
 from ..indexes.report import Thresholds
 from ..tasks import Discard
-from . import states, statements
+from . import partitions, states, statements
 from .statements import IndexChange
 from .authority import TASK, authorise
 from .targets import Target, jsonb, resolve, row, rows
@@ -125,6 +125,8 @@ class Build:
     # -- the three kinds --------------------------------------------------------
 
     def _create(self, target: Target) -> str:
+        if target.table_relkind == "p":
+            return partitions.run_route(self, target)
         while True:
             state = self._state(target)
             if state is None:

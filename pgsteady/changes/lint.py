@@ -16,7 +16,7 @@ from pglast import ast
 
 from ..indexes import find_overlaps
 from ..queries import Queries
-from . import statements
+from . import partitions, statements, writes
 from .files import ChangeFile
 from .statements import IndexChange, StatementError
 from .targets import Target, derive_rollback, resolve, row
@@ -34,6 +34,9 @@ RULES = {
     "redundant-index": "an existing index already serves every lookup this one would",
     "partitioned-parent": "CREATE INDEX CONCURRENTLY cannot build on a partitioned table; build per partition and attach",
     "partitioned-drop": "DROP INDEX CONCURRENTLY refuses a partitioned index and an index attached to one",
+    "hot-updates-stop": "the workload's UPDATEs change a column the index covers: those updates stop being HOT",
+    "partitioned-route": "on a partitioned table, apply runs the whole route: ON ONLY the parent, each partition "
+                         "concurrently, attach each",
     "concurrent-build-bug": "PostgreSQL 14.0 to 14.3 can corrupt indexes built CONCURRENTLY; upgrade to 14.4 or later",
     "unknown-table": "the table the change is on must exist",
     "unknown-index": "the index a DROP or REINDEX names must exist",
@@ -44,14 +47,6 @@ RULES = {
     "already-applied": "a valid identical index already exists under this name: apply will have nothing to do",
     "invalid-leftover": "an INVALID index of this name is left from an interrupted build; apply drops it and builds again",
 }
-
-_PARTITION_ROUTE = (
-    "{table} is partitioned: CREATE INDEX CONCURRENTLY cannot build on it. Build it per partition: "
-    "CREATE INDEX {index} ON ONLY {table} (...) (instant, INVALID); then for each partition "
-    "CREATE INDEX CONCURRENTLY <partition_index> ON <partition> (...) and "
-    "ALTER INDEX {index} ATTACH PARTITION <partition_index>; the parent index turns valid "
-    "when the last partition is attached. Write one change file per partition."
-)
 
 
 def concurrent_build_bug(version_num: int) -> bool:
@@ -172,9 +167,11 @@ def _catalogue(st: IndexChange, conn: psycopg.Connection, q: Queries, result: Li
             result.add("unknown-table", f"no table {st.table_name} (as the search_path resolves it)")
             return
         if target.table_relkind == "p" and st.concurrent:
-            result.add("partitioned-parent", _PARTITION_ROUTE.format(table=target.table, index=st.index or "<name>"))
-            return
+            if not partitions.lint_findings(st, target, conn, result):
+                return
         _overlaps(st, target, conn, result)
+        facts = row(conn, q.table_facts, {"oid": target.table_oid})
+        writes.hot_update_findings(conn, q, st, facts["schema"], facts["name"], result)
         return
     if not target.exists:
         what = st.index_name or st.table_name
@@ -190,10 +187,17 @@ def _catalogue(st: IndexChange, conn: psycopg.Connection, q: Queries, result: Li
         from ..indexes.catalog import load_index
 
         index = load_index(conn, target.index_state["oid"])
+        if index.relkind == "I" and not st.concurrent and not index.is_partition:
+            # The only way PostgreSQL drops a partitioned index; the job runs it under the lock timeout.
+            result.findings = [f for f in result.findings if f.rule != "non-concurrent-drop"]
+            result.add("partitioned-drop", f"{index.qualified} is partitioned: DROP INDEX (not concurrently) drops "
+                       "it with every partition's index, under an ACCESS EXCLUSIVE lock on each for a moment; "
+                       "the job runs it under the lock timeout, with retries", "note")
+            return
         if index.relkind == "I" and st.concurrent:
             result.add("partitioned-drop", f"{index.qualified} is a partitioned index: PostgreSQL cannot drop it "
                        "concurrently. DROP INDEX (without CONCURRENTLY) drops it with every partition's index under "
-                       "an ACCESS EXCLUSIVE lock on each partition; do it in a quiet moment, with a lock_timeout")
+                       "an ACCESS EXCLUSIVE lock on each partition; write DROP INDEX IF EXISTS (pgsteady runs it under the lock timeout)")
             return
         if index.is_partition and st.concurrent:
             result.add("partitioned-drop", f"{index.qualified} is attached to a partitioned index and cannot be "

@@ -25,7 +25,7 @@ import psycopg
 from ..database import connect
 from ..indexes import sandbox
 from ..queries import Queries
-from . import statements
+from . import statements, writes
 from .files import ChangeFile, Query
 from .statements import IndexChange
 from .targets import Target, row, rows
@@ -118,6 +118,7 @@ def plan(change: ChangeFile, conn: psycopg.Connection, q: Queries, st: IndexChan
     if target.table_oid is not None:
         figures["table"] = table_facts(conn, q, target.table_oid)
     figures["queries"] = [explain(conn, query) for query in change.queries]
+    figures["writes"] = writes.snapshot(conn, q, target.table_oid, target.table_relkind, target.table)
     figures["hypothetical"] = hypothetical(dsn, q, st, target, change.queries) if st.kind == "create" else None
     figures["estimate"] = estimate(conn, q, st, target, figures)
     figures["seconds"] = round(time.monotonic() - started, 3)

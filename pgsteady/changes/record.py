@@ -17,7 +17,7 @@ import psycopg
 from ..errors import PgsteadyError
 from ..indexes.catalog import human_bytes
 from ..queries import Queries
-from . import states
+from . import states, writes
 from .files import ChangeFile, files_touched
 from .targets import jsonb, row, rows
 
@@ -128,6 +128,8 @@ def render(change: ChangeFile, record: dict[str, Any]) -> str:
     watch = verify.get("watch")
     if watch:
         out.append(f"Watch: {watch['summary']}")
+    if verify.get("writes"):
+        out += ["", "## The cost to writes", ""] + [f"- {line}" for line in writes.describe(verify["writes"])]
     from .migration_note import lines as statement_lines  # a migration: each statement, rehearsed and applied
 
     out += statement_lines(record)

@@ -140,7 +140,7 @@ def move(conn: psycopg.Connection, q: Queries, change_id: str, to: Status, verdi
 
 
 def start_step(conn: psycopg.Connection, q: Queries, change: Any, step: str, command: str, *,
-               queued: bool = False, job_id: int | None = None) -> int:
+               queued: bool = False, job_id: int | None = None, details: dict[str, Any] | None = None) -> int:
     """Record a run of ``step`` (running, or queued for a job); a queued apply/rollback moves the change."""
     status = "queued" if queued else "running"
     to = target(step, status)
@@ -150,7 +150,10 @@ def start_step(conn: psycopg.Connection, q: Queries, change: Any, step: str, com
                                 f"it cannot start {step} now")
     # A step the command runs itself names the backend running it, so that a
     # killed command's step can be told from one still running (cleanup.sweep).
-    details = None if queued else jsonb({"backend": backend(conn, q)})
+    facts = dict(details or {})
+    if not queued:
+        facts["backend"] = backend(conn, q)
+    details = jsonb(facts) if facts else None
     return row(conn, q.start_step, dict(change_id=change.id, step=step, status=status, command=command,
                                         file_sha=change.sha, job_id=job_id, details=details))["id"]
 

@@ -21,9 +21,9 @@ from ..errors import PgsteadyError
 from ..indexes import sandbox
 from ..migrations import check_current
 from ..queries import for_schema
-from . import cleanup, files, measure, record, rehearse as rehearsal, states, verify as verification
+from . import cleanup, files, measure, record, rehearse as rehearsal, states, verify as verification, writes
 from .build import TASK
-from .lint import LintResult, lint, syntax
+from .lint import LintResult, lint, recheck
 from .targets import jsonb, resolve, row
 from .tasks import register
 
@@ -191,7 +191,7 @@ class Session:
         if not rollback:
             raise ChangeFailed(f"change {self.change.id} has no rollback (a REINDEX changes no definition); "
                                "write rollback = \"...\" in the change file if one is needed")
-        checked = syntax(rollback)
+        checked = recheck(rollback, self.conn, self.q)
         if checked.refused:
             raise ChangeRefused("the rollback would hurt: " + "; ".join(f"{f.rule}: {f.message}" for f in checked.findings))
         return self._enqueue("rollback", rollback)
@@ -202,6 +202,7 @@ class Session:
             if s["step"] == step and s["status"] in ("queued", "running") and s["job_id"]:
                 return s["job_id"], s["id"], False
         states.check(self.conn, self.q, self.change.id, step)
+        baseline = self._write_counters()  # what writes cost before the change, for verify to compare
         # The key holds while the job waits, runs, or recently succeeded; after a
         # rollback (or an apply, for a rollback) a new key lets the same step run again.
         other = "rollback" if step == "apply" else "apply"
@@ -216,9 +217,17 @@ class Session:
             if existing:
                 return ref.id, existing[-1]["id"], False
             # In the enqueue's transaction: the job can never run without its step.
-            step_id = states.start_step(self.conn, self.q, self.change, step, self.command, queued=True, job_id=ref.id)
+            step_id = states.start_step(self.conn, self.q, self.change, step, self.command, queued=True,
+                                        job_id=ref.id, details={"write_baseline": baseline})
         self.note()
         return ref.id, step_id, ref.created
+
+    def _write_counters(self) -> dict[str, Any] | None:
+        st = self.change.statement()
+        if st is None:
+            return None
+        target = resolve(self.conn, self.q, st)
+        return writes.snapshot(self.conn, self.q, target.table_oid, target.table_relkind, target.table)
 
     def verify(self, watch_seconds: float | None = None, on_tick=None) -> dict[str, Any]:
         self.require("verify")
@@ -227,8 +236,11 @@ class Session:
         applied_at: datetime | None = applied[-1]["finished_at"] if applied else None
         seconds = self.change.watch_seconds if watch_seconds is None else watch_seconds
 
+        baseline = (applied[-1]["details"] or {}).get("write_baseline") if applied else None
+
         def work():
-            figures = verification.verify(self.change, self.conn, self.q, current["plan"], applied_at, seconds, on_tick)
+            figures = verification.verify(self.change, self.conn, self.q, current["plan"], applied_at, seconds, on_tick,
+                                          write_baseline=baseline, write_counters=self._write_counters)
             self.conn.execute(self.q.set_change_verify, {"id": self.change.id, "figures": jsonb(figures)})
             return f"{figures['verdict']}: {figures['why']}", {"verdict": figures["verdict"]}
 

@@ -77,6 +77,8 @@ def derive_rollback(change: IndexChange, target: Target | None) -> str | None:
     """The way back, when it can be known: None for a REINDEX (nothing changes)."""
     if change.kind == "create" and change.index:
         name = target.index if target and target.index else change.index_name
+        if target is not None and target.table_relkind == "p":
+            return f"DROP INDEX IF EXISTS {name}"  # a partitioned index cannot be dropped concurrently
         return f"DROP INDEX CONCURRENTLY IF EXISTS {name}"
     if change.kind == "drop" and target is not None and target.exists and "indexdef" in target.index_state:
         return concurrently(target.index_state["indexdef"])

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from ..changes import cleanup, files, migration_lint, progress, record
+from ..changes import cleanup, files, migration_lint, progress, record, writes
 from ..changes.lint import lint as run_lint
 from ..changes.migration_session import open_session
 from ..changes.steps import ChangeFailed, ChangeRefused, Session, one_line
@@ -304,8 +304,11 @@ def register(cli: click.Group) -> None:
                 state_text = "met" if c["met"] else "NOT met: " + "; ".join(c["problems"])
                 click.echo(f"{c['name']}: {state_text}")
             click.echo(figures["watch"]["summary"])
+            if figures.get("writes"):
+                for line in writes.describe(figures["writes"]):
+                    click.echo(plain(line))
             click.echo(f"verdict: {figures['verdict']} ({figures['why']})")
-        if figures["verdict"] in ("worse", "not met"):
+        if figures["verdict"] in ("worse", "not met", "mixed"):
             raise SystemExit(1)
 
     @change_group.command("cleanup")

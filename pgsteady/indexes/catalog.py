@@ -255,6 +255,17 @@ def load_indexes(conn: psycopg.Connection, *, table_oid: int | None = None, oid:
     return indexes
 
 
+def partitions_of(conn: psycopg.Connection, table_oid: int, *, unattached_to: int | None = None) -> list[dict[str, Any]]:
+    """The partitions of a partitioned table (oid, schema, name, qualified, relkind), by name; with
+    ``unattached_to`` (a partitioned index), only those with no index attached to it."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        if unattached_to is None:
+            cur.execute(QUERIES["partitions"], {"table_oid": table_oid})
+        else:
+            cur.execute(QUERIES["unattached_partitions"], {"index_oid": unattached_to})
+        return cur.fetchall()
+
+
 def load_index(conn: psycopg.Connection, oid: int) -> Index:
     return load_indexes(conn, oid=oid)[0]
 

@@ -232,3 +232,37 @@ ORDER BY id;
 -- Changes with a job step still open: their job may have ended without closing it.
 SELECT DISTINCT change_id FROM {schema}.change_steps
 WHERE status IN ('queued', 'running') AND job_id IS NOT NULL;
+
+-- name: write_counters
+-- What writing to a table costs, cumulative since the statistics reset: rows
+-- written, how many updates were HOT (no index touched), the index size, and
+-- the WAL position (server-wide) to measure WAL growth between two readings.
+SELECT now() AS at,
+       coalesce(s.n_tup_ins, 0) AS inserted, coalesce(s.n_tup_upd, 0) AS updated,
+       coalesce(s.n_tup_hot_upd, 0) AS hot_updated, coalesce(s.n_tup_del, 0) AS deleted,
+       pg_indexes_size(c.oid) AS index_bytes, pg_relation_size(c.oid) AS table_bytes,
+       CASE WHEN pg_is_in_recovery() THEN NULL
+            ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint END AS wal_position
+FROM pg_class c LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
+WHERE c.oid = %(oid)s;
+
+-- name: partition_write_counters
+-- The same counters summed over a partitioned table's partitions.
+SELECT now() AS at,
+       coalesce(sum(s.n_tup_ins), 0)::bigint AS inserted, coalesce(sum(s.n_tup_upd), 0)::bigint AS updated,
+       coalesce(sum(s.n_tup_hot_upd), 0)::bigint AS hot_updated, coalesce(sum(s.n_tup_del), 0)::bigint AS deleted,
+       coalesce(sum(pg_indexes_size(h.inhrelid)), 0)::bigint AS index_bytes,
+       coalesce(sum(pg_relation_size(h.inhrelid)), 0)::bigint AS table_bytes,
+       CASE WHEN pg_is_in_recovery() THEN NULL
+            ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint END AS wal_position
+FROM pg_inherits h LEFT JOIN pg_stat_all_tables s ON s.relid = h.inhrelid
+WHERE h.inhparent = %(oid)s;
+
+-- name: write_statements
+-- Statements that write and whose text names the table (the caller parses
+-- them to keep only those that write to it), with their cumulative times.
+SELECT queryid, calls, total_exec_time, query
+FROM pg_stat_statements
+WHERE query ~* '^\s*(insert|update|delete|with|merge)\M' AND query ILIKE %(pattern)s
+ORDER BY calls DESC
+LIMIT 200;

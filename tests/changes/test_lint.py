@@ -26,7 +26,6 @@ UNSAFE = [
     ("CREATE INDEX CONCURRENTLY ON events (kind)", "unnamed-index"),
     ("CREATE INDEX CONCURRENTLY events_created_copy ON events (created_at)", "duplicate-index"),
     ("CREATE INDEX CONCURRENTLY events_account_only ON events (account)", "redundant-index"),
-    ("CREATE INDEX CONCURRENTLY measurements_at_idx ON measurements (at)", "partitioned-parent"),
     ("CREATE INDEX CONCURRENTLY nothing_idx ON no_such_table (a)", "unknown-table"),
     ("DROP INDEX CONCURRENTLY no_such_index", "unknown-index"),
     ("CREATE INDEX CONCURRENTLY events_pkey_copy ON events (kind)", "name-taken"),
@@ -117,3 +116,18 @@ def test_bad_change_files_get_one_line_errors(tmp_path, dsn):
     assert pgsteady("change", "new", str(new), dsn=dsn).returncode == 0
     assert files.load(new).id == "2026-11-28-x"
     assert pgsteady("change", "new", str(new), dsn=dsn).returncode == 2
+
+
+def test_an_index_on_a_partitioned_table_passes_lint_as_the_partitioned_route(planted, tmp_path):
+    change = files.load(write_change(tmp_path, "route", "CREATE INDEX CONCURRENTLY measurements_at_idx ON measurements (at)"))
+    with psycopg.connect(planted, autocommit=True) as conn:
+        result = lint(change, conn, for_schema("pgsteady"))
+        assert not result.refused, result.findings
+        assert "partitioned-route" in {f.rule for f in result.findings}
+        # Its rollback is the plain DROP PostgreSQL needs, and lint lets that one through.
+        assert result.rollback == "DROP INDEX IF EXISTS public.measurements_at_idx"
+        from pgsteady.changes.lint import recheck
+
+        conn.execute("CREATE INDEX measurements_at_idx ON measurements (at)")
+        back = recheck(result.rollback, conn, for_schema("pgsteady"))
+        assert not back.refused and "partitioned-drop" in {f.rule for f in back.findings}, back.findings

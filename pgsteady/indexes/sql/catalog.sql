@@ -171,7 +171,7 @@ SELECT n.nspname::text AS schema
 -- name: unattached_partitions
 -- For a partitioned index, the partitions of its table that have no index
 -- attached to it: each keeps the parent INVALID until one is built and attached.
-SELECT p.oid AS partition_oid,
+SELECT p.oid,
        pn.nspname::text AS schema,
        p.relname::text AS name,
        quote_ident(pn.nspname) || '.' || quote_ident(p.relname) AS qualified,
@@ -183,4 +183,17 @@ SELECT p.oid AS partition_oid,
  WHERE pi.indexrelid = %(index_oid)s
    AND NOT EXISTS (SELECT 1 FROM pg_inherits hi JOIN pg_index ci ON ci.indexrelid = hi.inhrelid
                     WHERE hi.inhparent = pi.indexrelid AND ci.indrelid = p.oid)
+ ORDER BY p.relname
+
+-- name: partitions
+-- The partitions of a partitioned table, in name order.
+SELECT p.oid,
+       pn.nspname::text AS schema,
+       p.relname::text AS name,
+       quote_ident(pn.nspname) || '.' || quote_ident(p.relname) AS qualified,
+       p.relkind::text AS relkind
+  FROM pg_inherits h
+  JOIN pg_class p ON p.oid = h.inhrelid
+  JOIN pg_namespace pn ON pn.oid = p.relnamespace
+ WHERE h.inhparent = %(table_oid)s
  ORDER BY p.relname
