@@ -27,6 +27,7 @@ from typing import Any
 import psycopg
 
 from ..database import connect
+from ..indexes import sandbox
 from ..queries import Queries
 from .targets import rows
 
@@ -115,12 +116,13 @@ def measure(conn: psycopg.Connection, dsn: str, q: Queries, text: str, *, transa
     began = time.monotonic()
     try:
         if transactional:
-            with conn.transaction():
-                conn.execute(text)
+            with conn.transaction(), conn.cursor() as cur:
+                sandbox.execute_one(cur, text)  # one statement, as the parser read it
                 ran = time.monotonic() - began
                 held = rows(conn, q.locks_of_backend, {"pid": conn.info.backend_pid})
         else:
-            conn.execute(text)
+            with conn.cursor() as cur:
+                sandbox.execute_one(cur, text)
             ran = time.monotonic() - began
     finally:
         sampled = sampler.stop()

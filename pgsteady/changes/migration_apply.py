@@ -25,6 +25,7 @@ seconds, attempts and lock timeouts; the note lists them.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 import psycopg
@@ -32,6 +33,7 @@ from pglast import ast
 from psycopg import errors, sql
 
 from ..database import connect
+from ..indexes import sandbox
 from ..tasks import Discard
 from ..indexes.catalog import PROBES
 from . import states
@@ -43,14 +45,15 @@ from .targets import jsonb, one_line, row, rows
 TASK = "pgsteady.run_migration"
 
 
-def done_before(conn: psycopg.Connection, q: Any, change_id: str, step: str, step_id: int) -> set[str]:
-    """Statements of ``step`` recorded done by this run or an earlier one since the last opposite step."""
-    done: set[str] = set()
+def done_before(conn: psycopg.Connection, q: Any, change_id: str, step: str, step_id: int) -> Counter:
+    """Statements of ``step`` recorded done (by text, with how many times) by this run or an earlier
+    one since the last opposite step: a rerun after a failure goes on where it stopped."""
+    done: Counter = Counter()
     for s in rows(conn, q.change_steps, {"change_id": change_id}):
         if s["step"] != step and s["step"] in ("apply", "rollback") and s["status"] == "done":
-            done = set()  # a rollback after an apply (or the reverse) starts the count again
+            done = Counter()  # a rollback after an apply (or the reverse) starts the count again
         elif s["step"] == step and (s["id"] == step_id or s["status"] != "queued"):
-            done |= {d["sql"] for d in (s["details"] or {}).get("statements", []) if d["status"] == "done"}
+            done.update(d["sql"] for d in (s["details"] or {}).get("statements", []) if d["status"] == "done")
     return done
 
 
@@ -78,6 +81,7 @@ class MigrationRun:
         with connect(self.app.dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{int(self.lock_timeout * 1000)}ms")))
             conn.execute("SET statement_timeout = 0")
+            sandbox.pin(conn)  # the server lexes the statements as pglast did
             conn.execute(sql.SQL("SET application_name = {}").format(sql.Literal(f"pgsteady migration job {self.ctx.id}")))
             if conn.info.server_version >= 140000:  # a killed worker's statement ends within a second
                 conn.execute("SET client_connection_check_interval = '1s'")
@@ -91,10 +95,12 @@ class MigrationRun:
             done = done_before(conn, self.q, allowed.change_id, allowed.step, self.step_id)
             steps = [s for s in split(allowed.statement) if not _skipped(s)]
             for st in steps:
-                if st.text in done and not isinstance(st.node, ast.VariableSetStmt):  # a new session needs its SETs
+                if done[st.text] and not isinstance(st.node, ast.VariableSetStmt):  # a new session needs its SETs
+                    done[st.text] -= 1  # the same text twice in a file is two statements
                     continue
                 self._one(conn, st, len(steps))
-        summary = f"ran {len(steps)} statements in {time.monotonic() - started:.2f}s"
+        ran = sum(r["status"] == "done" for r in self.records)
+        summary = f"ran {ran} statement(s) in {time.monotonic() - started:.2f}s; all {len(steps)} applied"
         with connect(self.app.dsn, autocommit=True) as conn:
             states.end_step(conn, self.q, self.step_id, "done", summary, {"statements": self.records})
         return {"outcome": summary, "statements": self.records}
@@ -108,12 +114,13 @@ class MigrationRun:
             self.ctx.log(f"statement {st.index}/{total} (line {st.line}), attempt {entry['attempts']}: {st.heading}")
             try:
                 if st.transactional:
-                    with conn.transaction():
-                        conn.execute(st.text)
+                    with conn.transaction(), conn.cursor() as cur:
+                        sandbox.execute_one(cur, st.text)  # one statement, as the parser read it
                         entry["seconds"] = round(time.monotonic() - began, 3)
                         self._record(conn, entry)  # in the statement's transaction: done and recorded together
                 else:
-                    conn.execute(st.text)
+                    with conn.cursor() as cur:
+                        sandbox.execute_one(cur, st.text)
                     entry["seconds"] = round(time.monotonic() - began, 3)
                     self._record(conn, entry)
                 return
@@ -132,12 +139,12 @@ class MigrationRun:
                 self._fail(conn, entry, str(exc).strip().splitlines()[0])
 
     def _record(self, conn: psycopg.Connection, entry: dict[str, Any]) -> None:
-        self.records = [r for r in self.records if r["sql"] != entry["sql"]] + [dict(entry)]
+        self.records = [r for r in self.records if (r["index"], r["sql"]) != (entry["index"], entry["sql"])] + [dict(entry)]
         conn.execute(self.q.note_step, {"id": self.step_id, "details": jsonb({"statements": self.records})})
 
     def _fail(self, conn: psycopg.Connection, entry: dict[str, Any], error: str) -> None:
         entry.update(status="failed", error=error)
-        self.records = [r for r in self.records if r["sql"] != entry["sql"]] + [dict(entry)]
+        self.records = [r for r in self.records if (r["index"], r["sql"]) != (entry["index"], entry["sql"])] + [dict(entry)]
         done = sum(r["status"] == "done" for r in self.records)
         message = (f"statement {entry['index']} (line {entry['line']}) failed: {error}; {done} statement(s) "
                    "before it are applied and recorded; fix it and rerun `pgsteady change apply`, which goes on "
@@ -176,6 +183,8 @@ def register(app: Any, queue: str, retry: Any, max_attempts: int) -> None:
     @app.task(name=TASK, queue=queue, max_attempts=max_attempts, retry=retry)
     def run_migration(ctx, **args: Any) -> dict[str, Any]:
         """Run a recorded migration change, statement by statement (pgsteady/changes/migration_apply.py)."""
+        from .tasks import one_line  # the one way a job's error becomes a line of the record
+
         run = MigrationRun(app, ctx, args)
         try:
             return run.run()

@@ -111,6 +111,11 @@ def _inline_fk(st, walk):
             yield f"column {cmd.def_.colname} REFERENCES {fk.pktable.relname}"
 
 
+def _inline(node, kind):
+    """ADD COLUMN definitions that carry a constraint of ``kind`` inline."""
+    return [cmd.def_ for cmd in cmds(node, AT.AT_AddColumn) if constraints(cmd.def_, kind)]
+
+
 # -- constraints ---------------------------------------------------------------------------------------
 
 
@@ -127,6 +132,8 @@ def _check_not_valid(st, walk):
     for con in added_constraints(st.node, CT.CONSTR_CHECK):
         if not con.skip_validation:
             yield f"CHECK ({sql_of(con.raw_expr)}) on {table_of(st.node)} without NOT VALID"
+    for col in _inline(st.node, CT.CONSTR_CHECK):
+        yield f"ADD COLUMN {col.colname} ... CHECK: every row is checked; add the column, then the CHECK NOT VALID"
 
 
 @rule("foreign-key-not-valid", "refuse",
@@ -160,6 +167,8 @@ def _unique(st, walk):
     for con in added_constraints(st.node, CT.CONSTR_UNIQUE):
         if not con.indexname:
             yield f"UNIQUE ({', '.join(k.sval for k in con.keys)}) on {table_of(st.node)}"
+    for col in _inline(st.node, CT.CONSTR_UNIQUE):
+        yield f"ADD COLUMN {col.colname} ... UNIQUE on {table_of(st.node)}"
 
 
 @rule("primary-key-builds-index", "refuse",
@@ -173,6 +182,8 @@ def _primary_key(st, walk):
     for con in added_constraints(st.node, CT.CONSTR_PRIMARY):
         if not con.indexname:
             yield f"PRIMARY KEY ({', '.join(k.sval for k in con.keys)}) on {table_of(st.node)}"
+    for col in _inline(st.node, CT.CONSTR_PRIMARY):
+        yield f"ADD COLUMN {col.colname} ... PRIMARY KEY on {table_of(st.node)}"
 
 
 @rule("exclusion-constraint", "refuse",

@@ -12,7 +12,7 @@ from pglast import ast
 from pglast.enums import AlterTableType as AT, ConstrType as CT, TransactionStmtKind as TK, VariableSetKind
 from pglast.parser import scan
 
-from .migration_rules import MAX_IDENTIFIER_BYTES, SERIAL, cmds, constraints, rule, table_of, type_name
+from .migration_rules import MAX_IDENTIFIER_BYTES, SERIAL, cmds, rule, table_of, type_name
 
 # The migration tools' own bookkeeping: tiny tables, written in the migration's transaction on purpose.
 BOOKKEEPING = {"alembic_version", "django_migrations", "flyway_schema_history", "schema_migrations",
@@ -42,7 +42,8 @@ def setting(node, name: str) -> str | None:
     if node.kind in (VariableSetKind.VAR_SET_DEFAULT, VariableSetKind.VAR_RESET):
         return "0"
     arg = node.args[0].val if node.args else None
-    return str(getattr(arg, "sval", None) or getattr(arg, "ival", 0))
+    value = str(getattr(arg, "sval", None) or getattr(arg, "ival", 0)).strip()
+    return "0" if value.lower().rstrip("mshdin ") in ("0", "") else value  # 0, '0s', '0ms': off
 
 
 def new_columns(node):
@@ -94,6 +95,19 @@ def _backfill_in_tx(st, walk):
         yield f"{type(st.node).__name__[:-4].upper()} {table} after {', '.join(sorted(walk.tx_locks))} in one transaction"
 
 
+@rule("validate-in-transaction", "refuse",
+      "VALIDATE CONSTRAINT in the transaction that added the constraint (or other DDL on the table) scans every "
+      "row while that DDL's ACCESS EXCLUSIVE is still held: the NOT VALID step bought nothing",
+      "commit the ADD CONSTRAINT ... NOT VALID first; validate in a later transaction (a separate migration, or "
+      "after COMMIT):\nALTER TABLE t ADD CONSTRAINT t_fk FOREIGN KEY (a_id) REFERENCES a (id) NOT VALID;\nCOMMIT;\n"
+      "ALTER TABLE t VALIDATE CONSTRAINT t_fk;",
+      "strong_migrations validate_foreign_key / validate_check_constraint in the same transaction")
+def _validate_in_tx(st, walk):
+    for cmd in cmds(st.node, AT.AT_ValidateConstraint):
+        if st.in_transaction and table_of(st.node) in walk.tx_locks:
+            yield f"VALIDATE CONSTRAINT {cmd.name} in the transaction that altered {table_of(st.node)}"
+
+
 @rule("unbatched-backfill", "refuse",
       "an UPDATE or DELETE of a whole table is one long transaction: every row it touches stays locked, and "
       "dead rows pile up until it commits",
@@ -126,8 +140,21 @@ def _missing_lock_timeout(st, walk):
       "keep a short lock_timeout: SET lock_timeout = '2s';", "squawk require-lock-timeout")
 def _lock_timeout_off(st, walk):
     value = setting(st.node, "lock_timeout")
-    if value is not None and value.strip().rstrip("ms").strip() in ("0", ""):
+    if value == "0":
         yield f"SET lock_timeout to {value!r}"
+
+
+@rule("session-setting", "refuse",
+      "SET standard_conforming_strings or backslash_quote, RESET ALL and DISCARD change how the server reads "
+      "the statements after them, or undo lock_timeout: the statements would no longer run as lint read them",
+      "leave the session's settings to the runner; set only what a statement needs (search_path, work_mem)", "")
+def _session_setting(st, walk):
+    node = st.node
+    if isinstance(node, ast.VariableSetStmt) and (node.kind == VariableSetKind.VAR_RESET_ALL or
+                                                  node.name in ("standard_conforming_strings", "backslash_quote")):
+        yield f"line {st.line}: {st.heading}"
+    if isinstance(node, ast.DiscardStmt):
+        yield f"line {st.line}: DISCARD"
 
 
 @rule("missing-statement-timeout", "note",

@@ -28,7 +28,7 @@ from pglast.parser import ParseError, scan
 from ..queries import Queries
 from ..indexes.catalog import PROBES
 from . import statements
-from .lint import RULES as INDEX_RULES, Finding, LintResult, _syntax
+from .lint import RULES as INDEX_RULES, Finding, LintResult, _syntax, concurrent_build_bug
 from .migration_files import LOCKING, is_begin, is_end, not_null_check, setting, writes_rows
 from .migration_rules import RULES, SMALL_TABLE_BYTES, VOLATILE, added_constraints, cmds, table_of
 from .statements import StatementError
@@ -264,6 +264,10 @@ def _statement_findings(st: Statement, walk: Walk):
             if f.rule == "non-concurrent-create" and table_of(node) in walk.created:
                 continue  # an index on a table created in this file locks nobody out
             yield found(f.rule, f.message, f.severity)
+        if concurrent(node) and walk.catalogue is not None and concurrent_build_bug(walk.catalogue.version_num) \
+                and not isinstance(node, ast.DropStmt):
+            yield found("concurrent-build-bug", "this server's PostgreSQL (14.0-14.3) can build indexes "
+                        "CONCURRENTLY that miss rows; upgrade to 14.4 or later first", "refuse")
     for rule in RULES.values():
         if rule.mode not in ("any", walk.mode):
             continue

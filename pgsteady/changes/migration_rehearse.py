@@ -26,7 +26,7 @@ from psycopg import sql
 
 from ..queries import Queries
 from ..indexes.catalog import PROBES
-from . import locks, measure, statements
+from . import cleanup, locks, measure, statements
 from .files import ChangeFile
 from .migration_lint import Statement, split
 from .rehearse import copy_table
@@ -34,7 +34,7 @@ from .targets import row
 
 _RUN = (ast.AlterTableStmt, ast.IndexStmt, ast.DropStmt, ast.RenameStmt, ast.CreateStmt, ast.CreateSeqStmt,
         ast.UpdateStmt, ast.DeleteStmt, ast.InsertStmt, ast.ReindexStmt, ast.VacuumStmt, ast.ClusterStmt,
-        ast.TruncateStmt, ast.CommentStmt)
+        ast.TruncateStmt)
 _DROPPABLE = (ObjectType.OBJECT_TABLE, ObjectType.OBJECT_INDEX, ObjectType.OBJECT_SEQUENCE)
 
 
@@ -67,8 +67,11 @@ def why_not(st: Statement) -> str | None:
         return f"{type(node).__name__} acts on objects the copy shares with the database"
     if isinstance(node, ast.DropStmt) and node.removeType not in _DROPPABLE:
         return f"DROP {ObjectType(node.removeType).name[7:]} acts on objects the copy shares with the database"
-    if isinstance(node, ast.RenameStmt) and node.renameType == ObjectType.OBJECT_SCHEMA:
-        return "renaming a schema acts on the database itself"
+    if isinstance(node, ast.RenameStmt) and node.relation is None:
+        return f"renaming a {ObjectType(node.renameType).name[7:].lower()} acts on objects the copy shares with the database"
+    if (isinstance(node, ast.VacuumStmt) and not node.rels) or \
+            (isinstance(node, (ast.ClusterStmt, ast.ReindexStmt)) and node.relation is None):
+        return "without a table it acts on every table of the database"
     return None
 
 
@@ -99,6 +102,7 @@ def rehearse(change: ChangeFile, conn: psycopg.Connection, q: Queries, dsn: str)
                                "queries": []}
     conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(scratch)))
     try:
+        cleanup.mark_schema(conn, q, scratch)  # a killed rehearsal's copy is found and dropped later
         for facts in tables.values():
             figures["tables"].append(copy_table(conn, q, facts, scratch, change.sample))
         copied = time.monotonic()
@@ -139,7 +143,10 @@ def _one(conn: psycopg.Connection, q: Queries, dsn: str, st: Statement, scratch:
         return {**base, "status": "not rehearsed", "why": reason}
     node = st.node
     for rv in _range_vars(node):
-        if rv.schemaname in schemas:
+        # A copied table's schema, or a qualified name that does not exist yet (a new table,
+        # sequence or index is created among the copies, never next to the real ones).
+        if rv.schemaname in schemas or (rv.schemaname and rv.schemaname != scratch and row(
+                conn, PROBES.resolve_relation, {"name": statements._qualify(rv.schemaname, rv.relname)}) is None):
             rv.schemaname = scratch
     if isinstance(node, ast.DropStmt):
         node.objects = tuple(tuple([ast.String(sval=scratch), parts[-1]]) if len(parts) == 2 and

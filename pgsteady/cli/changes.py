@@ -212,8 +212,7 @@ def register(cli: click.Group) -> None:
         if as_json:
             echo_json(figures)
             return
-        t = figures.get("table")
-        if t:
+        for t in [figures["table"]] if figures.get("table") else figures.get("tables", []):  # a migration: each
             click.echo(f"table {t['qualified']}: {t['estimated_rows']:,} rows, {human_bytes(t['heap_bytes'])} data, "
                        f"{human_bytes(t['index_bytes'])} in {len(t['indexes'])} index(es)")
             for i in t["indexes"]:
@@ -380,3 +379,9 @@ def register(cli: click.Group) -> None:
                                        f"{s['finished_at']:%H:%M:%S}" if s["finished_at"] else "", s["job_id"],
                                        s["command"], s["summary"])))
         Console().print(table)
+        for s in found["steps"]:  # a migration: each statement of its apply and rollback steps
+            for st in (s["details"] or {}).get("statements", []) if s["step"] in ("apply", "rollback") else ():
+                click.echo(plain(f"  {s['step']} step {s['id']}, statement {st['index']}/{st['of']} (line {st['line']}): "
+                                 f"{st['status']} in {st.get('seconds', 0):.3f}s, {st['attempts']} attempt(s)"
+                                 + (f", {st['lock_timeouts']} lock timeout(s)" if st["lock_timeouts"] else "")
+                                 + (f": {st['error']}" if st.get("error") else "")))

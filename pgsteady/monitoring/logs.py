@@ -25,7 +25,9 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, TextIO, TypeVar
 
+from ..database import scrub
 from ..errors import ConfigError
+from ..security.settings import MASK, secret_key_re
 
 JOB_FIELDS = ("job_id", "task", "attempt", "release")
 _job: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("pgsteady_job", default=None)
@@ -76,16 +78,30 @@ class JobContextFilter(logging.Filter):
         return True
 
 
+def _safe_message(record: logging.LogRecord) -> str:
+    """The record's message with passwords removed (a DSN in an error, say)."""
+    return scrub(record.getMessage())
+
+
+def _safe_extra(key: str, value: Any) -> Any:
+    """An extra= field as it may be logged: secret-looking keys masked, passwords scrubbed."""
+    if secret_key_re().search(key):
+        return MASK
+    return scrub(value) if isinstance(value, str) else value
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time (UTC, ISO 8601), level, logger, message,
-    the job fields when inside a job, any extra= fields, and the traceback."""
+    the job fields when inside a job, any extra= fields, and the traceback.
+    Passwords in the message and values of secret-looking extra= keys are
+    masked; JSON escapes newlines, so one record stays one line."""
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": _safe_message(record),
         }
         for name in JOB_FIELDS:
             value = getattr(record, name, None)
@@ -93,7 +109,7 @@ class JsonFormatter(logging.Formatter):
                 out[name] = value
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
-                out[key] = value
+                out[key] = _safe_extra(key, value)
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:
@@ -104,13 +120,21 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """The usual text line, with the job's fields appended inside a job."""
+    """The usual text line, with the job's fields appended inside a job.
+
+    Passwords in the message are masked, and a newline or carriage return in
+    the message is written as \\n / \\r, so text from a job (an error
+    message, a URL) can never start a line that looks like another record.
+    A traceback still follows on the lines below."""
 
     def __init__(self, fmt: str = "%(asctime)s %(levelname)s %(name)s: %(message)s") -> None:
         super().__init__(fmt)
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        safe = logging.makeLogRecord(vars(record))
+        safe.msg = _safe_message(record).replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+        safe.args = None
+        line = super().format(safe)
         if getattr(record, "job_id", None) is None:
             return line
         tags = " ".join(f"{name}={getattr(record, name)}" for name in JOB_FIELDS

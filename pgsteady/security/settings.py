@@ -23,6 +23,14 @@ class Setting:
     why: str
 
 
+# The checklist (`pgsteady security check`) ---------------------------------
+
+HSTS_MIN_MAX_AGE = 180 * 24 * 3600
+"""Shortest Strict-Transport-Security max-age the header check accepts (180 days)."""
+
+SECURITY_CHECK_SAMPLE = 1000
+"""Newest jobs (and recent events) whose keys the secrets check samples (--sample)."""
+
 # Upload limits -------------------------------------------------------------
 
 MAX_PAYLOAD_BYTES = 256 * 1024
@@ -64,6 +72,11 @@ CHANGE_QUERY_DENIED_PREFIXES = ("dblink", "pg_advisory", "pg_try_advisory", "pg_
 """Name prefixes of the same kind of functions (whole families: dblink_exec, pg_advisory_lock, ...)."""
 
 SETTINGS: tuple[Setting, ...] = (
+    Setting("HSTS max-age the security check accepts", HSTS_MIN_MAX_AGE, "headers",
+            "A shorter Strict-Transport-Security lets a browser fall back to plain HTTP soon after each visit."),
+    Setting("pgsteady security check --sample", SECURITY_CHECK_SAMPLE, "secrets",
+            "The secrets check reads the keys (never the values) of this many newest jobs and recent events: "
+            "enough to see a habit, bounded so the check stays cheap on a large table."),
     Setting("App(max_payload_bytes=...)", MAX_PAYLOAD_BYTES, "upload limits",
             "Job arguments live in a row that every claim reads; a large payload slows every worker and can fill the table."),
     Setting("max JSON depth of job arguments", MAX_JSON_DEPTH, "upload limits",

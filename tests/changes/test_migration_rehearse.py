@@ -12,6 +12,7 @@ from ..helpers import scalar
 from .conftest import write_change
 
 MIGRATION = """\
+ALTER TYPE mood RENAME TO feeling;
 ALTER TABLE posts ADD COLUMN views bigint DEFAULT 0;
 ALTER TABLE posts ALTER COLUMN n TYPE bigint;
 ALTER TABLE posts ADD CONSTRAINT posts_n_positive CHECK (n > 0) NOT VALID;
@@ -38,8 +39,9 @@ def test_each_statement_is_measured_on_the_copy_and_production_is_untouched(dsn,
     with psycopg.connect(dsn, autocommit=True) as conn:
         figures = rehearse(change, conn, for_schema("pgsteady"), dsn)
     assert figures["copied_rows"] == 20_000
-    by = {s["index"]: s for s in figures["statements"]}
-    assert [s["status"] for s in figures["statements"]] == ["done"] * 5 + ["not rehearsed", "done"]
+    assert figures["statements"][0]["status"] == "not rehearsed"  # a type: the copy shares it
+    by = {s["index"] - 1: s for s in figures["statements"][1:]}
+    assert [s["status"] for s in figures["statements"][1:]] == ["done"] * 5 + ["not rehearsed", "done"]
 
     add = by[1]  # a constant default: a short ACCESS EXCLUSIVE, no rewrite (PostgreSQL 11+)
     assert add["strongest"] == "AccessExclusiveLock" and add["blocks"] == "every read and write"
@@ -64,6 +66,7 @@ def test_each_statement_is_measured_on_the_copy_and_production_is_untouched(dsn,
     assert scalar(dsn, "SELECT data_type FROM information_schema.columns "
                        "WHERE table_name = 'posts' AND column_name = 'n'") == "integer"
     assert scalar(dsn, "SELECT count(*) FROM pg_enum WHERE enumlabel = 'calm'") == 0
+    assert scalar(dsn, "SELECT to_regtype('mood') IS NOT NULL AND to_regtype('feeling') IS NULL")
     assert scalar(dsn, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'pgsteady_rehearsal%%'") == 0
 
 
@@ -84,9 +87,17 @@ def test_a_statement_naming_an_object_outside_the_copy_is_not_run(dsn, tmp_path)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE VIEW recent AS SELECT * FROM posts")
         conn.execute("CREATE TABLE parts (at int) PARTITION BY RANGE (at)")
-    change = files.load(write_change(tmp_path, "outside", "DROP TABLE parts;\nDROP VIEW recent;\nTRUNCATE parts"))
+    change = files.load(write_change(tmp_path, "outside", "DROP TABLE parts;\nDROP VIEW recent;\nTRUNCATE parts;\n"
+                                                          "CREATE TABLE public.made_here (id bigint);\n"
+                                                          "CREATE SEQUENCE public.made_seq;\n"
+                                                          "VACUUM FULL;\nCLUSTER;\nREINDEX SCHEMA public;\n"
+                                                          "COMMENT ON VIEW recent IS 'x'"))
     with psycopg.connect(dsn, autocommit=True) as conn:
         figures = rehearse(change, conn, for_schema("pgsteady"), dsn)
-    assert [s["status"] for s in figures["statements"]] == ["not rehearsed"] * 3, figures["statements"]
+    statuses = [s["status"] for s in figures["statements"]]
+    assert statuses == ["not rehearsed"] * 3 + ["done", "done"] + ["not rehearsed"] * 4, figures["statements"]
+    assert "every table of the database" in figures["statements"][5]["why"]
     assert "public.parts" in figures["statements"][0]["why"]
     assert scalar(dsn, "SELECT to_regclass('parts') IS NOT NULL AND to_regclass('recent') IS NOT NULL")
+    # New objects named in public were made among the copies, and went with them.
+    assert scalar(dsn, "SELECT to_regclass('public.made_here') IS NULL AND to_regclass('public.made_seq') IS NULL")

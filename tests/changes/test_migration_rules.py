@@ -98,12 +98,20 @@ CASES = {
                                        "UPDATE posts SET a = 'x' WHERE id < 1000;\nCOMMIT",
                                 "SET lock_timeout = '2s';\nBEGIN;\nALTER TABLE posts ADD COLUMN a text;\nCOMMIT;\n"
                                 "UPDATE posts SET a = 'x' WHERE id < 1000"),
+    "validate-in-transaction": ("sql", "SET lock_timeout = '2s';\nBEGIN;\n"
+                                       "ALTER TABLE posts ADD CONSTRAINT c CHECK (views >= 0) NOT VALID;\n"
+                                       "ALTER TABLE posts VALIDATE CONSTRAINT c;\nCOMMIT",
+                                "SET lock_timeout = '2s';\nBEGIN;\n"
+                                "ALTER TABLE posts ADD CONSTRAINT c CHECK (views >= 0) NOT VALID;\nCOMMIT;\n"
+                                "ALTER TABLE posts VALIDATE CONSTRAINT c"),
     "unbatched-backfill": ("change", "UPDATE posts SET views = 0",
                            "UPDATE posts SET views = 0 WHERE id >= 1 AND id < 10001 AND views IS NULL"),
     "missing-lock-timeout": ("sql", "ALTER TABLE posts ADD COLUMN a text",
                              "SET lock_timeout = '2s';\nALTER TABLE posts ADD COLUMN a text"),
     "lock-timeout-off": ("change", "SET lock_timeout = 0;\nALTER TABLE posts ADD COLUMN a text",
                          "SET lock_timeout = '2s';\nALTER TABLE posts ADD COLUMN a text"),
+    "session-setting": ("change", "SET standard_conforming_strings = off;\nALTER TABLE posts ADD COLUMN a text DEFAULT 'x\\'",
+                        "SET work_mem = '64MB';\nALTER TABLE posts ADD COLUMN a text DEFAULT 'x'"),
     "missing-statement-timeout": ("sql", "SET lock_timeout = '2s';\nALTER TABLE posts ADD COLUMN a text",
                                   "SET lock_timeout = '2s';\nSET statement_timeout = '10min';\n"
                                   "ALTER TABLE posts ADD COLUMN a text"),
@@ -148,6 +156,15 @@ def test_rule_triggers_and_its_safe_route_passes(rule):
                         and not f.message.startswith("allowed by comment")}, passed.findings
     if mode == "change":
         assert not passed.refused, passed.findings
+
+
+def test_inline_unique_and_primary_key_of_a_new_column_build_their_index_under_the_table_lock():
+    result = lint_text("ALTER TABLE posts ADD COLUMN slug text UNIQUE;\n"
+                       "ALTER TABLE posts ADD COLUMN k bigint PRIMARY KEY DEFAULT 1;\n"
+                       "ALTER TABLE posts ADD COLUMN n bigint CHECK (n > 0)", "change")
+    assert [(f.rule, f.line) for f in result.findings] == [("unique-constraint-builds-index", 1),
+                                                           ("primary-key-builds-index", 2),
+                                                           ("constraint-not-valid", 3)]
 
 
 def test_new_tables_are_exempt_from_lock_and_rewrite_rules():
@@ -245,3 +262,11 @@ def test_the_docs_list_every_rule_with_its_safe_route():
         "docs/changes.md is stale: paste `python -m pgsteady.changes.migration_rules` between the markers"
     for name in RULES:
         assert f"| `{name}` |" in doc
+
+
+def test_concurrent_builds_in_a_migration_are_refused_on_postgresql_14_0_to_14_3(site):
+    text = "ALTER TABLE posts ADD COLUMN a text;\nCREATE INDEX CONCURRENTLY posts_a_idx ON posts (a)"
+    assert "concurrent-build-bug" not in {f.rule for f in lint_text(text, "change", site).findings}
+    site.version_num = 140003  # what the catalogue reads from a 14.3 server
+    assert [(f.rule, f.line) for f in lint_text(text, "change", site).findings if f.severity == "refuse"] == \
+        [("concurrent-build-bug", 2)]

@@ -132,3 +132,20 @@ def test_bad_sql_files_get_one_line_and_hostile_names_are_not_interpreted(tmp_pa
     hostile.write_text('SET lock_timeout = \'2s\';\nALTER TABLE posts RENAME COLUMN "a\x1b[2J" TO "b\x07";\n')
     r = pgsteady("change", "lint", str(hostile), dsn=dsn)
     assert r.returncode == 1 and "\x1b" not in r.stdout and "\x07" not in r.stdout and "?[2J" in r.stdout
+
+
+def test_with_a_database_the_sql_lint_reads_the_catalogue_and_offline_it_does_not(tmp_path, dsn):
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE posts (id bigint PRIMARY KEY, title varchar(50))")
+    path = tmp_path / "widen.sql"
+    path.write_text("SET lock_timeout = '2s';\nALTER TABLE posts ALTER COLUMN title TYPE varchar(80);\n"
+                    "ALTER TABLE posts ALTER COLUMN id TYPE numeric;\n")
+    online = json.loads(pgsteady("change", "lint", str(path), "--json", dsn=dsn).stdout)
+    assert online["server_version"] and by_rule(online) >= {("column-type-change", 3)}
+    assert ("column-type-change", 2) not in by_rule(online)  # a longer varchar keeps the rows as they are
+    assert all(f["severity"] == "note" for f in online["findings"])  # an empty table: the rewrite is brief
+    offline = json.loads(pgsteady("change", "lint", str(path), "--json", "--offline", dsn=dsn).stdout)
+    assert offline["server_version"] is None and offline["ok"] is False
+    assert {("column-type-change", 2), ("column-type-change", 3)} <= by_rule(offline)

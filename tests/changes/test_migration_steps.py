@@ -44,6 +44,9 @@ def test_a_migration_runs_statement_by_statement_with_each_one_recorded(dsn, tmp
     lint = pgsteady("change", "lint", str(path), dsn=dsn)
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
+    plan = pgsteady("change", "plan", str(path), dsn=dsn)
+    assert plan.returncode == 0 and "table public.posts: 5,000 rows" in plan.stdout, plan.stdout + plan.stderr
+
     rehearse = pgsteady("change", "rehearse", str(path), dsn=dsn)
     assert rehearse.returncode == 0, rehearse.stdout + rehearse.stderr
     assert "4. line 4: " in rehearse.stdout and "ShareUpdateExclusiveLock" in rehearse.stdout
@@ -52,7 +55,7 @@ def test_a_migration_runs_statement_by_statement_with_each_one_recorded(dsn, tmp
     worker()
     apply = pgsteady("change", "apply", str(path), "--wait", "--timeout", "60", dsn=dsn)
     assert apply.returncode == 0, apply.stdout + apply.stderr
-    assert "ran 8 statements" in apply.stdout
+    assert "ran 8 statement(s)" in apply.stdout and "all 8 applied" in apply.stdout
     assert scalar(dsn, "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'posts'::regclass AND attname = 'title'")
     assert scalar(dsn, "SELECT count(*) FROM pg_constraint WHERE conname = 'posts_slug_key' AND contype = 'u'") == 1
 
@@ -105,6 +108,8 @@ def test_a_failed_statement_stops_the_apply_and_the_rerun_goes_on_from_it(dsn, t
     assert shown["status"] == "apply failed"
     recorded = shown["steps"][-1]["details"]["statements"]
     assert [(s["index"], s["status"]) for s in recorded] == [(1, "done"), (2, "done"), (3, "failed")]
+    text = pgsteady("change", "show", "nulls", dsn=dsn).stdout
+    assert "statement 2/3 (line 2): done in" in text and "statement 3/3 (line 3): failed" in text, text
 
     with psycopg.connect(dsn, autocommit=True) as conn:  # the backfill the failure asked for
         conn.execute("UPDATE posts SET title = 'untitled' WHERE title IS NULL")

@@ -103,3 +103,19 @@ def test_current_job_is_only_set_inside_the_block():
     with logs.job_context(1, "t", 1, None):
         assert logs.current_job() == {"job_id": 1, "task": "t", "attempt": 1, "release": None}
     assert logs.current_job() is None
+
+
+def test_log_lines_never_carry_a_password_or_a_forged_line():
+    import logging
+
+    from pgsteady.monitoring.logs import JsonFormatter, TextFormatter
+
+    record = logging.LogRecord("x", logging.WARNING, __file__, 0,
+                               "cannot connect to postgresql://app:hunter2@db/prod\n2026-01-01 ERROR forged: %s",
+                               ("line",), None)
+    record.api_token = "hunter2"
+    record.path = "dsn password=hunter2 host=db"
+    text = TextFormatter().format(record)
+    assert "hunter2" not in text and len(text.splitlines()) == 1 and "\\n2026-01-01 ERROR forged" in text
+    data = json.loads(JsonFormatter().format(record))
+    assert "hunter2" not in json.dumps(data) and data["api_token"] != "hunter2"
