@@ -183,8 +183,6 @@ def register(app: Any, queue: str, retry: Any, max_attempts: int) -> None:
     @app.task(name=TASK, queue=queue, max_attempts=max_attempts, retry=retry)
     def run_migration(ctx, **args: Any) -> dict[str, Any]:
         """Run a recorded migration change, statement by statement (pgsteady/changes/migration_apply.py)."""
-        from .tasks import one_line  # the one way a job's error becomes a line of the record
-
         run = MigrationRun(app, ctx, args)
         try:
             return run.run()
