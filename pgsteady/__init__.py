@@ -5,7 +5,8 @@ The public API is what this module exports; everything else is internal.
 
 from .app import App, JobRef
 from .errors import PgsteadyError
-from .tasks import Context, Discard, Retry, Task
+from .retries import Retry
+from .tasks import Cancelled, Context, Discard, Task
 from .worker import Worker, run_worker
 
-__all__ = ["App", "Context", "Discard", "JobRef", "PgsteadyError", "Retry", "Task", "Worker", "run_worker"]
+__all__ = ["App", "Cancelled", "Context", "Discard", "JobRef", "PgsteadyError", "Retry", "Task", "Worker", "run_worker"]

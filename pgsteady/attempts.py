@@ -1,40 +1,54 @@
-"""One attempt of a job, as the worker sees it: its state, its outcome
-signals, and the small helpers that run a task function.
+"""Running attempts: one attempt's state, and the Runner that calls task functions.
 
-Internal to the worker (pgsteady/worker.py); nothing here touches the database.
+The Runner owns the slots (how many attempts run), the thread pool of sync
+tasks and their connection pool. It calls the task and turns what happened
+into one call on the Completer (completing.py): succeeded, failed, cancelled,
+rejected. It is also the ``JobRuntime`` a job's Context talks to.
+
+Timeouts. An async task past its timeout is cancelled. A sync one cannot be
+stopped from outside, so its ``ctx.cancelled`` turns true and the attempt
+keeps its slot and its lease (the heartbeat still renews it) until the
+thread returns; only then is the timeout recorded and the retry scheduled,
+so two attempts of one job never overlap.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+import traceback
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .tasks import Context, Task
+from psycopg_pool import ConnectionPool
 
+from .monitoring import logs
+from .tasks import Cancelled, Context, Discard, LeaseLost, Task
 
-class LeaseLost(Exception):
-    """The attempt's lease token no longer matches: someone else owns the job."""
+if TYPE_CHECKING:
+    from .app import App
+    from .completing import Completer, Db
 
-
-class StopRequested(Exception):
-    """The task returned after someone cancelled its job: end it as cancelled."""
+log = logging.getLogger("pgsteady.worker")
+T = TypeVar("T")
 
 
 class TimedOut(Exception):
     """The task ran past its timeout (kept apart from a TimeoutError the task raises itself)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Attempt:
     id: int
-    token: Any
+    token: str
     attempt: int
     task_name: str
     ctx: Context
     runner: asyncio.Task | None = None
-    cancel_requested: bool = False
+    cancel_requested: bool = False  # confirmed by the job's row, never by a notification alone
     lost: bool = False
     finished: bool = False
 
@@ -66,13 +80,179 @@ async def within(seconds: float | None, awaitable: Any) -> Any:
         raise
 
 
-def bind(task: Task, ctx: Context):
+def bind(task: Task, ctx: Context) -> Callable[[], Any]:
     """A zero-argument callable that runs the task with the job's arguments."""
     if task.takes_ctx:
         return lambda: task.fn(ctx, **ctx.args)
     return lambda: task.fn(**ctx.args)
 
 
-def describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+class Runner:
+    """Runs attempts in the worker's slots; see the module's docstring."""
+
+    def __init__(self, app: App, completer: Completer, db: Db, stopping: asyncio.Event, *, concurrency: int) -> None:
+        self.app = app
+        self.queries = app.queries
+        self.completer = completer
+        self.db = db
+        self.stopping = stopping
+        self.concurrency = concurrency
+        self.running = 0
+        self.run_time = 1.0  # moving average of attempt run time, seconds
+        self.on_finished: Callable[[], None] = lambda: None  # the claimer fills the freed slot
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.threads = ThreadPoolExecutor(max_workers=concurrency + 4, thread_name_prefix="pgsteady-task")
+        self._sync_pool: ConnectionPool | None = None
+
+    def start(self, att: Attempt) -> None:
+        self.running += 1
+        att.runner = asyncio.create_task(self._run(att))
+
+    async def _run(self, att: Attempt) -> None:
+        # Every log line written while this attempt runs carries its job id,
+        # task, attempt and release (the context follows the asyncio task).
+        started = time.monotonic()
+        logs.enter_job(att.id, att.task_name, att.attempt, self.app.release)  # this task's own context
+        try:
+            await self._attempt(att)
+        except Exception:  # a bug here must not keep the lease forever: let it expire and be rescued
+            log.exception("job %s: the worker could not record this attempt; its lease will expire", att.id)
+            self.completer.forget(att)
+        finally:
+            self.running -= 1
+            self.run_time = 0.9 * self.run_time + 0.1 * (time.monotonic() - started)
+            self.on_finished()
+
+    async def _attempt(self, att: Attempt) -> None:
+        c = self.completer
+        if att.cancel_requested:  # cancelled while it waited for a slot
+            await c.cancelled(att)
+            return
+        task = self.app.tasks.get(att.task_name)
+        if task is None:
+            # Another release may know it; keep retrying with backoff.
+            await c.failed(att, f"unknown task {att.task_name!r} (this worker's App does not define it)", "",
+                           retry=True)
+            return
+        try:
+            if task.transactional:
+                await self._call_transactional(task, att)
+                c.succeeded_in_tx(att)
+            else:
+                await self._call(task, att)
+                c.succeeded(att)  # the claimer's next round records it
+        except (asyncio.CancelledError, Cancelled) as exc:
+            if att.cancel_requested:
+                await c.cancelled(att)
+            elif att.lost or self.stopping.is_set():
+                return  # lease gone, or shutting down: hand_back decides
+            elif isinstance(exc, Cancelled):
+                await c.failed(att, "raised Cancelled, but nobody cancelled the job", traceback.format_exc(),
+                               retry=True)
+            else:
+                raise
+        except LeaseLost:
+            await c.rejected(att, "completion rejected: this attempt no longer holds the lease")
+        except TimedOut:
+            await c.failed(att, f"timed out after {task.timeout}s", "", retry=True)
+        except Exception as exc:  # the task's own failure (Discard: no retry)
+            if att.cancel_requested:
+                await c.cancelled(att)  # it stopped because it was asked to, in whatever way
+            else:
+                await c.failed(att, exc, None, retry=not isinstance(exc, Discard))
+
+    async def _call(self, task: Task, att: Attempt) -> None:
+        call = bind(task, att.ctx)
+        if task.is_async:
+            await within(task.timeout, call())
+        else:
+            await self._in_thread(task, att, logs.in_current_context(call))
+
+    async def _call_transactional(self, task: Task, att: Attempt) -> None:
+        if task.is_async:
+            async with self.db.pool.connection() as conn:
+                async with conn.transaction():
+                    att.ctx.conn = conn
+                    await within(task.timeout, bind(task, att.ctx)())
+                    att.finished = True
+                    if not await self.completer.complete_in_tx(conn, att):
+                        raise LeaseLost()
+            return
+
+        def run_in_thread() -> None:
+            with self.sync_connection() as conn:
+                with conn.transaction():
+                    att.ctx.conn = conn
+                    bind(task, att.ctx)()
+                    att.finished = True
+                    if not self.completer.complete_in_tx_sync(conn, att):
+                        raise LeaseLost()
+
+        await self._in_thread(task, att, logs.in_current_context(run_in_thread))
+
+    async def _in_thread(self, task: Task, att: Attempt, fn: Callable[[], Any]) -> None:
+        fut = self.loop.run_in_executor(self.threads, fn)
+        if task.timeout is None:
+            await fut
+            return
+        done, _ = await asyncio.wait((fut,), timeout=task.timeout)
+        if done:
+            fut.result()
+            return
+        # The thread cannot be stopped: tell it, and hold the slot and the
+        # lease until it returns, so the retry cannot overlap it.
+        att.ctx._cancelled = True
+        log.warning("job %s ran past its timeout of %ss; waiting for its thread to return "
+                    "(sync tasks should check ctx.cancelled)", att.id, task.timeout)
+        try:
+            await fut
+        except Exception:
+            att.finished = False  # a transactional body may have set it before rolling back
+            raise TimedOut() from None
+        if task.transactional:
+            # Its transaction committed, the job's success with it: that stands.
+            log.warning("job %s finished after its timeout; its transaction had committed", att.id)
+            return
+        raise TimedOut()
+
+    def interrupt(self, att: Attempt) -> None:
+        """Tell a running attempt to stop: sync tasks see ctx.cancelled, async
+        ones are cancelled as well."""
+        att.ctx._cancelled = True
+        task = self.app.tasks.get(att.task_name)
+        if att.runner is not None and task is not None and task.is_async:
+            att.runner.cancel()
+
+    # -- the JobRuntime of every Context ------------------------------------
+
+    async def log_event(self, job: Context, message: str, data: dict) -> None:
+        await self.completer.log_line(job, message, data)
+
+    async def save_checkpoint(self, job: Context, value: Any) -> None:
+        await self.completer.save_checkpoint(job, value)
+
+    def run_sync(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+        coro.close()
+        raise RuntimeError("this is the sync form, called on the event loop: in async code await "
+                           "ctx.alog(...) / ctx.acheckpoint(...)")
+
+    def sync_connection(self):
+        """A pooled sync connection (autocommit) for code running in task threads."""
+        if self._sync_pool is None:
+            # Created on the loop's thread only (see Worker.run), so no lock is needed.
+            raise RuntimeError("the worker is not running")
+        return self._sync_pool.connection()
+
+    def open_sync_pool(self) -> None:
+        self._sync_pool = ConnectionPool(self.app.dsn, min_size=0, max_size=self.concurrency, open=True,
+                                         kwargs={"autocommit": True}, name="pgsteady-sync-tasks")
+
+    def close(self) -> None:
+        if self._sync_pool is not None:
+            self._sync_pool.close()
+            self._sync_pool = None
+        self.threads.shutdown(wait=False, cancel_futures=True)

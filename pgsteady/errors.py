@@ -44,3 +44,19 @@ class InvalidJobState(PgsteadyError):
 
 class EmbeddedError(PgsteadyError):
     """The embedded PostgreSQL could not be started, stopped or found."""
+
+
+def did_you_mean(name: object, choices: "list[str] | tuple[str, ...] | frozenset[str] | set[str]") -> str:
+    """``did you mean 'x'?`` for the closest choice, else the list of choices."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), sorted(choices), n=1)
+    return f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(sorted(choices))}"
+
+
+def check_options(given: "dict[str, object]", allowed: "list[str] | tuple[str, ...] | frozenset[str] | set[str]",
+                  where: str) -> None:
+    """Refuse unknown option names with one line and a did-you-mean."""
+    for name in given:
+        if name not in allowed:
+            raise ConfigError(f"{where}: unknown option {name!r}; {did_you_mean(name, allowed)}")

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from .errors import ConfigError, PgsteadyError
+from .payloads import job_row
 from .tasks import Context
 
 CHUNK = 500
@@ -42,13 +42,12 @@ def run_chunks(ctx: Context, items: Iterable[Any], handle: Callable[[psycopg.Con
         raise ConfigError("run_chunks commits one transaction per chunk; use it in a task without transactional=True")
     if chunk_size < 1:
         raise ConfigError("chunk_size must be >= 1")
-    runtime = ctx._runtime
     start = int((ctx.last_checkpoint or {}).get("position", 0))
     it = iter(items)
     for _ in islice(it, start):  # skip what earlier attempts committed
         pass
     position = start
-    with runtime.sync_connection() as conn:
+    with ctx.connection() as conn:
         while not ctx.cancelled:
             chunk = list(islice(it, chunk_size))
             if not chunk:
@@ -56,11 +55,8 @@ def run_chunks(ctx: Context, items: Iterable[Any], handle: Callable[[psycopg.Con
             with conn.transaction():
                 handle(conn, chunk)
                 position += len(chunk)
-                value = {"position": position, "total": total}
-                if not conn.execute(runtime.q.save_checkpoint,
-                                    dict(id=ctx.id, token=ctx._token, value=Jsonb(value))).fetchall():
-                    raise runtime.lease_lost()  # rolls this chunk back: another attempt owns the job
-            ctx.last_checkpoint = value
+                # Raises LeaseLost, rolling this chunk back, when another attempt owns the job.
+                ctx.checkpoint_in(conn, {"position": position, "total": total})
     return position - start
 
 
@@ -90,7 +86,7 @@ def parse_line(app, text: str) -> dict:
         except ValueError:
             raise ValueError(f'"run_at" {item["run_at"]!r} is not an ISO 8601 time') from None
     try:
-        app._row(item)  # the same checks as app.enqueue
+        job_row(app, item)  # the same checks as app.enqueue
     except PgsteadyError as exc:
         raise ValueError(str(exc)) from None
     return item

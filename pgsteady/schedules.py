@@ -6,8 +6,11 @@ sixth). Which scheduled times are due is computed here, in plain Python; the
 scheduler service (maintenance/scheduler.py) makes each due time one job,
 exactly once, through a unique key in the database.
 
-After downtime several times may be due at once. ``on_missed`` says what to do
-with them:
+After downtime several times may be due at once, and runs enqueued earlier
+may still wait unclaimed (no worker serves the queue). ``on_missed`` says
+what to do with the due times, and ``max_waiting`` (default 1, None for no
+limit) how many runs may wait at once; due times beyond it are missed, so a
+queue nobody serves never piles up a backlog that later runs as a burst:
 
     skip   run only the newest time, and only if it is recent (within grace);
            the others are recorded as missed
@@ -22,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from .errors import ConfigError
 
@@ -41,6 +44,7 @@ class Schedule:
     task: str
     args: dict[str, Any] = field(default_factory=dict)
     on_missed: str = "once"
+    max_waiting: int | None = 1
 
     def __post_init__(self) -> None:
         where = f"schedule {self.name!r}"
@@ -55,6 +59,14 @@ class Schedule:
             raise ConfigError(f"{where}: unknown time zone {self.tz!r}; use an IANA name such as 'UTC' or 'Europe/Paris'") from None
         if self.on_missed not in ON_MISSED:
             raise ConfigError(f"{where}: on_missed must be one of {', '.join(ON_MISSED)}, not {self.on_missed!r}")
+        try:
+            self.next_after(datetime.now(ZoneInfo(self.tz)))
+        except CroniterBadDateError:
+            raise ConfigError(f"{where}: {self.cron!r} never fires (no date matches it, e.g. 31 February); "
+                              "fix the day and month fields") from None
+        if self.max_waiting is not None and (isinstance(self.max_waiting, bool) or not isinstance(self.max_waiting, int)
+                                             or self.max_waiting < 1):
+            raise ConfigError(f"{where}: max_waiting must be an integer >= 1 or None, not {self.max_waiting!r}")
         if not isinstance(self.args, dict):
             raise ConfigError(f"{where}: args must be a dict (the task's keyword arguments)")
 
@@ -91,3 +103,11 @@ class Schedule:
         if self.on_missed == "once" or now - due[-1] <= SKIP_GRACE:
             return due[-1:]
         return []
+
+    def cap(self, chosen: list[datetime], waiting: int) -> list[datetime]:
+        """The newest of ``chosen`` that fit while ``waiting`` earlier runs
+        are still unclaimed: never more than max_waiting waiting at once."""
+        if self.max_waiting is None:
+            return chosen
+        room = max(self.max_waiting - waiting, 0)
+        return chosen[max(len(chosen) - room, 0):] if room else []

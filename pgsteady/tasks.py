@@ -1,47 +1,42 @@
-"""Tasks, their retry policy, and the context a running job sees."""
+"""Tasks, and the context a running job sees."""
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-import random
+import math
+from collections.abc import Coroutine
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
 
+import psycopg
+
+from . import _writes_async, _writes_sync
 from .errors import ConfigError
+from .payloads import INT_MAX, SMALLINT, check_int, check_queue, check_text
+from .retries import Retry, RetryPolicy, check
 
 if TYPE_CHECKING:
     from .app import App, JobRef
+    from .queries import Queries
+
+T = TypeVar("T")
+__all__ = ["Cancelled", "Context", "Discard", "JobRuntime", "LeaseLost", "Retry", "Task"]
 
 
 class Discard(Exception):
     """Raise from a task to fail the job at once, without further attempts."""
 
 
-@dataclass(frozen=True)
-class Retry:
-    """Exponential backoff with jitter: attempt n waits about base * 2**(n-1).
-
-    The delay is capped at ``cap`` seconds, and up to ``jitter`` of it is
-    taken away at random so that jobs that failed together do not all come
-    back in the same instant.
-    """
-
-    base: float = 2.0
-    cap: float = 3600.0
-    jitter: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.base < 0 or self.cap < 0 or not 0 <= self.jitter <= 1:
-            raise ConfigError("Retry needs base >= 0, cap >= 0 and 0 <= jitter <= 1")
-
-    def backoff(self, attempt: int) -> float:
-        delay = min(self.cap, self.base * 2 ** max(attempt - 1, 0))
-        return delay * (1 - self.jitter * random.random())
+class Cancelled(Exception):
+    """Raise from a sync task that saw ``ctx.cancelled`` (``ctx.raise_if_cancelled()``
+    does it): the attempt ends as cancelled. A task that returns has finished,
+    and ends as succeeded whatever was asked meanwhile."""
 
 
-RetryPolicy = Retry | Callable[[int], float]
+class LeaseLost(Exception):
+    """The attempt's lease token no longer matches: someone else owns the job."""
 
 
 class Task:
@@ -60,17 +55,15 @@ class Task:
         transactional: bool,
         retry: RetryPolicy,
     ) -> None:
+        check_text(name, "task name", max_bytes=200, exc=ConfigError)
         where = f"task {name!r}"
-        if not isinstance(queue, str) or not queue:
-            raise ConfigError(f"{where}: queue must be a non-empty string")
-        if not isinstance(priority, int) or not -32768 <= priority <= 32767:
-            raise ConfigError(f"{where}: priority must be an integer between -32768 and 32767")
-        if not isinstance(max_attempts, int) or max_attempts < 1:
-            raise ConfigError(f"{where}: max_attempts must be an integer >= 1")
-        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        check_queue(queue, exc=ConfigError)
+        check_int(priority, f"{where}: priority", *SMALLINT, exc=ConfigError)
+        check_int(max_attempts, f"{where}: max_attempts", 1, INT_MAX, exc=ConfigError)
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or not 0 < timeout < math.inf):
             raise ConfigError(f"{where}: timeout must be a positive number of seconds or None")
-        if not (isinstance(retry, Retry) or callable(retry)):
-            raise ConfigError(f"{where}: retry must be a pgsteady.Retry or a function attempt -> seconds")
+        check(retry, where)
         params = list(inspect.signature(fn).parameters)
         self.takes_ctx = bool(params) and params[0] == "ctx"
         if transactional and not self.takes_ctx:
@@ -94,12 +87,13 @@ class Task:
     def __repr__(self) -> str:
         return f"<Task {self.name} queue={self.queue}>"
 
-    def backoff(self, attempt: int) -> float:
-        return self.retry.backoff(attempt) if isinstance(self.retry, Retry) else float(self.retry(attempt))
-
     def enqueue(self, **kwargs: Any) -> JobRef:
         """Enqueue a job of this task with these keyword arguments."""
         return self.app.enqueue(self.name, kwargs)
+
+    async def enqueue_async(self, **kwargs: Any) -> JobRef:
+        """``enqueue`` for async code (does not block the event loop)."""
+        return await self.app.enqueue_async(self.name, kwargs)
 
     def configure(
         self,
@@ -110,7 +104,8 @@ class Task:
         run_at: datetime | timedelta | None = None,
         conn: Any = None,
     ) -> _Configured:
-        """Options for one enqueue: ``task.configure(key="post:1").enqueue(post_id=1)``."""
+        """Options for one enqueue: ``task.configure(key="post:1").enqueue(post_id=1)``
+        (or ``await ....enqueue_async(...)``, where ``conn`` may be an AsyncConnection)."""
         return _Configured(self, dict(key=key, queue=queue, priority=priority, run_at=run_at, conn=conn))
 
 
@@ -122,18 +117,44 @@ class _Configured:
     def enqueue(self, **kwargs: Any) -> JobRef:
         return self.task.app.enqueue(self.task.name, kwargs, **self.options)
 
+    async def enqueue_async(self, **kwargs: Any) -> JobRef:
+        """With ``conn=`` an AsyncConnection (e.g. an async task's ctx.conn)."""
+        return await self.task.app.enqueue_async(self.task.name, kwargs, **self.options)
+
+
+class JobRuntime(Protocol):
+    """What a running job's Context needs from the worker that runs it."""
+
+    queries: Queries
+
+    async def log_event(self, job: Context, message: str, data: dict) -> None: ...
+
+    async def save_checkpoint(self, job: Context, value: Any) -> None: ...
+
+    def run_sync(self, coro: Coroutine[Any, Any, T]) -> T:
+        """From a task's thread: run ``coro`` on the worker's loop and wait."""
+        ...
+
+    def sync_connection(self) -> AbstractContextManager[psycopg.Connection]: ...
+
 
 class Context:
     """What a running job knows about itself; the ``ctx`` of a task.
 
     ``conn`` is set only for transactional tasks: it is the transaction that
     will also mark the job succeeded, so writes through it happen exactly once.
-    ``log()`` adds a line to the job's history; ``cancelled`` turns true when
-    someone cancels the job (sync tasks should check it in long loops).
+    ``cancelled`` turns true when someone cancels the job or its timeout
+    passes: sync tasks should check it in long loops (``raise_if_cancelled()``),
+    since Python cannot stop a thread from outside.
+
+    Each call has an async and a sync form, and each always returns the same
+    kind of thing: ``await ctx.alog(...)`` / ``await ctx.acheckpoint(...)`` in
+    async tasks, ``ctx.log(...)`` / ``ctx.checkpoint(...)`` in sync ones (they
+    wait for the write; calling them on the event loop is refused).
     """
 
     def __init__(self, *, id: int, attempt: int, key: str | None, args: dict, task: str, queue: str,
-                 max_attempts: int, last_checkpoint: Any, runtime: Any, token: Any) -> None:
+                 max_attempts: int, last_checkpoint: Any, runtime: JobRuntime, token: str) -> None:
         self.id = id
         self.attempt = attempt
         self.key = key
@@ -153,19 +174,58 @@ class Context:
     def cancelled(self) -> bool:
         return self._cancelled
 
-    def log(self, message: str, **data: Any) -> asyncio.Future | None:
-        """Add a line to this job's history. From a sync task this waits for
-        the write; from async code it returns an awaitable you may await."""
-        return self._runtime.submit(self._runtime.log_event(self, str(message), data))
+    def raise_if_cancelled(self) -> None:
+        """Raise Cancelled if the job was cancelled (or timed out); for sync loops."""
+        if self._cancelled:
+            raise Cancelled()
 
-    def checkpoint(self, value: Any) -> asyncio.Future | None:
-        """Store progress (JSON) for the next attempt of this job to resume from.
-        The write presents this attempt's lease token; a stale attempt's is refused.
-        In a transactional task it goes through ctx.conn and commits with the task's writes."""
+    # -- history ------------------------------------------------------------
+
+    async def alog(self, message: str, **data: Any) -> None:
+        """Add a line to this job's history (async tasks)."""
+        await self._runtime.log_event(self, str(message), data)
+
+    def log(self, message: str, **data: Any) -> None:
+        """Add a line to this job's history and wait for it (sync tasks)."""
+        self._runtime.run_sync(self._runtime.log_event(self, str(message), data))
+
+    # -- checkpoints --------------------------------------------------------
+
+    async def acheckpoint(self, value: Any) -> None:
+        """Store progress (JSON) for the next attempt to resume from (async tasks).
+        The write presents this attempt's lease token; a stale attempt's is
+        refused (LeaseLost). In a transactional task it goes through ctx.conn
+        and commits with the task's writes."""
+        if isinstance(self.conn, psycopg.AsyncConnection):
+            if not await _writes_async.save_checkpoint(self.conn, self._runtime.queries, self.id, self._token, value):
+                raise LeaseLost()
+        elif self.conn is not None:
+            raise ConfigError("this task's ctx.conn is a sync connection: use ctx.checkpoint(...)")
+        else:
+            await self._runtime.save_checkpoint(self, value)
         self.last_checkpoint = value
+
+    def checkpoint(self, value: Any) -> None:
+        """``acheckpoint`` for sync tasks: waits for the write."""
+        if isinstance(self.conn, psycopg.Connection):
+            self.checkpoint_in(self.conn, value)
+            return
         if self.conn is not None:
-            return self._runtime.checkpoint_in_tx(self, value)
-        return self._runtime.submit(self._runtime.save_checkpoint(self, value))
+            raise ConfigError("this task's ctx.conn is an async connection: use await ctx.acheckpoint(...)")
+        self._runtime.run_sync(self._runtime.save_checkpoint(self, value))
+        self.last_checkpoint = value
+
+    def checkpoint_in(self, conn: psycopg.Connection, value: Any) -> None:
+        """Write the checkpoint through ``conn``, so it commits (or rolls back)
+        with the writes of that transaction; raises LeaseLost when this attempt
+        no longer holds the job (the caller's transaction should roll back)."""
+        if not _writes_sync.save_checkpoint(conn, self._runtime.queries, self.id, self._token, value):
+            raise LeaseLost()
+        self.last_checkpoint = value
+
+    def connection(self) -> AbstractContextManager[psycopg.Connection]:
+        """A pooled sync connection (autocommit) of the worker, for sync tasks."""
+        return self._runtime.sync_connection()
 
     def __repr__(self) -> str:
         return f"<Context job={self.id} task={self.task} attempt={self.attempt}>"

@@ -98,15 +98,6 @@ def test_commands_on_an_unmigrated_database_say_to_migrate(empty_dsn):
     assert pgsteady("jobs", "list", dsn=empty_dsn).returncode == 0
 
 
-def test_demo_imports_each_post_exactly_once(dsn):
-    r = pgsteady("demo", "--jobs", "120", "--json", dsn=dsn)
-    assert r.returncode == 0, r.stderr
-    summary = json.loads(r.stdout)
-    assert summary["succeeded"] == summary["rows"] == 120
-    assert summary["duplicate_rows"] == 0 and summary["second_enqueue_new"] == 0
-    assert summary["retries"] == 2  # posts 50 and 100 fail once on purpose
-
-
 @pytest.mark.parametrize("command", [[], ["worker"], ["enqueue"], ["jobs", "list"], ["jobs", "show"], ["migrate"],
                                      ["demo"], ["db"]])
 def test_every_command_has_help(command):

@@ -291,3 +291,161 @@ def test_any_json_object_round_trips(app, dsn, args):
     ref = app.enqueue("import_post", args)
     stored = scalar(dsn, "SELECT args FROM pgsteady.jobs WHERE id = %s", [ref.id])
     assert _numbers_as_float(stored) == _numbers_as_float(args)
+
+
+@pytest.mark.parametrize("item,message", [
+    (dict(args={"t": "lone \ud800"}), "contain a lone surrogate"),
+    (dict(args={"t": "x"}, key="k\ud800"), "key contains a lone surrogate"),
+    (dict(args={"d": __import__("functools").reduce(lambda a, _: [a], range(5000), 1)}), "nest deeper than 64 levels"),
+    (dict(args={"d": __import__("functools").reduce(lambda a, _: {"k": a}, range(65), 1)}), "nest deeper than 64 levels"),
+    (dict(args={}, key="k" * 3000), "key is 3,000 bytes, over the 1,024-byte limit"),
+    (dict(args={}, key="a\x00b"), "key contains a NUL character"),
+    (dict(args={}, queue="q" * 9000), "queue name is 9,000 bytes, over the 200-byte limit"),
+    (dict(args={}, queue=""), "queue name must be a non-empty string"),
+    (dict(args={}, priority=40_000), "priority must be an integer between -32768 and 32767"),
+    (dict(args={}, priority=True), "priority must be an integer between -32768 and 32767"),
+])
+def test_bad_job_input_is_refused_with_one_line_before_anything_is_written(app, dsn, item, message):
+    _register(app)
+    good = {"task": "import_post", "args": {"post_id": 1}}
+    with pytest.raises(InvalidPayload) as err:
+        app.enqueue_many([good, {"task": "import_post", **item}])
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert _count(dsn) == 0
+
+
+def test_args_nested_64_deep_are_accepted(app, dsn):
+    import functools
+
+    _register(app)
+    app.enqueue("import_post", {"d": functools.reduce(lambda a, _: [a], range(62), 1)})
+    assert _count(dsn) == 1
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda a: a.set_queue_limits("mail", max_running=2**31), "max_running must be an integer between 1 and 2147483647"),
+    (lambda a: a.set_queue_limits("mail", max_per_second=0), "max_per_second must be an integer between 1 and 2147483647"),
+    (lambda a: a.set_queue_limits("q" * 500, max_running=1), "queue name is 500 bytes"),
+    (lambda a: a.task(name="t", max_attempts=2**31)(lambda: None), "max_attempts must be an integer between 1"),
+    (lambda a: a.task(name="t", queue="q\x00")(lambda: None), "queue name contains a NUL character"),
+    (lambda a: a.task(name="t", timeout=float("inf"))(lambda: None), "timeout must be a positive number"),
+    (lambda a: App(dsn="postgresql://x@127.0.0.1/x", schema="s" * 59), "at most 55 characters"),
+    (lambda a: App(dsn="postgresql://x@127.0.0.1/x", max_payload_bytes=True), "max_payload_bytes must be an integer"),
+    (lambda a: a.periodic("0 0 31 2 *", name="never")(lambda: None), "'0 0 31 2 *' never fires"),
+    (lambda a: a.periodic("* * * * *", name="m", max_waiting=0)(lambda: None), "max_waiting must be an integer >= 1"),
+])
+def test_bad_configuration_is_refused_with_one_line(call, message):
+    app = App(dsn="postgresql://x@127.0.0.1/x")
+    with pytest.raises(ConfigError) as err:
+        call(app)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_longest_schema_name_allowed_can_enqueue_and_be_woken(server_dsn):
+    """55 characters: its channels (<schema>_control) are still identifiers."""
+    import uuid
+
+    from pgsteady import notifications
+    from pgsteady.migrations import migrate
+
+    schema = "s" * 55
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        from pgsteady.database import with_dbname
+
+        dsn = with_dbname(server_dsn, name)
+        migrate(dsn, schema=schema)
+        app = App(dsn=dsn, schema=schema)
+        _register(app)
+        with psycopg.connect(dsn, autocommit=True) as listener:
+            listener.execute(f'LISTEN "{notifications.jobs_channel(schema)}"')
+            app.enqueue("import_post", {"post_id": 1})
+            note = next(listener.notifies(timeout=10))
+        assert notifications.decode(schema, note.channel, note.payload) == notifications.JobsAvailable("default")
+        app.close()
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_enqueue_async_writes_through_the_callers_async_transaction(app, dsn):
+    _register(app)
+
+    async def go() -> list:
+        async with await psycopg.AsyncConnection.connect(dsn) as conn:
+            ref = await app.enqueue_async("import_post", {"post_id": 1}, conn=conn)
+            many = await app.enqueue_many_async([("import_post", {"post_id": i}) for i in range(150)], conn=conn)
+            assert _count(dsn) == 0  # not committed yet
+            await conn.commit()
+        own = await app.enqueue_async("import_post", {"post_id": 2}, key="k")
+        again = await app.tasks["import_post"].configure(key="k").enqueue_async(post_id=2)
+        await app.aclose()
+        return [ref, *many, own, again]
+
+    refs = asyncio.run(go())
+    assert _count(dsn) == 152 and refs[-1].id == refs[-2].id and not refs[-1].created
+    with pytest.raises(ConfigError, match="AsyncConnection"):
+        with psycopg.connect(dsn) as conn:
+            asyncio.run(app.enqueue_async("import_post", {}, conn=conn))
+
+
+def test_the_sync_writes_are_generated_from_the_async_source():
+    """Async once: _writes_sync.py is tools/unasync.py's output for
+    _writes_async.py; editing one without regenerating fails here (and in CI)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, str(root / "tools" / "unasync.py"), "--check"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_no_loaded_query_carries_a_comment():
+    """Comments stay in the .sql files; what is sent has none (a %(x)s in a
+    comment would become a placeholder), in both query folders."""
+    from pgsteady.indexes.queries import QUERIES
+    from pgsteady.queries import Queries, _raw, parse
+
+    q = Queries("pgsteady")
+    bodies = [getattr(q, n) for n in _raw() if not n.startswith("_")] + list(QUERIES.values())
+    assert len(bodies) > 100
+    for body in bodies:
+        assert "--" not in body and "/*" not in body, body[:200]
+    assert parse("-- name: a\nSELECT 1 -- %(limit)s here\n-- %(x)s\n, '--kept' AS b;") == {"a": "SELECT 1\n, '--kept' AS b"}
+
+
+def test_the_jobs_trigger_notifies_the_channel_the_protocol_declares(app, dsn):
+    from pgsteady import notifications
+
+    _register(app)
+    with psycopg.connect(dsn, autocommit=True) as listener:
+        listener.execute(f'LISTEN "{notifications.jobs_channel("pgsteady")}"')
+        app.enqueue("import_post", {"post_id": 1}, queue="mail")
+        note = next(listener.notifies(timeout=10))
+    assert notifications.decode("pgsteady", note.channel, note.payload) == notifications.JobsAvailable("mail")
+    assert notifications.decode("pgsteady", "pgsteady_control", "12; DROP") is None
+    assert notifications.decode("pgsteady", "pgsteady_control", "cancel:99999999999999999999") is None
+
+
+def test_misspelt_options_get_a_did_you_mean(app):
+    _register(app)
+    with pytest.raises(ConfigError, match=r"a job: unknown option 'priorty'; did you mean 'priority'\?"):
+        app.enqueue_many([{"task": "import_post", "args": {}, "priorty": 1}])
+    with pytest.raises(ConfigError, match=r"periodic: unknown option 'max_attempt'; did you mean 'max_attempts'\?"):
+        app.periodic("* * * * *", max_attempt=3)
+
+
+def test_the_sync_enqueue_on_an_event_loop_says_to_use_the_async_one(app, dsn, caplog):
+    _register(app)
+
+    async def from_async_code() -> None:
+        app.enqueue("import_post", {"post_id": 1})
+        app.enqueue("import_post", {"post_id": 2})
+
+    with caplog.at_level("WARNING", logger="pgsteady"):
+        asyncio.run(from_async_code())
+    warned = [r.getMessage() for r in caplog.records if "enqueue_async" in r.getMessage()]
+    assert len(warned) == 1 and _count(dsn) == 2

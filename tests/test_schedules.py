@@ -68,7 +68,7 @@ async def _pass(dsn: str, pair: tuple[App, Scheduler]) -> int:
 
 
 def test_three_schedulers_racing_enqueue_each_time_once(app, dsn):
-    @app.periodic("* * * * *", name="minutely", on_missed="all")
+    @app.periodic("* * * * *", name="minutely", on_missed="all", max_waiting=None)
     def minutely() -> None: ...
 
     asyncio.run(_pass(dsn, _scheduler(app)))  # registers, starts counting now
@@ -89,7 +89,7 @@ def test_after_downtime_on_missed_decides_and_says_so(app, dsn, on_missed, jobs)
     # An hourly schedule whose newest due time is ~10 minutes old: past the skip grace.
     minute = (datetime.now(UTC) - timedelta(minutes=10)).minute
 
-    @app.periodic(f"{minute} * * * *", name="hourly", on_missed=on_missed)
+    @app.periodic(f"{minute} * * * *", name="hourly", on_missed=on_missed, max_waiting=None)
     def hourly() -> None: ...
 
     asyncio.run(_pass(dsn, _scheduler(app)))
@@ -166,3 +166,40 @@ def test_schedules_commands(app, dsn):
     assert r.returncode == 2 and "did you mean 'nightly'" in r.stderr
     assert pgsteady("schedules", "remove", "nightly", dsn=dsn).returncode == 0
     assert scalar(dsn, "SELECT count(*) FROM pgsteady.schedules") == 0
+
+
+@pytest.mark.parametrize("max_waiting", [1, 3])
+def test_a_schedule_whose_queue_no_worker_serves_keeps_at_most_max_waiting_runs(app, dsn, max_waiting):
+    """Cron keeps firing while nobody claims its runs: the backlog stops at
+    max_waiting (1 by default) instead of running later as a burst, even with
+    on_missed="all", and the times left out are recorded with the reason."""
+    kwargs = {} if max_waiting == 1 else {"max_waiting": max_waiting}
+
+    @app.periodic("* * * * *", name="purge", queue="nobody-serves-this", on_missed="all", **kwargs)
+    def purge() -> None: ...
+
+    def pass_after(minutes: int) -> int:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("UPDATE pgsteady.schedules SET last_run_at = now() - make_interval(mins => %s)", [minutes])
+        return asyncio.run(_pass(dsn, _scheduler(app)))
+
+    asyncio.run(_pass(dsn, _scheduler(app)))  # registers, starts counting now
+    assert pass_after(10) == max_waiting
+    assert pass_after(20) == 0  # ten new times due, but max_waiting runs still wait
+    assert scalar(dsn, "SELECT count(*) FROM pgsteady.jobs WHERE state = 'waiting'") == max_waiting
+    message = scalar(dsn, "SELECT message FROM pgsteady.events WHERE kind = 'schedule_missed' ORDER BY id DESC LIMIT 1")
+    assert f"{max_waiting} earlier run(s) still wait unclaimed" in message
+
+    with psycopg.connect(dsn, autocommit=True) as conn:  # a worker picks the runs up at last
+        conn.execute("UPDATE pgsteady.jobs SET state = 'succeeded', finished_at = now()")
+        # As if the clock had moved on: the newest times are new ones again.
+        conn.execute("UPDATE pgsteady.schedule_runs SET scheduled_at = scheduled_at - interval '1 day'")
+    assert pass_after(30) == max_waiting
+
+
+def test_a_cron_that_never_fires_is_refused_when_the_app_is_built():
+    app = App(dsn="postgresql://x@127.0.0.1/x")
+    with pytest.raises(ConfigError) as err:
+        app.periodic("0 0 31 2 *", name="leap")(lambda: None)
+    assert str(err.value) == ("schedule 'leap': '0 0 31 2 *' never fires (no date matches it, e.g. 31 February); "
+                              "fix the day and month fields")

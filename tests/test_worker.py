@@ -162,7 +162,7 @@ def test_ctx_log_adds_to_the_history(app, dsn):
 
     @app.task(name="achatty")
     async def achatty(ctx) -> None:
-        await ctx.log("async line")
+        await ctx.alog("async line")
 
     a, b = app.enqueue("chatty", {}), app.enqueue("achatty", {})
     drain(app)
@@ -233,7 +233,10 @@ def test_fencing_rejects_every_write_of_a_stale_attempt(app, dsn):
         (a, _) = conn.execute(q.complete_and_claim, dict(common, worker_id="A")).fetchall()
         token_a = a[7]
         conn.execute("UPDATE pgsteady.jobs SET lease_expires_at = now() - interval '1 second'")
-        assert conn.execute(q.rescue_expired, dict(limit=10, worker_id="R", release="r")).fetchall() == [(ref.id,)]
+        with conn.transaction():
+            assert conn.execute(q.expired_leases, dict(limit=10)).fetchall() == [(ref.id, "t", 1)]
+            assert conn.execute(q.rescue_expired, dict(ids=[ref.id], backoffs=[timedelta(0)], worker_id="R",
+                                                       release="r")).fetchall() == [(ref.id,)]
         (b, _) = conn.execute(q.complete_and_claim, dict(common, worker_id="B")).fetchall()
         token_b = b[7]
         assert b[5] == 2 and token_b != token_a
@@ -294,7 +297,8 @@ def test_cancel_waiting_and_running_jobs(app, dsn):
 
     @app.task(name="polite")
     def polite(ctx) -> None:
-        while not ctx.cancelled:
+        while True:
+            ctx.raise_if_cancelled()
             time.sleep(0.01)
 
     @app.task(name="never")
@@ -341,6 +345,38 @@ def test_claim_query_walks_the_claim_index(app, dsn, analyzed):
                 ids=[1, 2], tokens=[uuid.uuid4(), uuid.uuid4()])).fetchone()[0]
             assert "jobs_claim_idx" in _index_scans(plan), plan
             assert "Sort" not in json.dumps(plan) and "Bitmap" not in json.dumps(plan), plan
+
+
+@pytest.mark.parametrize("analyzed", [True, False])
+def test_limited_claim_query_walks_the_claim_index(app, dsn, analyzed):
+    """The claim of a limited queue is pinned too: the same index scan in
+    claim order, no sort, no bitmap, in the claimer's session."""
+    from pgsteady.claiming import CLAIM_SESSION_OPTIONS
+
+    @app.task(name="t", queue="limited")
+    def t() -> None: ...
+
+    app.set_queue_limits("limited", max_running=5)
+    app.enqueue_many([("t", {"i": i}) for i in range(20_000)])
+    with psycopg.connect(dsn, autocommit=True, options=CLAIM_SESSION_OPTIONS) as conn:
+        if analyzed:
+            conn.execute("ANALYZE pgsteady.jobs")
+        plan = conn.execute("EXPLAIN (FORMAT JSON) " + for_schema("pgsteady").claim_limited, dict(
+            queue="limited", limit=10, lease=timedelta(seconds=30), worker_id="w", release=None)).fetchone()[0]
+    assert "jobs_claim_idx" in _index_scans(plan), plan
+    assert "Sort" not in json.dumps(plan) and "Bitmap" not in json.dumps(plan), plan
+
+
+def test_both_claims_write_and_read_back_the_same_row():
+    """One claim text: both queries include the _claimed fragment and read
+    back the same named columns."""
+    q = for_schema("pgsteady")
+    from pgsteady.queries import _raw
+
+    claimed = " ".join(_raw()["_claimed"].split())
+    for query in (q.complete_and_claim, q.claim_limited):
+        assert claimed.replace("{schema}", '"pgsteady"') in " ".join(query.split())
+    assert "now()" not in _raw()["_claimed"]
 
 
 def _index_scans(node) -> set[str]:
@@ -460,7 +496,7 @@ def test_a_worker_busy_with_long_jobs_claims_no_more_than_it_can_run(app, dsn):
     worker.stop()
     thread.join(30)
     assert max(seen) == 2
-    assert worker._claim_conns[1] is None  # no second round in flight for long jobs, so no second connection
+    assert worker.claimer.conns[1] is None  # no second round in flight for long jobs, so no second connection
 
 
 def test_short_jobs_drain_on_two_claim_lanes_each_run_once(app, dsn):
@@ -475,7 +511,7 @@ def test_short_jobs_drain_on_two_claim_lanes_each_run_once(app, dsn):
     app.enqueue_many([("quick", {"i": i}) for i in range(5_000)])
     worker = Worker(app, concurrency=10, lease=30, poll_interval=0.1)
     stats = asyncio.run(worker.run(until_idle=True))
-    assert worker._claim_conns[1] is not None  # the second lane did run rounds
+    assert worker.claimer.conns[1] is not None  # the second lane did run rounds
     assert sorted(runs) == list(range(5_000)) and set(runs.values()) == {1}
     assert (stats.claimed, stats.succeeded, stats.rejected) == (5_000, 5_000, 0)
     assert states(dsn) == {"succeeded": 5_000}
@@ -500,3 +536,263 @@ def test_a_worker_runs_until_idle_again_for_jobs_enqueued_since(app, dsn):
 
     asyncio.run(twice())
     assert sorted(seen) == list(range(300))
+
+
+def test_notify_cancel_from_a_role_without_privileges_cancels_nothing(app, dsn):
+    """The attack: a role with no privilege on the schema sends the control
+    notification with a running job's id. The worker may look, but the job's
+    row holds no cancel request, so the job runs on and succeeds."""
+    started, release = threading.Event(), threading.Event()
+
+    @app.task(name="victim")
+    def victim(ctx) -> None:
+        started.set()
+        release.wait(30)
+        ctx.raise_if_cancelled()
+
+    ref = app.enqueue("victim", {}, key="victim:1")
+    worker = Worker(app, concurrency=2, lease=30, poll_interval=0.1)
+    thread = start_in_thread(worker)
+    assert started.wait(30)
+    role = f"attacker_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} NOLOGIN NOSUPERUSER")
+        try:
+            with conn.transaction():
+                conn.execute(f"SET LOCAL ROLE {role}")
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    with conn.transaction():
+                        conn.execute("UPDATE pgsteady.jobs SET cancel_requested = true")
+                for payload in (f"cancel:{ref.id}", str(ref.id)):
+                    conn.execute("SELECT pg_notify('pgsteady_control', %s)", [payload])
+            other = app.enqueue("victim", {}, run_at=timedelta(hours=1))
+            from pgsteady import jobs as admin
+            assert admin.cancel(conn, for_schema("pgsteady"), other.id, actor="test") == "cancelled"
+        finally:
+            release.set()
+            wait_until(lambda: job(dsn, ref.id)["state"] != "running", what="the victim finished")
+            worker.stop()
+            thread.join(30)
+            conn.execute(f"DROP ROLE {role}")
+    row = job(dsn, ref.id)
+    assert row["state"] == "succeeded" and row["key_active"]
+    assert [k for k, *_ in events(dsn, ref.id)] == []
+
+
+def test_a_cancel_that_arrives_after_the_function_returned_does_not_cancel_the_job(app, dsn):
+    """Cancelled only while the function runs: a function that returns has
+    finished, and its job ends succeeded, whatever was asked meanwhile."""
+    from pgsteady import jobs as admin
+
+    returned = threading.Event()
+
+    @app.task(name="quick_then_wait")
+    def quick_then_wait(ctx) -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            # Asked while still running; the function then returns anyway.
+            assert admin.cancel(conn, for_schema("pgsteady"), ctx.id, actor="someone") == "cancel requested"
+        returned.set()
+
+    ref = app.enqueue("quick_then_wait", {})
+    drain(app)
+    assert returned.is_set()
+    assert job(dsn, ref.id)["state"] == "succeeded"
+
+
+def test_a_running_job_cancelled_by_hand_names_who_asked(app, dsn):
+    from pgsteady import jobs as admin
+
+    @app.task(name="polite")
+    def polite(ctx) -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            admin.cancel(conn, for_schema("pgsteady"), ctx.id, actor="dash:alice")
+        for _ in range(3000):
+            ctx.raise_if_cancelled()
+            time.sleep(0.01)
+
+    ref = app.enqueue("polite", {})
+    drain(app, lease=3)
+    assert job(dsn, ref.id)["state"] == "cancelled"
+    kinds = {k: (msg, data) for k, msg, _, data in events(dsn, ref.id)}
+    assert kinds["cancelled"][1] == {"requested_by": "dash:alice"}
+
+
+class _BrokenStr(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+@pytest.mark.parametrize("exc,expected", [
+    (ValueError("bad \x00 byte"), "ValueError: bad \\x00 byte"),
+    (_BrokenStr(), "_BrokenStr: (str() of the exception raised RuntimeError)"),
+    (ValueError("x" * 5_000_000), "ValueError: " + "x" * 100),
+    (ValueError("lone \ud800 surrogate"), "ValueError: lone \\ud800 surrogate"),
+])
+def test_a_failure_whose_message_cannot_be_stored_as_is_is_still_recorded(app, dsn, exc, expected, caplog):
+    """The failure path never fails: the job does not stay running with a
+    renewed lease; its error is stored, cut and made storable, and logged."""
+
+    @app.task(name="raises", max_attempts=1)
+    def raises() -> None:
+        raise exc
+
+    ref = app.enqueue("raises", {})
+    with caplog.at_level("INFO", logger="pgsteady.worker"):
+        stats = drain(app)
+    row = job(dsn, ref.id)
+    assert row["state"] == "failed" and stats.failed == 1
+    stored = row["errors"][0]["error"]
+    assert stored.startswith(expected) and len(stored) < 2_100
+    assert len(row["errors"][0]["traceback"]) < 21_000
+    assert any(f"job {ref.id}" in r.getMessage() and "failed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_timed_out_sync_attempt_keeps_its_slot_until_its_thread_returns(app, dsn):
+    """Python cannot stop a thread: the timed-out attempt is told (ctx.cancelled)
+    and the retry starts only after the thread returned, so two attempts of
+    one job never overlap."""
+    lock = threading.Lock()
+    running, overlaps, attempts = [0], [], []
+
+    @app.task(name="stubborn", timeout=0.2, max_attempts=2, retry=FAST)
+    def stubborn(ctx) -> None:
+        with lock:
+            running[0] += 1
+            overlaps.append(running[0])
+            attempts.append(ctx.attempt)
+        try:
+            if ctx.attempt == 1:
+                deadline = time.monotonic() + 30
+                while not ctx.cancelled and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                time.sleep(0.5)  # keeps running a while after being told
+        finally:
+            with lock:
+                running[0] -= 1
+
+    ref = app.enqueue("stubborn", {})
+    drain(app, concurrency=2)
+    assert attempts == [1, 2] and max(overlaps) == 1
+    row = job(dsn, ref.id)
+    assert row["state"] == "succeeded" and row["errors"][0]["error"] == "timed out after 0.2s"
+
+
+def test_ctx_calls_each_have_one_form_per_kind_of_code(app, dsn):
+    """alog/acheckpoint in async code, log/checkpoint in sync code; the sync
+    form called on the event loop is refused instead of blocking it."""
+    seen = []
+
+    @app.task(name="async_task")
+    async def async_task(ctx) -> None:
+        await ctx.alog("async line", n=1)
+        await ctx.acheckpoint({"at": 1})
+        try:
+            ctx.log("wrong form")
+        except RuntimeError as exc:
+            seen.append(str(exc))
+
+    @app.task(name="sync_task")
+    def sync_task(ctx) -> None:
+        assert ctx.log("sync line") is None
+        assert ctx.checkpoint({"at": 2}) is None
+
+    a, s = app.enqueue("async_task", {}), app.enqueue("sync_task", {})
+    drain(app)
+    assert "await ctx.alog" in seen[0]
+    assert [m for k, m, *_ in events(dsn, a.id) if k == "log"] == ["async line"]
+    assert [m for k, m, *_ in events(dsn, s.id) if k == "log"] == ["sync line"]
+    assert job(dsn, a.id)["checkpoint"] == {"at": 1} and job(dsn, s.id)["checkpoint"] == {"at": 2}
+
+
+def test_an_async_task_enqueues_a_follow_up_in_its_own_transaction(app, dsn):
+    @app.task(name="follow_up")
+    def follow_up(n: int) -> None: ...
+
+    @app.task(name="parent", transactional=True, max_attempts=2, retry=FAST)
+    async def parent(ctx) -> None:
+        await app.enqueue_async("follow_up", {"n": ctx.attempt}, conn=ctx.conn)
+        if ctx.attempt == 1:
+            raise RuntimeError("rolls the follow-up back")
+
+    app.enqueue("parent", {})
+    drain(app)
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT args, state::text FROM pgsteady.jobs WHERE task = 'follow_up'").fetchall()
+    assert rows == [({"n": 2}, "succeeded")]
+
+
+def test_rescued_jobs_wait_the_backoff_of_their_task(app, dsn):
+    from pgsteady.maintenance import Rescuer
+
+    @app.task(name="crashy", retry=Retry(base=600, jitter=0))
+    def crashy() -> None: ...
+
+    ref = app.enqueue("crashy", {})
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE pgsteady.jobs SET state = 'running', attempt = 1, lease_token = gen_random_uuid(), "
+                     "lease_expires_at = now() - interval '1 second'")
+
+    async def rescue() -> int:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            return await Rescuer(for_schema("pgsteady"), app.retries, worker_id="r", release=None,
+                                 interval=1).run_once(conn)
+
+    assert asyncio.run(rescue()) == 1
+    wait = scalar(dsn, "SELECT extract(epoch FROM run_at - now()) FROM pgsteady.jobs WHERE id = %s", [ref.id])
+    assert 590 < wait <= 600
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(retention={"succeded": timedelta(days=1)}), "retention: unknown option 'succeded'; did you mean 'succeeded'?"),
+    (dict(retention={"failed": 3}), "retention['failed'] must be a non-negative datetime.timedelta"),
+    (dict(concurency=4), "Worker: unknown option 'concurency'; did you mean 'concurrency'?"),
+    (dict(concurrency=0), "concurrency must be an integer between 1 and 10000"),
+    (dict(lease=float("nan")), "lease (seconds) must be a number >= 1"),
+    (dict(queues="mail"), "queues must be a non-empty list"),
+])
+def test_worker_configuration_is_refused_up_front_with_one_line(app, kwargs, message):
+    from pgsteady.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        Worker(app, **kwargs)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_a_transactional_sync_task_that_commits_after_its_timeout_stays_succeeded(app, dsn):
+    """Its writes and the job's success committed together: the timeout
+    cannot undo them, so the job is not failed (or run again) after all."""
+
+    @app.task(name="slow_tx", transactional=True, timeout=0.1, max_attempts=2, retry=FAST)
+    def slow_tx(ctx) -> None:
+        deadline = time.monotonic() + 30
+        while not ctx.cancelled and time.monotonic() < deadline:
+            time.sleep(0.01)
+        ctx.conn.execute("CREATE TABLE IF NOT EXISTS done_tx (attempt int)")
+        ctx.conn.execute("INSERT INTO done_tx VALUES (%s)", [ctx.attempt])
+
+    ref = app.enqueue("slow_tx", {})
+    stats = drain(app)
+    assert job(dsn, ref.id)["state"] == "succeeded" and job(dsn, ref.id)["attempt"] == 1
+    assert scalar(dsn, "SELECT array_agg(attempt) FROM done_tx") == [1]
+    assert stats.rejected == 0
+
+
+def test_one_retry_policy_answers_every_path(app):
+    """Retries.after_failure is what failures, timeouts, unknown tasks and
+    rescues ask; a policy that returns nonsense or raises cannot break the
+    failure path."""
+    from pgsteady.retries import MAX_BACKOFF
+
+    app.task(name="fixed", retry=lambda n: 7.0)(lambda: None)
+    app.task(name="nan", retry=lambda n: float("nan"))(lambda: None)
+    app.task(name="huge", retry=lambda n: 1e300)(lambda: None)
+    app.task(name="broken", retry=lambda n: 1 / 0)(lambda: None)
+    app.task(name="exp", retry=Retry(base=1, cap=100, jitter=0))(lambda: None)
+    r = app.retries
+    assert r.after_failure("fixed", 3) == 7.0
+    assert r.after_failure("nan", 3) == 0.0
+    assert r.after_failure("huge", 3) == MAX_BACKOFF
+    assert 0 <= r.after_failure("broken", 1) <= 2.0  # the default policy instead
+    assert [r.after_failure("exp", n) for n in (1, 2, 3, 10)] == [1, 2, 4, 100]
+    assert [r.after_failure("not.here", n) for n in (1, 5, 9)] == [2, 32, 60]  # unknown tasks: capped at a minute
+    assert Retry(base=1, cap=10, jitter=0).backoff(10_000) == 10

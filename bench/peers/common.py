@@ -5,10 +5,11 @@ module uses the standard library only. The orchestrator (``python -m bench``)
 talks to a harness through its command line and one JSON line on stdout:
 
     <harness>.py setup                      install the system's schema
-    <harness>.py enqueue --mode one|bulk -n N [--keys PREFIX]
+    <harness>.py enqueue --mode one|bulk -n N [--keys PREFIX] [--chunk C]
     <harness>.py latency -n N --gap SECONDS
-    <harness>.py worker --concurrency C [--batch B]   (plain SQL only; the
-                                            others run their own worker CLI)
+    <harness>.py worker --concurrency C [--batch B] [--style select|update]
+                                            (plain SQL only; the others run
+                                            their own worker CLI)
 
 Every harness reads the database from BENCH_DSN (a libpq URL); the PG*
 variables are set as well for drivers that prefer them.
@@ -32,7 +33,18 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gap", type=float, default=0.03, help="seconds between latency probes")
     p.add_argument("--concurrency", type=int, default=20)
     p.add_argument("--batch", type=int, default=20)
+    p.add_argument("--chunk", type=int, default=0,
+                   help="bulk enqueue in calls of this many jobs (0: one call for all)")
+    p.add_argument("--style", choices=["select", "update"], default="select",
+                   help="plain SQL only: how a batch is claimed (see plainsql_harness.py)")
     return p.parse_args(argv)
+
+
+def chunks(items: list, size: int) -> list[list]:
+    """The calls of a bulk enqueue: one for everything, or calls of ``size``."""
+    if size <= 0:
+        return [items]
+    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 def dsn() -> str:

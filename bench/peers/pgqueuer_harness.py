@@ -57,7 +57,8 @@ async def run(a) -> None:
             for p in payloads:
                 await queries.enqueue("noop", p)
         else:
-            await queries.enqueue(["noop"] * a.n, payloads, [0] * a.n)
+            for part in common.chunks(payloads, a.chunk):
+                await queries.enqueue(["noop"] * len(part), part, [0] * len(part))
         common.emit(seconds=time.perf_counter() - start, n=a.n)
     elif a.command == "latency":
         await common.latency_probes_async(a.n, a.gap, lambda args: queries.enqueue("noop", payload(args)))

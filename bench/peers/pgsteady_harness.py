@@ -46,7 +46,8 @@ def main() -> None:
             for job in jobs:
                 app.enqueue(job["task"], job["args"], key=job["key"])
         else:
-            app.enqueue_many(jobs)
+            for part in common.chunks(jobs, a.chunk):
+                app.enqueue_many(part)
         common.emit(seconds=time.perf_counter() - start, n=a.n)
     elif a.command == "latency":
         app.pool()

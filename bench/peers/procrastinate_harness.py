@@ -38,7 +38,8 @@ async def run(a) -> None:
                 for job in jobs:
                     await noop.defer_async(**job)
             else:
-                await noop.batch_defer_async(*jobs)
+                for part in common.chunks(jobs, a.chunk):
+                    await noop.batch_defer_async(*part)
             common.emit(seconds=time.perf_counter() - start, n=a.n)
         elif a.command == "latency":
             await common.latency_probes_async(a.n, a.gap, lambda args: noop.defer_async(**args))

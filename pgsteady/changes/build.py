@@ -44,6 +44,7 @@ from ..indexes import find_overlaps
 from ..indexes import invalid, sandbox
 from ..indexes.catalog import PROBES, load as load_catalog
 from ..indexes.report import Thresholds
+from ..retries import Retry
 from ..tasks import Discard
 from . import partitions, states, statements
 from .statements import IndexChange
@@ -192,7 +193,7 @@ class Build:
                     self._fail(f"gave up after {self.retries} lock timeouts of {self.lock_timeout:g}s on "
                                f"{target.table}: {who}; end that transaction (or wait for it) and rerun",
                                blockers=blockers)
-                delay = self.backoff * 2 ** (attempt - 1)
+                delay = Retry(base=self.backoff, jitter=0).backoff(attempt)  # the one retry policy
                 self.log(f"lock timeout {attempt}/{self.retries} after {self.lock_timeout:g}s, {who}; "
                           f"retrying in {delay:g}s", blockers=blockers)
                 self._sleep(delay)

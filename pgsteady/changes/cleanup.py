@@ -31,9 +31,10 @@ from .targets import rows
 class Swept:
     schemas: list[str] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # leftovers this role may not drop, with the reason
 
     def __bool__(self) -> bool:
-        return bool(self.schemas or self.steps)
+        return bool(self.schemas or self.steps or self.refused)
 
     def describe(self) -> str:
         if not self:
@@ -41,6 +42,8 @@ class Swept:
         parts = []
         if self.schemas:
             parts.append(f"dropped {len(self.schemas)} leftover rehearsal schema(s): {', '.join(self.schemas)}")
+        if self.refused:
+            parts.append(f"could not drop {len(self.refused)} leftover(s): {'; '.join(self.refused)}")
         if self.steps:
             parts.append(f"closed {len(self.steps)} step(s) left open by a process that ended: "
                          + ", ".join(map(str, self.steps)))
@@ -85,7 +88,12 @@ def sweep(conn: psycopg.Connection, q: Queries) -> Swept:
     alive = _alive(conn, q, [w for _, w in schemas if w] + [w for _, w in steps if w])
     for schema, who in schemas:
         if not _is_alive(who, alive):
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+            try:
+                with conn.transaction():
+                    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+            except psycopg.Error as exc:  # another role's copy: say so, and let this command go on
+                swept.refused.append(f"{schema} ({str(exc).strip().splitlines()[0]})")
+                continue
             swept.schemas.append(schema)
     for step, who in steps:
         if not _is_alive(who, alive) and states.end_step(

@@ -13,7 +13,7 @@ import click
 
 from ..errors import PgsteadyError
 from .base import State
-from . import changes, db, demo, deploy, jobs, metrics, migrate, schedules, security, status, worker
+from . import cache, changes, db, demo, deploy, jobs, metrics, migrate, schedules, security, status, worker
 
 try:  # index health lives beside the job core and may be built separately
     from . import indexes
@@ -36,7 +36,7 @@ def cli(ctx: click.Context, dsn: str | None, app_path: str | None, schema: str |
     ctx.obj = State(dsn=dsn, app_path=app_path, schema_option=schema)
 
 
-for module in (db, demo, jobs, migrate, schedules, worker, status, deploy, metrics, indexes, changes, security):
+for module in (db, demo, jobs, migrate, schedules, worker, status, deploy, metrics, indexes, changes, security, cache):
     if module is not None:
         module.register(cli)
 

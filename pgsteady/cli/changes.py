@@ -328,7 +328,7 @@ def register(cli: click.Group) -> None:
             check_current(conn, state.schema)
             swept = cleanup.sweep(conn, for_schema(state.schema))
         if as_json:
-            echo_json({"schemas": swept.schemas, "steps": swept.steps})
+            echo_json({"schemas": swept.schemas, "steps": swept.steps, "refused": swept.refused})
         else:
             click.echo(swept.describe())
 

@@ -8,6 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from .. import notifications
 from ..errors import ConfigError
 from ..jobs import actor
 from ..queries import for_schema
@@ -119,7 +120,7 @@ def register(cli: click.Group) -> None:
     def queue_paused(state, queue: str, paused: bool) -> None:
         with _conn(state) as conn:
             conn.execute(for_schema(state.schema).set_queue_paused,
-                         dict(queue=queue, paused=paused, channel=f"{state.schema}_control"))
+                         dict(queue=queue, paused=paused, **notifications.encode(state.schema, notifications.QueuesChanged())))
         click.echo(f"queue {queue} {'paused: running jobs finish, no new ones start' if paused else 'resumed'}")
 
     @queues_group.command("pause")
@@ -153,6 +154,7 @@ def register(cli: click.Group) -> None:
             raise click.UsageError("give --max-running and/or --max-per-second, or --clear")
         with _conn(state) as conn:
             conn.execute(for_schema(state.schema).set_queue_limits, dict(
-                queue=queue, max_running=max_running, max_per_second=max_per_second, channel=f"{state.schema}_control"))
+                queue=queue, max_running=max_running, max_per_second=max_per_second,
+                **notifications.encode(state.schema, notifications.QueuesChanged())))
         click.echo(f"queue {queue}: " + ("no limits" if clear else
                    f"max running {max_running or 'unlimited'}, max per second {max_per_second or 'unlimited'}"))

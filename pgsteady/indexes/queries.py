@@ -1,32 +1,15 @@
 """The named SQL of the index checks, read once from ``sql/*.sql`` at import.
 
 A file holds several queries, each introduced by a ``-- name: query_name``
-line. Comment lines are dropped from the text sent to the server: they may
-mention ``%(param)s`` placeholders, which psycopg would otherwise try to fill.
+line, parsed by pgsteady.queries.parse (comments are dropped from the text
+sent to the server).
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-_HEADER = re.compile(r"^--\s*name:\s*(\w+)\s*$")
-
-
-def parse(text: str) -> dict[str, str]:
-    """Split one .sql file into {name: query}; text before the first header is a preamble."""
-    queries: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in text.splitlines():
-        header = _HEADER.match(line.strip())
-        if header:
-            name = header.group(1)
-            if name in queries:
-                raise ValueError(f"query {name!r} is defined twice")
-            current = queries[name] = []
-        elif current is not None and not line.strip().startswith("--"):
-            current.append(line)
-    return {name: "\n".join(lines).strip().rstrip(";") for name, lines in queries.items()}
+from ..queries import parse  # the package's one loader: headers, comments dropped
 
 
 def load(folder: Path) -> dict[str, str]:

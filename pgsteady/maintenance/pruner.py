@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import psycopg
 
+from ..errors import ConfigError, check_options
 from ..queries import Queries
 
 DEFAULT_RETENTION = {
@@ -20,13 +21,27 @@ DEFAULT_RETENTION = {
 }
 
 
+def check_retention(retention: object) -> dict[str, timedelta]:
+    """Worker(retention=...) checked up front: a misspelt state would
+    otherwise fail every pruning pass, and with it the rest of the pass."""
+    if retention is None:
+        return dict(DEFAULT_RETENTION)
+    if not isinstance(retention, dict):
+        raise ConfigError("retention must be a dict of state -> datetime.timedelta, e.g. {'succeeded': timedelta(days=1)}")
+    check_options(retention, tuple(DEFAULT_RETENTION), "retention")
+    for state, keep in retention.items():
+        if not isinstance(keep, timedelta) or keep < timedelta(0):
+            raise ConfigError(f"retention[{state!r}] must be a non-negative datetime.timedelta, not {keep!r}")
+    return {**DEFAULT_RETENTION, **retention}
+
+
 class Pruner:
     name = "prune"
 
     def __init__(self, q: Queries, *, retention: dict[str, timedelta] | None = None, interval: float = 60.0,
                  batch: int = 1000, max_batches: int = 50) -> None:
         self.q = q
-        self.retention = {**DEFAULT_RETENTION, **(retention or {})}
+        self.retention = check_retention(retention)
         self.interval = interval
         self.batch = batch
         self.max_batches = max_batches

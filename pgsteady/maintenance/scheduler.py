@@ -33,7 +33,7 @@ async def register(conn: psycopg.AsyncConnection, q: Queries, schedules: list[Sc
         task = tasks[s.task]
         await conn.execute(q.upsert_schedule, dict(
             name=s.name, cron=s.cron, tz=s.tz, task=s.task, queue=task.queue, priority=task.priority,
-            max_attempts=task.max_attempts, args=json.dumps(s.args), on_missed=s.on_missed,
+            max_attempts=task.max_attempts, args=json.dumps(s.args), on_missed=s.on_missed, max_waiting=s.max_waiting,
             next_run_at=s.next_after(now)))
 
 
@@ -48,9 +48,10 @@ class Scheduler:
 
     async def _schedules(self, conn: psycopg.AsyncConnection) -> list[Schedule]:
         found = []
-        for name, cron, tz, task, args, on_missed in await (await conn.execute(self.q.active_schedules)).fetchall():
+        for name, cron, tz, task, args, on_missed, max_waiting in await (
+                await conn.execute(self.q.active_schedules)).fetchall():
             try:
-                found.append(Schedule(name, cron, tz, task, args, on_missed))
+                found.append(Schedule(name, cron, tz, task, args, on_missed, max_waiting))
             except ConfigError as exc:  # written by another release with a croniter we cannot read
                 log.warning("skipping %s", exc)
         return found
@@ -70,7 +71,11 @@ class Scheduler:
                 due, dropped = s.due(last, now)
                 if not due:
                     continue
-                chosen = s.choose(due, now)
+                waiting = 0
+                if s.max_waiting is not None:
+                    waiting = (await (await conn.execute(self.q.waiting_runs, dict(name=s.name))).fetchone())[0]
+                wanted = s.choose(due, now)
+                chosen = s.cap(wanted, waiting)
                 last_job = None
                 for at in chosen:
                     if await (await conn.execute(self.q.claim_schedule_run, dict(name=s.name, at=at))).fetchone():
@@ -78,16 +83,23 @@ class Scheduler:
                         enqueued += 1
                 missed = dropped + len(due) - len(chosen)
                 if missed:
-                    await self._record_missed(conn, s, missed, due, chosen)
+                    await self._record_missed(conn, s, missed, due, chosen, waiting, capped=len(chosen) < len(wanted))
                 await conn.execute(self.q.finish_schedule_pass, dict(
                     name=s.name, last_run_at=due[-1], next_run_at=s.next_after(now), last_job_id=last_job))
         return enqueued
 
-    async def _record_missed(self, conn, s: Schedule, missed: int, due: list, chosen: list) -> None:
+    async def _record_missed(self, conn, s: Schedule, missed: int, due: list, chosen: list, waiting: int, *,
+                             capped: bool) -> None:
         ran = f"ran {len(chosen)} of {missed + len(chosen)}"
-        message = f"schedule {s.name}: {missed} scheduled time(s) missed while no scheduler ran; on_missed={s.on_missed}: {ran}"
+        if capped:
+            why = (f"not enqueued: {waiting} earlier run(s) still wait unclaimed (is a worker serving its "
+                   f"queue?), max_waiting={s.max_waiting}" if waiting else
+                   f"missed while no scheduler ran; on_missed={s.on_missed}, max_waiting={s.max_waiting}")
+        else:
+            why = f"missed while no scheduler ran; on_missed={s.on_missed}"
+        message = f"schedule {s.name}: {missed} scheduled time(s) {why}: {ran}"
         log.warning(message)
         await conn.execute(self.q.schedule_event, dict(
             kind="schedule_missed", message=message, worker_id=self.worker_id, release=self.release,
-            data=Jsonb({"schedule": s.name, "missed": missed, "first_due": due[0].isoformat(),
+            data=Jsonb({"schedule": s.name, "missed": missed, "waiting": waiting, "first_due": due[0].isoformat(),
                         "last_due": due[-1].isoformat(), "ran": [t.isoformat() for t in chosen]})))

@@ -39,6 +39,18 @@ MAX_PAYLOAD_BYTES = 256 * 1024
 MAX_JSON_DEPTH = 64
 """Deepest nesting accepted in job arguments; deeper input is refused before encoding."""
 
+MAX_KEY_BYTES = 1024
+"""Longest idempotency key (UTF-8 bytes); a btree index row holds at most ~2.7 kB."""
+
+MAX_QUEUE_NAME_BYTES = 200
+"""Longest queue name (UTF-8 bytes); it is the payload of every wake-up notification."""
+
+MAX_ERROR_CHARS = 2000
+"""Longest error message stored per failed attempt; the rest is cut (a huge message must not fail the write)."""
+
+MAX_TRACEBACK_CHARS = 20_000
+"""Longest traceback stored per failed attempt (its last part is kept)."""
+
 # Secrets -------------------------------------------------------------------
 
 SECRET_KEY_PATTERN = r"pass(word|wd)?|secret|token|api[_-]?key|auth(orization)?|cookie|session|credential|private[_-]?key"
@@ -71,6 +83,32 @@ CHANGE_QUERY_DENIED_PREFIXES = ("dblink", "pg_advisory", "pg_try_advisory", "pg_
                                 "pg_wal_replay_")
 """Name prefixes of the same kind of functions (whole families: dblink_exec, pg_advisory_lock, ...)."""
 
+# CDN cache and purges (pgsteady/cache) ------------------------------------
+
+PURGE_TOKEN_ENV = {"fastly": "PGSTEADY_FASTLY_TOKEN", "cloudflare": "PGSTEADY_CLOUDFLARE_TOKEN"}
+"""Environment variables the CDN purge adapters read their API tokens from (never from job arguments)."""
+
+PURGE_HTTP_TIMEOUT = 10.0
+"""Seconds a purge request to nginx, Varnish or a CDN API may take before the attempt fails and is retried."""
+
+PURGE_MAX_RETRY_AFTER = 30.0
+"""Longest Retry-After (seconds) a purge attempt waits out itself; a longer one fails the attempt into the job's backoff."""
+
+PURGE_RESPONSE_LOG_BYTES = 500
+"""How much of a purge response body is kept in the job history."""
+
+PURGE_FROM = ("127.0.0.1", "::1")
+"""Addresses the compiled nginx/Varnish configuration accepts PURGE/BAN requests from."""
+
+CACHE_TEST_START_TIMEOUT = 15.0
+"""Seconds `cache test` waits for its private nginx or varnishd to accept connections."""
+
+PROBE_TIMEOUT = 10.0
+"""Seconds `cache probe` waits for each live page."""
+
+PROBE_MAX_BYTES = 1 << 20
+"""Most of a page body `cache probe` reads (headers are what it needs)."""
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("HSTS max-age the security check accepts", HSTS_MIN_MAX_AGE, "headers",
             "A shorter Strict-Transport-Security lets a browser fall back to plain HTTP soon after each visit."),
@@ -81,6 +119,14 @@ SETTINGS: tuple[Setting, ...] = (
             "Job arguments live in a row that every claim reads; a large payload slows every worker and can fill the table."),
     Setting("max JSON depth of job arguments", MAX_JSON_DEPTH, "upload limits",
             "Deeply nested JSON can exhaust the recursion of encoders and decoders on the way in and out."),
+    Setting("max idempotency key bytes", MAX_KEY_BYTES, "upload limits",
+            "Keys live in a unique btree index; a key past the index row limit would fail the insert with a database error."),
+    Setting("max queue name bytes", MAX_QUEUE_NAME_BYTES, "upload limits",
+            "The queue name is the payload of the wake-up NOTIFY (under 8,000 bytes) and is shown in every listing."),
+    Setting("max stored error characters", MAX_ERROR_CHARS, "upload limits",
+            "A task's exception text is stored with the job; a huge one must be cut, not fail the failure write."),
+    Setting("max stored traceback characters", MAX_TRACEBACK_CHARS, "upload limits",
+            "Tracebacks are stored per attempt; the last part is kept, where the error is."),
     Setting("PGSTEADY_SECRET_KEYS", SECRET_KEY_PATTERN, "secrets",
             "Values of keys that look like secrets are masked wherever pgsteady shows job arguments or event data."),
     Setting("lexing of change-file SQL", CHANGE_FILE_LEXING, "permissions",
@@ -91,6 +137,23 @@ SETTINGS: tuple[Setting, ...] = (
             "functions that signal backends, open connections, run SQL text, read files or take locks."),
     Setting("function families a change query may not call", CHANGE_QUERY_DENIED_PREFIXES, "permissions",
             "The same, for whole families (dblink_*, pg_advisory_*, pg_ls_*, ...)."),
+
+    Setting("CDN purge token variables (adapter token_env=)", ", ".join(PURGE_TOKEN_ENV.values()), "secrets",
+            "CDN API tokens come from the environment of the worker, never from job arguments, so they are not stored or shown."),
+    Setting("cdn purge HTTP timeout", PURGE_HTTP_TIMEOUT, "upload limits",
+            "A hanging CDN API must not hold a worker slot forever; the attempt fails and the job retries with backoff."),
+    Setting("cdn purge longest Retry-After waited in an attempt", PURGE_MAX_RETRY_AFTER, "upload limits",
+            "A provider asking us to wait longer than this gets the job's backoff instead of a blocked worker slot."),
+    Setting("cdn purge response kept in the job history", PURGE_RESPONSE_LOG_BYTES, "logging",
+            "Enough of a provider's answer to debug a purge, not a whole error page in every event row."),
+    Setting("cache compile --purge-from", PURGE_FROM, "permissions",
+            "Only these addresses may PURGE/BAN through the generated proxy configuration; anyone else could empty the cache."),
+    Setting("cache test proxy start timeout", CACHE_TEST_START_TIMEOUT, "upload limits",
+            "A proxy that never starts must fail the test run with its error, not hang it."),
+    Setting("cache probe timeout", PROBE_TIMEOUT, "upload limits",
+            "A slow live page must not hang a probe run."),
+    Setting("cache probe body limit", PROBE_MAX_BYTES, "upload limits",
+            "A probe reads headers; a huge or endless body is cut off."),
 )
 
 

@@ -28,7 +28,7 @@ ORDER BY created_at, id;
 WITH r AS (
     UPDATE {schema}.jobs
     SET state = 'waiting', run_at = now(), finished_at = NULL, cancel_requested = false,
-        key_active = key IS NOT NULL, max_attempts = greatest(max_attempts, attempt + 1)
+        cancel_requested_by = NULL, key_active = key IS NOT NULL, max_attempts = greatest(max_attempts, attempt + 1)
     WHERE id = %(id)s AND state IN ('failed', 'cancelled')
     RETURNING id, attempt, queue
 ), ev AS (
@@ -50,17 +50,19 @@ WITH c AS (
 SELECT id FROM c;
 
 -- name: request_cancel
--- A running job is asked to stop; its worker learns it from a notification
--- (or its next heartbeat) and ends the attempt as cancelled.
+-- A running job is asked to stop. This row, not the notification, is the
+-- authority: its worker re-reads cancel_requested when notified (or at its
+-- next heartbeat) and ends the attempt as cancelled only if the function has
+-- not returned yet.
 WITH c AS (
-    UPDATE {schema}.jobs SET cancel_requested = true
+    UPDATE {schema}.jobs SET cancel_requested = true, cancel_requested_by = %(actor)s
     WHERE id = %(id)s AND state = 'running'
     RETURNING id, attempt
 ), ev AS (
     INSERT INTO {schema}.events (job_id, attempt, worker_id, kind, message)
     SELECT id, attempt, %(actor)s, 'cancel_requested', 'cancellation requested by hand' FROM c
 )
-SELECT id, pg_notify(%(channel)s, id::text) FROM c;
+SELECT id, pg_notify(%(channel)s, %(payload)s) FROM c;
 
--- name: notify_queue
-SELECT pg_notify(%(channel)s, %(queue)s);
+-- name: notify
+SELECT pg_notify(%(channel)s, %(payload)s);

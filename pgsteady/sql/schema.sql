@@ -382,6 +382,16 @@ CREATE TABLE {schema}.change_steps (
 
 CREATE INDEX change_steps_change_idx ON {schema}.change_steps (change_id, id);
 
+-- 005 job core
+
+-- Written by `jobs cancel` together with cancel_requested; the worker's
+-- "cancelled" event names this actor.
+ALTER TABLE {schema}.jobs ADD COLUMN cancel_requested_by text;
+
+-- A schedule whose earlier runs still wait (no worker serves its queue) does
+-- not pile up a backlog that later runs as a burst; NULL means no limit.
+ALTER TABLE {schema}.schedules ADD COLUMN max_waiting integer DEFAULT 1 CHECK (max_waiting > 0);
+
 -- 008 change states
 
 -- The change record's status is one of the states of pgsteady/changes/states.py,

@@ -87,7 +87,8 @@ def test_killed_rehearsal_leaves_copies_that_cleanup_and_the_next_rehearsal_remo
     # A live rehearsal is never swept: run one to the end, and sweep once more.
     again = pgsteady("change", "rehearse", str(path), dsn=dsn)
     assert again.returncode == 0, again.stderr
-    assert json.loads(pgsteady("change", "cleanup", "--json", dsn=dsn).stdout) == {"schemas": [], "steps": []}
+    assert json.loads(pgsteady("change", "cleanup", "--json", dsn=dsn).stdout) == {"schemas": [], "steps": [],
+                                                                                  "refused": []}
 
 
 def test_the_next_rehearsal_drops_a_dead_sessions_copy_first(dsn, tmp_path):
@@ -138,3 +139,36 @@ def test_rich_markup_and_terminal_escapes_in_a_title_are_shown_as_text(dsn, tmp_
     assert "[/x] [bold]loud?[2J" in listed.stdout and "\x1b" not in listed.stdout
     shown = pgsteady("change", "show", "markup", dsn=dsn)
     assert shown.returncode == 0 and "\x1b" not in shown.stdout, shown.stderr
+
+
+def test_a_leftover_copy_this_role_may_not_drop_is_reported_and_does_not_stop_the_rehearsal(dsn, tmp_path):
+    import uuid
+
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    make_events(dsn, 500)
+    role = f"chg_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT ALL ON SCHEMA public, pgsteady TO {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT ALL ON ALL TABLES IN SCHEMA public, pgsteady TO {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT ALL ON ALL SEQUENCES IN SCHEMA pgsteady TO {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(conn.info.dbname),
+                                                                      sql.Identifier(role)))
+        conn.execute(sql.SQL("ALTER TABLE events OWNER TO {}").format(sql.Identifier(role)))
+        conn.execute("CREATE SCHEMA pgsteady_rehearsal_0ther")  # owned by the superuser, its backend long gone
+        conn.execute("""COMMENT ON SCHEMA pgsteady_rehearsal_0ther IS
+                        '{"pgsteady_rehearsal": {"pid": 1, "backend_start": "2020-01-01T00:00:00+00:00"}}'""")
+    try:
+        as_role = make_conninfo(dsn, user=role)
+        path = write_change(tmp_path, "other", "CREATE INDEX CONCURRENTLY events_kind_idx ON events (kind)")
+        r = pgsteady("change", "rehearse", str(path), dsn=as_role)
+        assert r.returncode == 0, r.stdout + r.stderr
+        out = json.loads(pgsteady("change", "cleanup", "--json", dsn=as_role).stdout)
+        assert out["schemas"] == [] and out["refused"][0].startswith("pgsteady_rehearsal_0ther"), out
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("DROP SCHEMA IF EXISTS pgsteady_rehearsal_0ther")
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

@@ -1,0 +1,37 @@
+-- Per-queue controls (the queues table): pause, limits, and what the claim reads.
+
+-- name: list_queues
+WITH known AS (
+    SELECT queue FROM {schema}.queues
+    UNION
+    SELECT DISTINCT queue FROM {schema}.jobs WHERE state IN ('waiting', 'running')
+)
+SELECT k.queue, coalesce(q.paused, false) AS paused, q.max_running, q.max_per_second,
+       (SELECT count(*) FROM {schema}.jobs j WHERE j.queue = k.queue AND j.state = 'waiting') AS waiting,
+       (SELECT count(*) FROM {schema}.jobs j WHERE j.queue = k.queue AND j.state = 'running') AS running
+FROM known k LEFT JOIN {schema}.queues q USING (queue)
+ORDER BY k.queue;
+
+-- name: set_queue_paused
+WITH q AS (
+    INSERT INTO {schema}.queues (queue, paused) VALUES (%(queue)s, %(paused)s)
+    ON CONFLICT (queue) DO UPDATE SET paused = EXCLUDED.paused, updated_at = now()
+    RETURNING queue
+)
+SELECT queue, pg_notify(%(channel)s, %(payload)s) FROM q;
+
+-- name: set_queue_limits
+WITH q AS (
+    INSERT INTO {schema}.queues (queue, max_running, max_per_second)
+    VALUES (%(queue)s, %(max_running)s, %(max_per_second)s)
+    ON CONFLICT (queue) DO UPDATE SET max_running = EXCLUDED.max_running,
+        max_per_second = EXCLUDED.max_per_second, updated_at = now()
+    RETURNING queue
+)
+SELECT queue, pg_notify(%(channel)s, %(payload)s) FROM q;
+
+-- name: limited_queues
+SELECT queue FROM {schema}.queues WHERE NOT paused AND (max_running IS NOT NULL OR max_per_second IS NOT NULL);
+
+-- name: lock_queue
+SELECT queue FROM {schema}.queues WHERE queue = %(queue)s FOR UPDATE;
