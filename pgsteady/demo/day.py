@@ -291,6 +291,78 @@ def index_change(day: Day) -> None:
     day.look(f"pgsteady change show {change_id}")
 
 
+# -- 5 ---------------------------------------------------------------------------
+
+def cache_rules(day: Day) -> None:
+    from ..cache import evaluate, proxytest, rules as rules_file, template
+
+    path = day.folder / "cache-rules.toml"
+    path.write_text(template.template(path.name, "site.example"))
+    rules = rules_file.load(path)
+    findings, examples = evaluate.check(rules)
+    wrong = [e for e in examples if not e.holds]
+    day.claim(f"{len(rules.rules)} named rules (owner, reason, bypasses, expected result, rollback) and "
+              f"{len(examples)} examples, every one decided as written: {path.name}",
+              not findings and not wrong and examples, rules=len(rules.rules), examples=len(examples))
+    day.look(f"pgsteady cache explain {path} /posts/hello-world --cookie sessionid=abc")
+    missing = ("nginx" if proxytest.nginx_binary() is None else
+               "its cache-purge module" if proxytest.purge_module() is None else None)
+    if missing:
+        day.say(f"[yellow]skipped[/yellow]: the examples on a real proxy and the purge jobs need nginx, and this "
+                f"machine has no {missing} (apt-get install nginx libnginx-mod-http-cache-purge)")
+        day.figure(nginx="skipped")
+        return
+    with day.progress("every example twice through a real nginx, counting the origin's hits"):
+        runs = proxytest.run(rules)
+    day.claim(f"on a real nginx all {len(runs)} examples behave as the rules say (cached: origin hit once; "
+              "not cached: hit every time)", all(r.as_intended for r in runs), nginx_examples=len(runs))
+    _purge_changed_pages(day, rules)
+
+
+def _purge_changed_pages(day: Day, rules) -> None:
+    """A post changes; its purge job is enqueued in the same transaction as the
+    change, and the next reader's request reaches the origin."""
+    import asyncio
+
+    from ..app import App
+    from ..cache import proxytest, purge
+    from ..tasks import Retry
+    from ..worker import Worker
+
+    with connect(day.dsn, autocommit=True) as conn:
+        slugs = [r[0] for r in conn.execute(site.queries().sitemap_rows).fetchmany(3)]
+    pages = [f"/posts/{slug}" for slug in slugs]
+    app = App(dsn=day.dsn, schema=day.schema, release="demo-day")
+    try:
+        with proxytest.Origin() as origin, proxytest.Nginx(rules, origin.port) as proxy:
+            purger = purge.register(app, purge.Nginx(f"http://127.0.0.1:{proxy.port}", host="localhost"),
+                                    retry=Retry(base=0.2, cap=1.0))
+            for page in pages:
+                proxy.request("GET", page)
+            cached = [proxy.request("GET", page)[1].get("x-cache") for page in pages]
+            hits = origin.hits
+            with connect(day.dsn) as conn, conn.transaction():   # the content write and its purge commit together
+                conn.execute(site.queries().revise_posts, {"slugs": slugs})
+                ref = purger.enqueue(urls=pages, version=f"{day.stamp}-r2", conn=conn)
+            with day.progress(f"purging {len(pages)} changed pages through nginx (job {ref.id})"):
+                asyncio.run(Worker(app, queues=[purge.QUEUE], concurrency=2, lease=5, poll_interval=0.1)
+                            .run(until_idle=True))
+            after = [proxy.request("GET", page)[1].get("x-cache") for page in pages]
+            state = get_job_state(day, ref.id)
+        day.claim(f"{len(pages)} changed posts were cached ({', '.join(map(str, cached))}); their purge job "
+                  f"{state}; the next reads reached the origin ({', '.join(map(str, after))})",
+                  all(c == "HIT" for c in cached) and state == "succeeded" and all(a == "MISS" for a in after)
+                  and origin.hits == hits + len(pages), purged=len(pages))
+        day.look(f"pgsteady jobs show {ref.id}     (each PURGE and nginx's answer)")
+    finally:
+        app.close()
+
+
+def get_job_state(day: Day, job_id: int) -> str:
+    with connect(day.dsn, autocommit=True) as conn:
+        return get_job(conn, tasks.app.queries, job_id)["state"]
+
+
 # -- 6 ---------------------------------------------------------------------------
 
 def end_of_day(day: Day) -> None:
@@ -316,6 +388,8 @@ STEPS = [
     Step("The field note's index change", "CREATE INDEX CONCURRENTLY idx_events_created_at ON events "
          "(created_at DESC): checked, planned, backed up, rehearsed on a copy, built while writes go on, "
          "verified, watched and written up.", index_change),
+    Step("Cache rules behind the CDN", "Named rules with owners, bypasses and examples that are checked, proven "
+         "on a real nginx, and purge jobs that reach readers with the new content.", cache_rules),
     Step("The end of the day", "The four questions: is it up, is it slow, are jobs failing, did the last "
          "deployment change anything.", end_of_day),
 ]

@@ -92,3 +92,8 @@ INSERT INTO demo_site.sitemaps (urls, xml) VALUES (%(urls)s, %(xml)s);
 
 -- name: latest_sitemap
 SELECT generated_at, urls FROM demo_site.sitemaps WHERE generated_at > %(since)s ORDER BY id DESC LIMIT 1;
+
+-- name: revise_posts
+UPDATE demo_site.posts
+SET revision = jsonb_set(revision, '{version}', to_jsonb('1.4.0'::text))
+WHERE slug = ANY(%(slugs)s);
