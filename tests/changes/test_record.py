@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
+import sys
+import uuid
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from ..helpers import ROOT, scalar, wait_until
+from .conftest import make_events, pgsteady, write_change
 
 
 def _git(repo, *args):
@@ -39,14 +50,6 @@ def test_files_touched_keeps_whole_names_of_modified_files_and_leaves_out_untrac
 
 # -- leftovers and bad input (issue 12) ------------------------------------------------
 
-import json
-import signal
-
-import psycopg
-
-from ..helpers import scalar, wait_until
-from .conftest import make_events, pgsteady, write_change
-
 
 def _rehearsal_schemas(dsn: str) -> list[str]:
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -55,9 +58,6 @@ def _rehearsal_schemas(dsn: str) -> list[str]:
 
 
 def test_killed_rehearsal_leaves_copies_that_cleanup_and_the_next_rehearsal_remove(dsn, tmp_path):
-    from ..helpers import ROOT
-    import sys
-
     make_events(dsn, 600_000)
     path = write_change(tmp_path, "killed-rehearsal", "CREATE INDEX CONCURRENTLY events_kind_idx ON events (kind)")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PGSTEADY_DSN": dsn}
@@ -142,11 +142,6 @@ def test_rich_markup_and_terminal_escapes_in_a_title_are_shown_as_text(dsn, tmp_
 
 
 def test_a_leftover_copy_this_role_may_not_drop_is_reported_and_does_not_stop_the_rehearsal(dsn, tmp_path):
-    import uuid
-
-    from psycopg import sql
-    from psycopg.conninfo import make_conninfo
-
     make_events(dsn, 500)
     role = f"chg_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(dsn, autocommit=True) as conn:
