@@ -32,14 +32,15 @@ def main() -> None:
     a = p.parse_args()
     with Server(a.dsn) as server, server.database("rounds") as dsn:
         from pgsteady.queries import for_schema
-        from pgsteady.claiming import CLAIM_SESSION_OPTIONS
+        from pgsteady.claiming import CLAIM_SESSION_SETTINGS
+        from pgsteady.topology import Link
 
         fill(dsn, a.jobs)
         query = for_schema("pgsteady").complete_and_claim
         params = dict(limit=a.batch, lease=timedelta(seconds=30), worker_id="rounds", release="bench", queues=None,
                       ids=[], tokens=[])
         done = rounds = 0
-        with psycopg.connect(dsn, autocommit=True, options=CLAIM_SESSION_OPTIONS) as conn:
+        with Link(dsn, settings=CLAIM_SESSION_SETTINGS).connect(autocommit=True) as conn:
             start = time.perf_counter()
             while True:
                 *claimed, (*_, completed) = conn.execute(query, params).fetchall()

@@ -23,6 +23,7 @@ from .retries import DEFAULT, Retries, RetryPolicy
 from .schedules import Schedule
 from .security.settings import MAX_PAYLOAD_BYTES
 from .tasks import Task
+from .topology import Link, pooler_setting
 
 log = logging.getLogger("pgsteady")
 DEFAULT_KEY_RETENTION = timedelta(hours=24)
@@ -35,7 +36,9 @@ class App:
 
     ``dsn`` defaults to PGSTEADY_DSN, else the embedded PostgreSQL. ``release``
     (default PGSTEADY_RELEASE) is recorded with every attempt, so monitoring
-    can compare releases.
+    can compare releases. ``pooler`` (default PGSTEADY_POOLER, else detected)
+    says what stands in front of the server: none, session or transaction
+    (docs/deployment.md).
     """
 
     def __init__(
@@ -46,12 +49,15 @@ class App:
         *,
         max_payload_bytes: int = MAX_PAYLOAD_BYTES,
         key_retention: timedelta = DEFAULT_KEY_RETENTION,
+        pooler: str | None = None,
     ) -> None:
         check_int(max_payload_bytes, "max_payload_bytes", 2, 2**30, exc=ConfigError)
         if not isinstance(key_retention, timedelta) or key_retention < timedelta(0):
             raise ConfigError("key_retention must be a non-negative datetime.timedelta")
         self._dsn = database.validate_dsn(dsn) if dsn else None
         self.schema = validate_schema(schema)
+        # What stands in front of the server (topology.py): auto, none, session or transaction.
+        self.pooler = pooler_setting(pooler)
         self.release = release or os.environ.get("PGSTEADY_RELEASE") or None
         self.max_payload_bytes = max_payload_bytes
         self.key_retention = key_retention
@@ -177,9 +183,9 @@ class App:
         with self._lock:
             if self._pool is None:
                 dsn = self.dsn
-                database.connect(dsn).close()  # fail fast, with a clear message, on a bad DSN
-                self._pool = ConnectionPool(dsn, min_size=1, max_size=8, kwargs={"autocommit": True},
-                                            open=True, name="pgsteady-enqueue")
+                database.connect(dsn, pooler=self.pooler).close()  # fail fast, with a clear message, on a bad DSN
+                self._pool = ConnectionPool(dsn, min_size=1, max_size=8, open=True, name="pgsteady-enqueue",
+                                            **Link(dsn, self.pooler).pool_kwargs(sync=True))
             return self._pool
 
     async def async_pool(self) -> AsyncConnectionPool:
@@ -187,8 +193,8 @@ class App:
         loop = asyncio.get_running_loop()
         pool = self._async_pools.get(loop)
         if pool is None:
-            pool = AsyncConnectionPool(self.dsn, min_size=1, max_size=8, kwargs={"autocommit": True},
-                                       open=False, name="pgsteady-enqueue-async")
+            pool = AsyncConnectionPool(self.dsn, min_size=1, max_size=8, open=False, name="pgsteady-enqueue-async",
+                                       **Link(self.dsn, self.pooler).pool_kwargs())
             self._async_pools[loop] = pool
             await pool.open(wait=True)
         return pool

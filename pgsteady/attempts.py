@@ -23,10 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import psycopg
 from psycopg_pool import ConnectionPool
 
 from .monitoring import logs
 from .tasks import Cancelled, Context, Discard, LeaseLost, Task
+from .topology import Link, application_name
 
 if TYPE_CHECKING:
     from .app import App
@@ -103,6 +105,7 @@ class Runner:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.threads = ThreadPoolExecutor(max_workers=concurrency + 4, thread_name_prefix="pgsteady-task")
         self._sync_pool: ConnectionPool | None = None
+        self.link: Link | None = None  # how sessions reach the server; given by open_sync_pool
 
     def start(self, att: Attempt) -> None:
         self.running += 1
@@ -115,6 +118,12 @@ class Runner:
         logs.enter_job(att.id, att.task_name, att.attempt, self.app.release)  # this task's own context
         try:
             await self._attempt(att)
+        except psycopg.OperationalError as exc:
+            # Its outcome could not be written for a whole lease (the database
+            # is away): no more heartbeats for it, so rescue runs it again.
+            log.error("job %s: its outcome could not be written (%s); it is no longer heartbeated, "
+                      "and rescue runs it again once its lease expires", att.id, type(exc).__name__)
+            self.completer.forget(att)
         except Exception:  # a bug here must not keep the lease forever: let it expire and be rescued
             log.exception("job %s: the worker could not record this attempt; its lease will expire", att.id)
             self.completer.forget(att)
@@ -171,7 +180,7 @@ class Runner:
     async def _call_transactional(self, task: Task, att: Attempt) -> None:
         if task.is_async:
             async with self.db.pool.connection() as conn:
-                async with conn.transaction():
+                async with self.link.transaction_async(conn):  # on the worker's leash, whatever the pooler
                     att.ctx.conn = conn
                     await within(task.timeout, bind(task, att.ctx)())
                     att.finished = True
@@ -181,7 +190,7 @@ class Runner:
 
         def run_in_thread() -> None:
             with self.sync_connection() as conn:
-                with conn.transaction():
+                with self.link.transaction(conn):
                     att.ctx.conn = conn
                     bind(task, att.ctx)()
                     att.finished = True
@@ -247,9 +256,12 @@ class Runner:
             raise RuntimeError("the worker is not running")
         return self._sync_pool.connection()
 
-    def open_sync_pool(self) -> None:
+    def open_sync_pool(self, link: Link, worker_id: str) -> None:
+        self.link = link
         self._sync_pool = ConnectionPool(self.app.dsn, min_size=0, max_size=self.concurrency, open=True,
-                                         kwargs={"autocommit": True}, name="pgsteady-sync-tasks")
+                                         name="pgsteady-sync-tasks", **link.pool_kwargs(
+                                             sync=True, timeout=link.leash,
+                                             application_name=application_name("tasks", worker_id)))
 
     def close(self) -> None:
         if self._sync_pool is not None:

@@ -27,6 +27,7 @@ from . import database
 from .attempts import Attempt, Runner, WorkerStats
 from .completing import Completer, Db
 from .tasks import Context
+from .topology import Link, application_name
 
 if TYPE_CHECKING:
     from .app import App
@@ -38,9 +39,10 @@ PREFETCH_SECONDS = 0.05
 MAX_PREFETCH = 400
 
 # The claimer's session settings, in one place (see Claimer._connection):
-# the claim must walk jobs_claim_idx in order and stop at its LIMIT.
+# the claim must walk jobs_claim_idx in order and stop at its LIMIT. Never
+# sent as the `options` startup parameter (PgBouncer refuses it): SET once per
+# session, or SET LOCAL around each claim behind a transaction pooler.
 CLAIM_SESSION_SETTINGS = {"enable_bitmapscan": "off", "enable_sort": "off"}
-CLAIM_SESSION_OPTIONS = " ".join(f"-c {name}={value}" for name, value in CLAIM_SESSION_SETTINGS.items())
 
 
 class Claimer:
@@ -72,6 +74,7 @@ class Claimer:
         self._wakes = (asyncio.Event(), asyncio.Event())
         self._limited: list[str] = []
         self._limited_at = 0.0
+        self._link: Link | None = None  # the claim sessions' (see use_link)
         runner.on_finished = self._slot_freed
 
     # -- what the others call -------------------------------------------------
@@ -79,6 +82,11 @@ class Claimer:
     def wake(self) -> None:
         for event in self._wakes:
             event.set()
+
+    def use_link(self, link: Link) -> None:
+        """How the claim sessions reach the server: the worker's link, with
+        the claim's own settings."""
+        self._link = link.with_settings(CLAIM_SESSION_SETTINGS)
 
     def queues_changed(self) -> None:
         self._limited_at = 0.0
@@ -182,10 +190,11 @@ class Claimer:
             if len(claimed) < limit or batch:
                 conn = await self._connection(lane)
                 cur = conn.cursor(row_factory=self._rows)
-                await cur.execute(self.q.complete_and_claim, dict(
-                    params, queues=self.queues, limit=limit - len(claimed),
-                    ids=[a.id for a in batch], tokens=[a.token for a in batch]))
-                *got, completed = await cur.fetchall()
+                async with self._link.in_force_async(conn):
+                    await cur.execute(self.q.complete_and_claim, dict(
+                        params, queues=self.queues, limit=limit - len(claimed),
+                        ids=[a.id for a in batch], tokens=[a.token for a in batch]))
+                    *got, completed = await cur.fetchall()
                 claimed += got
                 self.completer.completed(batch, completed)
                 batch = []
@@ -252,7 +261,7 @@ class Claimer:
 
     async def _claim_limited(self, params: dict, lane: int) -> list[Attempt]:
         conn = await self._connection(lane)
-        async with conn.transaction():
+        async with self._link.transaction_async(conn):
             # The row lock first, in its own statement: the claim that
             # follows then sees every claim committed before it.
             await conn.execute(self.q.lock_queue, params)
@@ -269,9 +278,10 @@ class Claimer:
         each claim."""
         conn = self.conns[lane]
         if conn is None or conn.broken or conn.closed:
-            conn = self.conns[lane] = await psycopg.AsyncConnection.connect(
-                self.app.dsn, autocommit=True, options=CLAIM_SESSION_OPTIONS)
+            conn = self.conns[lane] = await self._link.connect_async(
+                autocommit=True, application_name=application_name("claim", self.worker_id))
         return conn
+
 
 
 async def sleep(seconds: float, event: asyncio.Event | None = None) -> None:

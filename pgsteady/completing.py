@@ -184,10 +184,14 @@ class Completer:
         await self._event(att.id, att.attempt, "late_write_rejected", message)
 
     async def lost(self, atts: list[Attempt]) -> None:
-        await self.db.write(self.q.record_lost_leases, dict(
-            ids=[a.id for a in atts], worker_id=self.worker_id, release=self.release))
         for a in atts:
             self.active.pop(a.id, None)
+        try:
+            await self.db.write(self.q.record_lost_leases, dict(
+                ids=[a.id for a in atts], worker_id=self.worker_id, release=self.release))
+        except psycopg.OperationalError as exc:  # only the history line is lost; the heartbeat must go on
+            log.warning("could not record the lost leases of jobs %s (%s)", [a.id for a in atts],
+                        type(exc).__name__)
 
     # -- what a running job writes --------------------------------------------
 

@@ -14,6 +14,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .errors import ConfigError, DatabaseUnavailable
+from .topology import READ_ONLY, Link
 
 _PASSWORD_IN_URL = re.compile(r"(postgres(?:ql)?://[^:/@\s]*:)([^@\s]*)(@)")
 _PASSWORD_KV = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
@@ -63,17 +64,24 @@ def with_dbname(dsn: str, dbname: str) -> str:
     return make_conninfo(dsn, dbname=dbname)
 
 
-def connect(dsn: str, *, autocommit: bool = False, **kwargs) -> psycopg.Connection:
-    """A psycopg connection, or a DatabaseUnavailable with a password-free message."""
+def connect(dsn: str, *, autocommit: bool = False, pooler: str | None = None, read_only: bool = False,
+            **kwargs) -> psycopg.Connection:
+    """A psycopg connection, or a DatabaseUnavailable with a password-free message.
+
+    Set up for what stands in front of the server (topology.py): keepalives
+    that notice a dead link, and no prepared statements behind a
+    transaction pooler (``pooler``, else PGSTEADY_POOLER, else detected).
+    ``read_only`` (a --read-dsn): every transaction of the session is read-only."""
     try:
-        return psycopg.connect(dsn, autocommit=autocommit, **kwargs)
+        return Link(dsn, pooler, settings=READ_ONLY if read_only else {}).connect(autocommit=autocommit, **kwargs)
     except psycopg.OperationalError as exc:
         raise unavailable(dsn, exc) from None
 
 
-async def connect_async(dsn: str, *, autocommit: bool = False, **kwargs) -> psycopg.AsyncConnection:
+async def connect_async(dsn: str, *, autocommit: bool = False, pooler: str | None = None,
+                        **kwargs) -> psycopg.AsyncConnection:
     try:
-        return await psycopg.AsyncConnection.connect(dsn, autocommit=autocommit, **kwargs)
+        return await Link(dsn, pooler).connect_async(autocommit=autocommit, **kwargs)
     except psycopg.OperationalError as exc:
         raise unavailable(dsn, exc) from None
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import psycopg
@@ -71,8 +72,19 @@ class CancelRequested:
     job_id: int
 
 
-Message = JobsAvailable | QueuesChanged | CancelRequested
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """A listener's test of its own connection: does a notification arrive?"""
+
+    token: str
+
+
+Message = JobsAvailable | QueuesChanged | CancelRequested | Probe
 _CANCEL = "cancel:"
+_PROBE = "probe:"
+# How long a listener waits for its probe before it warns that notifications
+# do not arrive (a LISTEN through a transaction pooler, typically).
+PROBE_SECONDS = 5.0
 
 
 def encode(schema: str, message: Message) -> dict[str, str]:
@@ -83,6 +95,8 @@ def encode(schema: str, message: Message) -> dict[str, str]:
         return {"channel": control_channel(schema), "payload": "queues"}
     if isinstance(message, CancelRequested):
         return {"channel": control_channel(schema), "payload": f"{_CANCEL}{int(message.job_id)}"}
+    if isinstance(message, Probe):
+        return {"channel": control_channel(schema), "payload": f"{_PROBE}{message.token}"}
     raise TypeError(f"not a notification message: {message!r}")
 
 
@@ -98,27 +112,57 @@ def decode(schema: str, channel: str, payload: str) -> Message | None:
         digits = payload[len(_CANCEL):]
         if digits.isascii() and digits.isdigit() and len(digits) <= 19:
             return CancelRequested(int(digits))
+    if payload.startswith(_PROBE) and 0 < len(payload) - len(_PROBE) <= 64:
+        return Probe(payload[len(_PROBE):])
     return None
 
 
-async def listen(dsn: str, schema: str, handle: Callable[[Message | None], None]) -> None:
+async def listen(connect: Callable[[], Awaitable[psycopg.AsyncConnection]], schema: str,
+                 handle: Callable[[Message | None], None], *,
+                 probe: Callable[[Message], Awaitable[None]] | None = None, poll_interval: float = 1.0) -> None:
     """LISTEN on both channels for ever, calling ``handle`` with each decoded
     message, and with None after every (re)connection: anything sent while
-    nobody listened is lost, so the caller should look at the rows then."""
+    nobody listened is lost, so the caller should look at the rows then.
+
+    With ``probe`` (a way to send a message through another connection), each
+    new connection checks that a notification reaches it, and warns when none
+    does within PROBE_SECONDS: the worker then still runs, by polling."""
     delay = 0.5
     while True:
         try:
-            conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+            conn = await connect()
             async with conn:
                 for channel in (jobs_channel(schema), control_channel(schema)):
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                 handle(None)
                 delay = 0.5
-                async for note in conn.notifies():
-                    message = decode(schema, note.channel, note.payload)
-                    if message is not None:
-                        handle(message)
+                sent = Probe(secrets.token_hex(8))
+                arrived = asyncio.Event()
+                watch = asyncio.ensure_future(_watch(probe, sent, arrived, poll_interval)) if probe else None
+                try:
+                    async for note in conn.notifies():
+                        message = decode(schema, note.channel, note.payload)
+                        if message == sent:
+                            arrived.set()
+                        elif message is not None and not isinstance(message, Probe):
+                            handle(message)
+                finally:
+                    if watch is not None:
+                        watch.cancel()
         except psycopg.OperationalError as exc:
             log.warning("listen connection lost (%s); reconnecting", scrub(str(exc)).strip())
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+async def _watch(probe: Callable[[Message], Awaitable[None]], sent: Probe, arrived: asyncio.Event,
+                 poll_interval: float) -> None:
+    try:
+        await probe(sent)
+        async with asyncio.timeout(PROBE_SECONDS):
+            await arrived.wait()
+    except TimeoutError:
+        log.warning("notifications do not reach this worker's LISTEN connection (is a pooler in transaction "
+                    "mode in front of it? set listen_dsn to a direct DSN); polling every %ss", poll_interval)
+    except psycopg.Error as exc:
+        log.info("could not check that notifications arrive (%s)", scrub(str(exc)).strip())

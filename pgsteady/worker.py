@@ -45,7 +45,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from . import database, notifications
+from . import database, notifications, topology
 from .app import App
 from .attempts import Attempt, Runner, WorkerStats
 from .claiming import Claimer, sleep
@@ -59,7 +59,7 @@ from .payloads import check_queue
 
 log = logging.getLogger("pgsteady.worker")
 OPTIONS = ("queues", "concurrency", "lease", "poll_interval", "grace", "complete_batch", "rescue_interval",
-           "retention", "events_retention")
+           "retention", "events_retention", "listen_dsn")
 
 
 def _number(value: Any, label: str, *, low: float, inclusive: bool = True) -> float:
@@ -84,6 +84,7 @@ class Worker:
         rescue_interval: float | None = None,
         retention: dict[str, timedelta] | None = None,
         events_retention: timedelta = timedelta(days=14),
+        listen_dsn: str | None = None,
         **unknown: Any,
     ) -> None:
         check_options(unknown, OPTIONS, "Worker")
@@ -107,6 +108,9 @@ class Worker:
                                 else _number(rescue_interval, "rescue_interval (seconds)", low=0, inclusive=False))
         # Unique per process (and per Worker in a process), never just a host name.
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        # LISTEN needs a real session: behind a transaction pooler, a direct DSN (docs/deployment.md).
+        self.listen_dsn = database.validate_dsn(listen_dsn) if listen_dsn else None
+        self.link: topology.Link | None = None  # how its sessions reach the server; set in run()
         self.stats = WorkerStats()
         self.stopping = asyncio.Event()
         self.db = Db()
@@ -122,20 +126,25 @@ class Worker:
         self._cancel_checks: set[int] = set()
         self._checking: set[asyncio.Future] = set()
         self.maintenance = Maintenance(
-            Leader(None, self.q, self.id, stale=self.lease),  # its DSN is set in run(), once resolved
+            # Two thirds of a lease, renewed every sixth: a dead leader's duties
+            # (rescue first) move within a lease of its last renewal.
+            Leader(self.q, self.id, lease=self.lease * 2 / 3),
             [Rescuer(self.q, app.retries, worker_id=self.id, release=app.release, interval=self.rescue_interval),
              Scheduler(self.q, worker_id=self.id, release=app.release),
              Pruner(self.q, retention=retention),
              PartitionKeeper(self.q, retention=events_retention),
-             CounterPass(self.q)],
-            election_interval=max(self.lease / 3, 0.2))
+             CounterPass(self.q)])
 
     # -- public -------------------------------------------------------------
 
     def stop(self) -> None:
         """Stop claiming; running jobs get the grace period to finish."""
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self.stopping.set)
+            self._loop.call_soon_threadsafe(self._stop_claiming)
+
+    def _stop_claiming(self) -> None:
+        self.stopping.set()
+        self.claimer.wake()  # a lane asleep for a long --poll must see it now
 
     async def run(self, *, until_idle: bool = False, handle_signals: bool = False) -> WorkerStats:
         """Run until stop() (or a signal); with ``until_idle`` return once no
@@ -144,11 +153,13 @@ class Worker:
         dsn = self.app.dsn
         with database.connect(dsn, autocommit=True) as conn:
             check_current(conn, self.app.schema)
-        pool = self.db.pool = AsyncConnectionPool(dsn, min_size=2, max_size=self.concurrency + 4, open=False,
-                                                  kwargs={"autocommit": True}, name="pgsteady-worker")
+        link = self.link = topology.worker_link(dsn, self.app.pooler, self.lease)
+        pool = self.db.pool = AsyncConnectionPool(
+            dsn, min_size=2, max_size=self.concurrency + 4, open=False, name="pgsteady-worker",
+            **link.pool_kwargs(timeout=self.lease, application_name=topology.application_name("pool", self.id)))
         await pool.open(wait=True)
-        self.runner.open_sync_pool()
-        self.maintenance.leader.dsn = dsn
+        self.runner.open_sync_pool(link, self.id)
+        self.claimer.use_link(link)
         await self.db.write(self.q.register_worker, dict(
             worker_id=self.id, host=socket.gethostname(), pid=os.getpid(), queues=self.queues,
             concurrency=self.concurrency, release=self.app.release))
@@ -162,7 +173,7 @@ class Worker:
         log.info("worker %s started: queues=%s concurrency=%d release=%s",
                  self.id, ",".join(self.queues or ["*"]), self.concurrency, self.app.release)
         helpers = [asyncio.create_task(coro) for coro in
-                   (notifications.listen(dsn, self.app.schema, self._notified), self._heartbeat_loop(),
+                   (self._listen(), self._heartbeat_loop(),
                     self.maintenance.run(pool))]
         try:
             await self.claimer.run(until_idle)
@@ -190,13 +201,29 @@ class Worker:
         if self._signals == 1:
             log.warning("%s: finishing running jobs (up to %ss); send it again to stop at once",
                         signal.Signals(sig).name, self.grace)
-            self.stopping.set()
+            self._stop_claiming()
         else:
             # Leases of what is still running expire and live workers rescue it.
             log.warning("second signal: stopping at once")
             os._exit(130)
 
     # -- notifications, heartbeat and cancellation ---------------------------
+
+    async def _listen(self) -> None:
+        if self.listen_dsn is None and self.link.per_transaction:
+            log.warning("a transaction pooler is in front of %s, and LISTEN cannot work through it: "
+                        "set listen_dsn (--listen-dsn, PGSTEADY_LISTEN_DSN) to a direct DSN; "
+                        "polling every %ss meanwhile", database.describe(self.app.dsn), self.poll_interval)
+            return
+        listen_link = topology.Link(self.listen_dsn or self.app.dsn, leash=self.lease)
+
+        async def probe(message: notifications.Message) -> None:  # sent the way enqueue's notifications go
+            await self.db.write(self.q.notify, notifications.encode(self.app.schema, message), retry_for=0)
+
+        await notifications.listen(
+            lambda: listen_link.connect_async(autocommit=True, application_name=topology.application_name(
+                "listen", self.id)),
+            self.app.schema, self._notified, probe=probe, poll_interval=self.poll_interval)
 
     def _notified(self, message: notifications.Message | None) -> None:
         if message is None or isinstance(message, notifications.JobsAvailable) and (

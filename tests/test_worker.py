@@ -329,13 +329,14 @@ def test_claim_query_walks_the_claim_index(app, dsn, analyzed):
     """In the claimer's session the claim is an index scan in claim order that
     stops at its LIMIT, with fresh statistics and (a queue filled faster than
     autovacuum analyses it) without any."""
-    from pgsteady.claiming import CLAIM_SESSION_OPTIONS
+    from pgsteady.claiming import CLAIM_SESSION_SETTINGS
+    from pgsteady.topology import Link
 
     @app.task(name="t")
     def t() -> None: ...
 
     app.enqueue_many([("t", {"i": i}) for i in range(20_000)])
-    with psycopg.connect(dsn, autocommit=True, options=CLAIM_SESSION_OPTIONS) as conn:
+    with Link(dsn, settings=CLAIM_SESSION_SETTINGS).connect(autocommit=True) as conn:
         if analyzed:
             conn.execute("ANALYZE pgsteady.jobs")
         q = for_schema("pgsteady").complete_and_claim
@@ -351,14 +352,15 @@ def test_claim_query_walks_the_claim_index(app, dsn, analyzed):
 def test_limited_claim_query_walks_the_claim_index(app, dsn, analyzed):
     """The claim of a limited queue is pinned too: the same index scan in
     claim order, no sort, no bitmap, in the claimer's session."""
-    from pgsteady.claiming import CLAIM_SESSION_OPTIONS
+    from pgsteady.claiming import CLAIM_SESSION_SETTINGS
+    from pgsteady.topology import Link
 
     @app.task(name="t", queue="limited")
     def t() -> None: ...
 
     app.set_queue_limits("limited", max_running=5)
     app.enqueue_many([("t", {"i": i}) for i in range(20_000)])
-    with psycopg.connect(dsn, autocommit=True, options=CLAIM_SESSION_OPTIONS) as conn:
+    with Link(dsn, settings=CLAIM_SESSION_SETTINGS).connect(autocommit=True) as conn:
         if analyzed:
             conn.execute("ANALYZE pgsteady.jobs")
         plan = conn.execute("EXPLAIN (FORMAT JSON) " + for_schema("pgsteady").claim_limited, dict(

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ..database import resolve_dsn
+from ..database import resolve_dsn, validate_dsn
 from ..errors import ConfigError
 
 
@@ -21,6 +21,7 @@ class State:
     dsn: str | None
     app_path: str | None
     schema_option: str | None
+    read_dsn: str | None = None
     _resolved: str | None = field(default=None, repr=False)
     _app: Any = field(default=None, repr=False)
 
@@ -30,6 +31,13 @@ class State:
             app = self.app(required=False)
             self._resolved = app.dsn if app is not None else resolve_dsn(self.dsn)
         return self._resolved
+
+    def reading_dsn(self) -> tuple[str, bool]:
+        """Where read-only commands read, and whether that is a --read-dsn
+        (open it with database.connect(..., read_only=True))."""
+        if self.read_dsn:
+            return validate_dsn(self.read_dsn), True
+        return self.resolved_dsn(), False
 
     @property
     def schema(self) -> str:

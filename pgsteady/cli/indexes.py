@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..database import connect
 from ..indexes import SEVERITIES, Report, Thresholds, check as run_check
 from .base import echo_json, json_option
 
@@ -165,8 +166,14 @@ def register(cli: click.Group) -> None:
             null_fraction=null_fraction, seq_scan_min_bytes=seq_scan_min_size, min_seq_scans=min_seq_scans,
             unused_min_history_seconds=unused_min_history, shape_min_rows=shape_min_rows,
         )
-        report = run_check(ctx.obj.resolved_dsn(), schema=scope_schema, table=table, also=also,
-                           thresholds=thresholds)
+        dsn, from_replica = ctx.obj.reading_dsn()
+        if from_replica:
+            # The catalogue comes from the replica; the primary's own scans still count.
+            also = (ctx.obj.resolved_dsn(), *also)
+            with connect(dsn, autocommit=True, read_only=True) as conn:
+                report = run_check(conn, schema=scope_schema, table=table, also=also, thresholds=thresholds)
+        else:
+            report = run_check(dsn, schema=scope_schema, table=table, also=also, thresholds=thresholds)
         if as_json:
             echo_json(report.to_dict())
         else:

@@ -19,8 +19,10 @@ from ..queries import for_schema
 from .base import echo_json, json_option, parse_time
 
 
-def _conn(state):
-    conn = connect(state.resolved_dsn(), autocommit=True)
+def _conn(state, *, reading: bool = False):
+    """The primary; with ``reading``, the --read-dsn when one is given."""
+    dsn, read_only = state.reading_dsn() if reading else (state.resolved_dsn(), False)
+    conn = connect(dsn, autocommit=True, read_only=read_only)
     check_current(conn, state.schema)
     return conn
 
@@ -114,7 +116,7 @@ def register(cli: click.Group) -> None:
     @click.pass_obj
     def list_cmd(state, state_filter, queue, task, since, limit, as_json) -> None:
         """The newest jobs first."""
-        with _conn(state) as conn:
+        with _conn(state, reading=True) as conn:
             rows = admin.list_jobs(conn, for_schema(state.schema), state=state_filter,
                                    queue=queue, task=task, since=parse_time(since, past=True) if since else None,
                                    limit=limit)
@@ -136,7 +138,7 @@ def register(cli: click.Group) -> None:
     @click.pass_obj
     def show_cmd(state, job_id, as_json) -> None:
         """One job with its whole event history."""
-        with _conn(state) as conn:
+        with _conn(state, reading=True) as conn:
             job = admin.get_job(conn, for_schema(state.schema), job_id)
         if as_json:
             echo_json(job)

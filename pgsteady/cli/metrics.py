@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import click
 
 from ..errors import ConfigError
@@ -17,8 +19,10 @@ def register(cli: click.Group) -> None:
                   help="/readyz fails when a queue's oldest due job has waited longer (seconds).")
     @click.option("--worker-timeout", type=click.FloatRange(1), default=60.0, show_default=True,
                   help="Seconds without a heartbeat before a worker stops counting in pgsteady_workers.")
+    @click.option("--min-workers", type=click.IntRange(0), default=1, show_default=True,
+                  help="/readyz fails with fewer live workers (0: never).")
     @click.pass_obj
-    def metrics_cmd(state, host, port, max_wait, worker_timeout) -> None:
+    def metrics_cmd(state, host, port, max_wait, worker_timeout, min_workers) -> None:
         """Serve /metrics (Prometheus text format), /healthz and /readyz.
 
         The numbers are read from the database at each scrape and are the same
@@ -26,7 +30,9 @@ def register(cli: click.Group) -> None:
         the maintenance leader's counter pass and lag it by a few seconds.
         """
         from ..monitoring import server  # prometheus-client loads only for this command
-        app = server.MetricsApp(state.resolved_dsn(), state.schema, max_wait=max_wait, worker_timeout=worker_timeout)
+        from ..monitoring.questions import Thresholds
+        app = server.MetricsApp(state.resolved_dsn(), state.schema, thresholds=Thresholds(
+            max_wait=max_wait, worker_timeout=worker_timeout, min_workers=min_workers))
         try:
             httpd = server.make(app, host, port)
         except OSError as exc:
@@ -34,9 +40,21 @@ def register(cli: click.Group) -> None:
         bound_host, bound_port = httpd.server_address[:2]
         click.echo(f"serving http://{bound_host}:{bound_port}/metrics (and /healthz, /readyz); Ctrl-C stops",
                    err=True)
+        # SIGTERM (what service managers and `kill` send) stops it like Ctrl-C.
+        # SIGINT alone is not enough: a shell starts background jobs with SIGINT
+        # ignored, and Python then installs no KeyboardInterrupt for it.
+        signal.signal(signal.SIGTERM, _stop)
         try:
             httpd.serve_forever()
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, _Stopped):
             pass
         finally:
             httpd.server_close()
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _stop(signum, frame) -> None:
+    raise _Stopped

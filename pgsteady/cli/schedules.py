@@ -1,27 +1,30 @@
-"""`pgsteady schedules` and `pgsteady queues`: cron schedules and queue controls."""
+"""`pgsteady schedules` and `pgsteady queues`: cron schedules and queue controls.
+
+The handlers only parse, call the domain modules (pgsteady/schedule_admin.py,
+pgsteady/queues.py) and print; no SQL here.
+"""
 
 from __future__ import annotations
 
-import difflib
+import dataclasses
+import re
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from .. import notifications
-from ..errors import ConfigError
-from ..jobs import actor
+from .. import queues, schedule_admin
 from ..queries import for_schema
 from .base import echo_json, json_option
 from .jobs import _ago, _conn
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
-def _unknown_schedule(conn, q, name: str) -> ConfigError:
-    names = [r[0] for r in conn.execute(q.list_schedules, {}).fetchall()]
-    close = difflib.get_close_matches(name, names, n=1)
-    hint = f"did you mean {close[0]!r}?" if close else (
-        f"known: {', '.join(names)}" if names else "no schedules yet (a worker records them when it starts)")
-    return ConfigError(f"no schedule named {name!r}; {hint}")
+
+def _cell(value) -> str:
+    # Names and outcomes come from the database: no rich markup, no terminal escapes.
+    return "" if value is None else escape(_CONTROL.sub("?", str(value)))
 
 
 def _table(columns: list[str], rows: list[list]) -> None:
@@ -29,7 +32,7 @@ def _table(columns: list[str], rows: list[list]) -> None:
     for col in columns:
         table.add_column(col, overflow="fold")
     for row in rows:
-        table.add_row(*["" if v is None else str(v) for v in row])
+        table.add_row(*[_cell(v) for v in row])
     Console().print(table)
 
 
@@ -44,47 +47,41 @@ def register(cli: click.Group) -> None:
     def list_cmd(state, as_json) -> None:
         """Every schedule with its next run, last run and last outcome."""
         with _conn(state) as conn:
-            cur = conn.execute(for_schema(state.schema).list_schedules, {})
-            rows = [dict(zip([c.name for c in cur.description], r)) for r in cur.fetchall()]
+            rows = schedule_admin.list_schedules(conn, for_schema(state.schema))
         if as_json:
-            echo_json(rows)
+            echo_json([dataclasses.asdict(r) for r in rows])
             return
         _table(["name", "cron", "tz", "task", "state", "next run", "last run", "last outcome"],
-               [[r["name"], r["cron"], r["tz"], r["task"], "paused" if r["paused"] else "active",
-                 _ago(r["next_run_at"]), _ago(r["last_run_at"]), r["last_outcome"]] for r in rows])
+               [[r.name, r.cron, r.tz, r.task, "paused" if r.paused else "active",
+                 _ago(r.next_run_at) or "-", _ago(r.last_run_at) or "never", r.last_outcome] for r in rows])
 
-    def set_paused(state, name: str, paused: bool) -> None:
-        q = for_schema(state.schema)
+    def admin(state, action, name: str, done: str) -> None:
         with _conn(state) as conn:
-            if not conn.execute(q.set_schedule_paused, dict(name=name, paused=paused)).fetchone():
-                raise _unknown_schedule(conn, q, name)
-        click.echo(f"schedule {name} {'paused' if paused else 'resumed'}")
+            action(conn, for_schema(state.schema), name)
+        click.echo(done)
 
     @schedules_group.command("pause")
     @click.argument("name")
     @click.pass_obj
     def pause_cmd(state, name) -> None:
         """Stop enqueueing NAME's cron events until resumed."""
-        set_paused(state, name, True)
+        admin(state, schedule_admin.pause, name, f"schedule {name} paused")
 
     @schedules_group.command("resume")
     @click.argument("name")
     @click.pass_obj
     def resume_cmd(state, name) -> None:
         """Enqueue NAME's cron events again (times missed while paused follow its on_missed)."""
-        set_paused(state, name, False)
+        admin(state, schedule_admin.resume, name, f"schedule {name} resumed")
 
     @schedules_group.command("run")
     @click.argument("name")
     @click.pass_obj
     def run_cmd(state, name) -> None:
         """Enqueue one run of NAME now, outside its schedule."""
-        q = for_schema(state.schema)
         with _conn(state) as conn:
-            row = conn.execute(q.run_schedule_now, dict(name=name, actor=actor())).fetchone()
-            if row is None:
-                raise _unknown_schedule(conn, q, name)
-        click.echo(f"enqueued job {row[0]} for schedule {name}")
+            job_id = schedule_admin.run_now(conn, for_schema(state.schema), name)
+        click.echo(f"enqueued job {job_id} for schedule {name}")
 
     @schedules_group.command("remove")
     @click.argument("name")
@@ -92,11 +89,7 @@ def register(cli: click.Group) -> None:
     def remove_cmd(state, name) -> None:
         """Forget NAME (after you deleted it from the code); jobs it enqueued stay.
         A worker whose App still defines it records it again when it starts."""
-        q = for_schema(state.schema)
-        with _conn(state) as conn:
-            if not conn.execute(q.delete_schedule, dict(name=name)).fetchone():
-                raise _unknown_schedule(conn, q, name)
-        click.echo(f"schedule {name} removed")
+        admin(state, schedule_admin.remove, name, f"schedule {name} removed")
 
     @cli.group("queues")
     def queues_group() -> None:
@@ -108,39 +101,32 @@ def register(cli: click.Group) -> None:
     def queues_list(state, as_json) -> None:
         """Queues with waiting and running counts, pause state and limits."""
         with _conn(state) as conn:
-            cur = conn.execute(for_schema(state.schema).list_queues, {})
-            rows = [dict(zip([c.name for c in cur.description], r)) for r in cur.fetchall()]
+            rows = queues.list_queues(conn, for_schema(state.schema))
         if as_json:
-            echo_json(rows)
+            echo_json([dataclasses.asdict(r) for r in rows])
             return
-        _table(["queue", "state", "waiting", "running", "max running", "max per second"],
-               [[r["queue"], "paused" if r["paused"] else "active", r["waiting"], r["running"],
-                 r["max_running"] or "-", r["max_per_second"] or "-"] for r in rows])
-
-    def queue_paused(state, queue: str, paused: bool) -> None:
-        with _conn(state) as conn:
-            conn.execute(for_schema(state.schema).set_queue_paused,
-                         dict(queue=queue, paused=paused, **notifications.encode(state.schema, notifications.QueuesChanged())))
-        click.echo(f"queue {queue} {'paused: running jobs finish, no new ones start' if paused else 'resumed'}")
+        _table(["queue", "state", "waiting", "scheduled", "running", "max running", "max per second"],
+               [[r.queue, "paused" if r.paused else "active", r.waiting, r.scheduled, r.running,
+                 r.max_running or "-", r.max_per_second or "-"] for r in rows])
 
     @queues_group.command("pause")
     @click.argument("queue")
     @click.pass_obj
     def queues_pause(state, queue) -> None:
         """No worker starts QUEUE's jobs until resumed; running ones finish."""
-        queue_paused(state, queue, True)
+        admin(state, queues.pause, queue, f"queue {queue} paused: running jobs finish, no new ones start")
 
     @queues_group.command("resume")
     @click.argument("queue")
     @click.pass_obj
     def queues_resume(state, queue) -> None:
         """Let workers start QUEUE's jobs again."""
-        queue_paused(state, queue, False)
+        admin(state, queues.resume, queue, f"queue {queue} resumed")
 
     @queues_group.command("limit")
     @click.argument("queue")
-    @click.option("--max-running", type=click.IntRange(1), help="At most this many of QUEUE's jobs at once, fleet-wide.")
-    @click.option("--max-per-second", type=click.IntRange(1), help="At most this many of QUEUE's jobs started per second.")
+    @click.option("--max-running", type=int, help="At most this many of QUEUE's jobs at once, fleet-wide.")
+    @click.option("--max-per-second", type=int, help="At most this many of QUEUE's jobs started per second.")
     @click.option("--clear", is_flag=True, help="Remove both limits.")
     @click.pass_obj
     def queues_limit(state, queue, max_running, max_per_second, clear) -> None:
@@ -148,13 +134,13 @@ def register(cli: click.Group) -> None:
 
         Enforced in the claim under the queue's row lock, so adding workers never breaks them.
         """
-        if clear and (max_running or max_per_second):
+        if clear and (max_running is not None or max_per_second is not None):
             raise click.UsageError("--clear cannot be combined with --max-running/--max-per-second")
         if not clear and max_running is None and max_per_second is None:
             raise click.UsageError("give --max-running and/or --max-per-second, or --clear")
+        queues.validate_limits(max_running, max_per_second)  # before connecting: bad input is exit 2 at once
         with _conn(state) as conn:
-            conn.execute(for_schema(state.schema).set_queue_limits, dict(
-                queue=queue, max_running=max_running, max_per_second=max_per_second,
-                **notifications.encode(state.schema, notifications.QueuesChanged())))
+            queues.set_limits(conn, for_schema(state.schema), queue, max_running=max_running,
+                              max_per_second=max_per_second)
         click.echo(f"queue {queue}: " + ("no limits" if clear else
                    f"max running {max_running or 'unlimited'}, max per second {max_per_second or 'unlimited'}"))

@@ -16,7 +16,9 @@ from rich.table import Table
 
 from ..errors import DatabaseUnavailable
 from ..monitoring.deploys import Rule
-from ..monitoring.status import Status, Thresholds, check
+from ..monitoring.questions import Thresholds
+from ..monitoring.snapshot import unreachable
+from ..monitoring.status import Status, check, judge
 from .base import echo_json, json_option
 
 _HEALTH_STYLE = {"healthy": "bold green", "degraded": "bold yellow", "down": "bold red"}
@@ -40,12 +42,14 @@ def register(cli: click.Group) -> None:
                   envvar="PGSTEADY_STATUS_MIN_WORKERS", help="Fewer live workers than this is down (0: never).")
     @click.option("--max-counter-lag", type=click.FloatRange(1), default=d.max_counter_lag, show_default=True,
                   envvar="PGSTEADY_STATUS_MAX_COUNTER_LAG", help="Seconds the counters may lag before status is degraded.")
+    @click.option("--max-past-lease", type=click.FloatRange(0), default=d.max_past_lease, show_default=True,
+                  envvar="PGSTEADY_STATUS_MAX_PAST_LEASE", help="Seconds a running job may be past its lease before status is degraded.")
     @click.option("--deploy-window", type=click.IntRange(5), default=60, show_default=True, metavar="MINUTES",
                   help="Longest window compared before and after the last deploy mark.")
     @json_option
     @click.pass_context
     def status_cmd(ctx: click.Context, queue, max_wait, max_failure_rate, min_attempts, worker_timeout, min_workers,
-                   max_counter_lag, deploy_window, as_json) -> None:
+                   max_counter_lag, max_past_lease, deploy_window, as_json) -> None:
         """Is it up, is it slow, are jobs failing, did the last deploy change anything?
 
         Reads per-minute counters kept by the maintenance leader, never the job
@@ -55,14 +59,14 @@ def register(cli: click.Group) -> None:
         state = ctx.obj
         thresholds = Thresholds(worker_timeout=worker_timeout, min_workers=min_workers, max_wait=max_wait,
                                 max_failure_rate=max_failure_rate, min_attempts=min_attempts,
-                                max_counter_lag=max_counter_lag)
+                                max_counter_lag=max_counter_lag, max_past_lease=max_past_lease)
         rule = Rule(window=timedelta(minutes=deploy_window))
         try:
-            dsn = state.resolved_dsn()
+            dsn, read_only = state.reading_dsn()
         except DatabaseUnavailable as exc:  # the embedded server would not start
-            result = Status("down", [str(exc)], {"up": {"database": {"reachable": False, "error": str(exc)}}})
+            result = judge(unreachable(state.schema, str(exc)), thresholds)
         else:
-            result = check(dsn, state.schema, thresholds=thresholds, rule=rule, queue=queue)
+            result = check(dsn, state.schema, thresholds=thresholds, rule=rule, queue=queue, read_only=read_only)
         if as_json:
             echo_json(result.to_dict())
         else:
@@ -115,6 +119,11 @@ def render(status: Status, console: Console) -> None:
                       _num(r["per_minute"]["succeeded"]), _pair(r["wait_seconds"]), _pair(r["run_seconds"]),
                       _pair(day["wait_seconds"]), _pair(day["run_seconds"]))
     console.print(Padding(table, (0, 0, 0, 2)) if s["slow"]["queues"] else "  no queues with jobs")
+    past = s["slow"]["past_lease"]
+    if past["jobs"]:
+        style = "yellow" if past["stuck"] else "dim"
+        console.print(f"  [{style}]{past['jobs']} running job(s) past their lease, the oldest by "
+                      f"{_secs(past['oldest_seconds'])} (rescue takes them back)[/]")
     f = s["failing"]
     console.print("\n[bold]Failing[/bold]")
     for label, w in (("last 15m", f["last_15m"]), ("last 1h", f["last_1h"])):

@@ -25,12 +25,15 @@ def register(cli: click.Group) -> None:
                   help="Seconds running jobs get to finish after SIGTERM/SIGINT before they are handed back.")
     @click.option("--poll", "poll_interval", type=click.FloatRange(0.05), default=1.0, show_default=True,
                   help="Seconds between polls when no notification arrives.")
+    @click.option("--listen-dsn", envvar="PGSTEADY_LISTEN_DSN", metavar="DSN",
+                  help="A direct DSN for LISTEN when --dsn goes through a transaction pooler [env PGSTEADY_LISTEN_DSN].")
     @click.option("--until-idle", is_flag=True, help="Exit once no job is waiting and none is running.")
     @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
     @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
                   help="json: one object per line, with job id, task, attempt and release on every line a job writes.")
     @click.pass_obj
-    def worker_cmd(state, queues, concurrency, lease, grace, poll_interval, until_idle, verbose, log_format) -> None:
+    def worker_cmd(state, queues, concurrency, lease, grace, poll_interval, listen_dsn, until_idle, verbose,
+                   log_format) -> None:
         """Run jobs of your App's tasks (needs --app or PGSTEADY_APP, except
         with --queues maintenance, which runs only pgsteady's own index builds).
 
@@ -52,7 +55,7 @@ def register(cli: click.Group) -> None:
         if serves_builds(qs):
             register(app)
         stats = run_worker(app, queues=qs, concurrency=concurrency, lease=lease, grace=grace,
-                           poll_interval=poll_interval, until_idle=until_idle, handle_signals=True)
+                           poll_interval=poll_interval, listen_dsn=listen_dsn, until_idle=until_idle, handle_signals=True)
         click.echo(f"worker stopped: {stats.succeeded} succeeded, {stats.retried} retried, {stats.failed} failed, "
                    f"{stats.handed_back} handed back, {stats.rejected} late writes rejected", err=True)
         # Threads still running sync tasks were handed back; do not wait for them.

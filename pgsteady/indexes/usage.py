@@ -64,12 +64,13 @@ def unused(snap: Snapshot) -> Iterator[Finding]:
     last = {r["oid"]: r["last_idx_scan"]
             for r in snap.query("last_index_scans", {"oids": [i.oid for i in unused_ones]})} if unused_ones else {}
     for index in unused_ones:
-        by_server = _scans(index, replicas)
+        by_server = _scans(index, replicas, _label(snap))
         evidence = {"idx_scan": 0, "scans_by_server": by_server, "index_bytes": index.bytes,
                     "last_idx_scan": last.get(index.oid), **window, "indexdef": index.indexdef}
         if replicas:
             evidence["replica_stats_reset"] = {label: r.isoformat() if r else None for label, _, r in replicas}
-        servers = f" on the primary and {len(replicas)} replica(s)" if replicas else ""
+        servers = (f" on any of {len(replicas) + 1} servers" if snap.server.get("in_recovery") else
+                   f" on the primary and {len(replicas)} replica(s)" if replicas else "")
         yield Finding(
             check=UNUSED, severity="warn", objects=[index.qualified],
             message=(f"{index.qualified} ({human_bytes(index.bytes)}) has not been scanned{servers} "
@@ -78,8 +79,14 @@ def unused(snap: Snapshot) -> Iterator[Finding]:
         )
 
 
-def _scans(index: Index, replicas: list) -> dict[str, int]:
-    by_server = {"primary": index.idx_scan or 0}
+def _label(snap: Snapshot) -> str:
+    # `indexes check --read-dsn` reads the catalogue from a replica; the
+    # primary's scans then come in through `also` under its own name.
+    return describe(snap.conn.info.dsn) if snap.server.get("in_recovery") else "primary"
+
+
+def _scans(index: Index, replicas: list, label: str = "primary") -> dict[str, int]:
+    by_server = {label: index.idx_scan or 0}
     for label, scans, _ in replicas:
         by_server[label] = scans.get((index.schema, index.name), 0)
     return by_server

@@ -4,8 +4,8 @@ Every duty (rescue expired leases, run cron, prune finished jobs, keep the
 event partitions) is a class with a ``name``, an ``interval`` in seconds and
 an ``async run_once(conn) -> int`` that does one pass and says how much it did.
 Tests call ``run_once`` directly; workers run them through ``Maintenance``,
-which first wins the leader election (leader.py), so that one process in the
-fleet does each duty. Correctness never depends on there being one leader:
+which first wins the leader election (a lease row with a fencing token,
+leader.py), so that one process in the fleet does each duty. Correctness never depends on there being one leader:
 rescue uses SKIP LOCKED, cron a unique key per scheduled time, pruning plain
 deletes; the election only saves duplicate work.
 """
@@ -18,7 +18,7 @@ import time
 from typing import Protocol
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..database import scrub
 from .leader import Leader
@@ -40,39 +40,64 @@ class Service(Protocol):
 
 
 class Maintenance:
-    """Wins (or waits for) the leadership, then runs each service when due."""
+    """Wins (or waits for) the leadership, then runs each service when due.
 
-    def __init__(self, leader: Leader, services: list[Service], *, election_interval: float) -> None:
+    The election runs in a loop of its own, so that a long pass cannot delay
+    a renewal past the lease; each pass starts only while the leadership is
+    held (Leader.holds)."""
+
+    def __init__(self, leader: Leader, services: list[Service]) -> None:
         self.leader = leader
         self.services = services
-        self.election_interval = election_interval
         self.passes: dict[str, int] = {s.name: 0 for s in services}
+        self._pool: AsyncConnectionPool | None = None
 
     async def run(self, pool: AsyncConnectionPool) -> None:
-        due = {s.name: 0.0 for s in self.services}
+        self._pool = pool
+        elected = asyncio.Event()
+        election = asyncio.create_task(self._elect(pool, elected))
+        try:
+            await self._serve(pool, elected)
+        finally:
+            election.cancel()
+            await asyncio.gather(election, return_exceptions=True)
+
+    async def _elect(self, pool: AsyncConnectionPool, elected: asyncio.Event) -> None:
         while True:
             try:
-                if not self.leader.is_leader:
-                    await self.leader.try_acquire()
-                elif not await self.leader.renew():
-                    continue
-            except psycopg.OperationalError as exc:
-                log.warning("leader election failed (%s)", scrub(str(exc)).strip())
-            wait = self.election_interval
-            if self.leader.is_leader:
-                now = time.monotonic()
-                for svc in self.services:
-                    if now >= due[svc.name]:
-                        await self._pass(pool, svc)
-                        due[svc.name] = time.monotonic() + svc.interval
-                    wait = min(wait, max(0.0, due[svc.name] - time.monotonic()))
+                async with asyncio.timeout(self.leader.lease):
+                    async with pool.connection() as conn:
+                        await self.leader.keep(conn)
+            except (psycopg.OperationalError, PoolTimeout, TimeoutError) as exc:
+                log.warning("leader election failed (%s)", scrub(str(exc)).strip() or type(exc).__name__)
+            if self.leader.holds():
+                elected.set()
+            await asyncio.sleep(self.leader.interval)
+
+    async def _serve(self, pool: AsyncConnectionPool, elected: asyncio.Event) -> None:
+        due = {s.name: 0.0 for s in self.services}
+        while True:
+            if not self.leader.holds():
+                elected.clear()
+                due = {s.name: 0.0 for s in self.services}  # a new reign starts with a full round
+                await elected.wait()
+                continue
+            wait = self.leader.interval
+            now = time.monotonic()
+            for svc in self.services:
+                if not self.leader.holds():
+                    break  # fenced: every pass asks first
+                if now >= due[svc.name]:
+                    await self._pass(pool, svc)
+                    due[svc.name] = time.monotonic() + svc.interval
+                wait = min(wait, max(0.0, due[svc.name] - time.monotonic()))
             await asyncio.sleep(wait)
 
     async def _pass(self, pool: AsyncConnectionPool, svc: Service) -> None:
         try:
             async with pool.connection() as conn:
                 done = await svc.run_once(conn)
-        except psycopg.OperationalError as exc:
+        except (psycopg.OperationalError, PoolTimeout) as exc:
             log.warning("%s pass failed (%s)", svc.name, scrub(str(exc)).strip())
             return
         except Exception:  # a bug in one duty must not stop the others
@@ -82,4 +107,12 @@ class Maintenance:
         (log.info if done else log.debug)("%s: %d done", svc.name, done)
 
     async def close(self) -> None:
-        await self.leader.release()
+        """Hand the leadership over at once (shutdown)."""
+        if self._pool is None or not self.leader.is_leader:
+            return
+        try:
+            async with asyncio.timeout(2.0):
+                async with self._pool.connection() as conn:
+                    await self.leader.release(conn)
+        except (psycopg.Error, PoolTimeout, TimeoutError):
+            pass  # the lease passes on its own

@@ -2,6 +2,9 @@
 
 - ``counters.CounterPass``: the maintenance service that keeps per-minute
   counters, so nothing here ever scans the job history;
+- ``snapshot.read``: one typed read of everything the questions ask about;
+- ``questions.QUESTIONS``: the status questions, each a function over a
+  snapshot (the one place to change what "down", "slow" or "failing" means);
 - ``status.check`` / ``status.collect``: the answers behind `pgsteady status`;
 - ``deploys``: deploy marks and the before/after verdict, with its rule;
 - ``metrics`` and ``server.MetricsApp``: Prometheus metrics, /healthz, /readyz
@@ -14,7 +17,8 @@ from .counters import CounterPass
 from .counts import BOUNDS, Counts
 from .deploys import Rule
 from .logs import JobContextFilter, JsonFormatter, TextFormatter, job_context
-from .status import Status, Thresholds, check, collect
+from .questions import QUESTIONS, Thresholds
+from .status import Status, check, collect
 
-__all__ = ["BOUNDS", "CounterPass", "Counts", "JobContextFilter", "JsonFormatter", "Rule", "Status",
+__all__ = ["BOUNDS", "CounterPass", "Counts", "JobContextFilter", "JsonFormatter", "QUESTIONS", "Rule", "Status",
            "TextFormatter", "Thresholds", "check", "collect", "job_context"]

@@ -26,9 +26,14 @@ commits: a row that commits more than ``settle`` after its timestamp is not
 counted. The worker's writes are single short statements, so a few seconds
 is plenty; these counters are for monitoring, not for accounting.
 
-The first pass counts ``backfill`` (24 h) of history; a pass covers at most
-``max_span`` so that catching up is done in bounded steps (``behind`` says
-another pass is due at once). Minutes older than ``keep`` are pruned.
+The first pass starts where the history starts (the earliest ending, at
+most ``backfill`` = 24 h ago; on a fresh install, now), so a new install's
+counters are current from the first pass. A pass covers at most
+``max_span`` so that catching up an older history is done in bounded steps;
+while ``behind``, ``interval`` is 0, so the maintenance loop runs the next
+step at once rather than one hour of history every 10 seconds, and the
+other duties still get their turn between steps. Minutes older than
+``keep`` are pruned.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from datetime import timedelta
 import psycopg
 
 from ..queries import Queries
+from .counts import SECONDS
 
 log = logging.getLogger("pgsteady.monitoring")
 
@@ -62,12 +68,17 @@ class CounterPass:
         if settle < timedelta(0) or max_span <= timedelta(0) or backfill < timedelta(0) or keep <= timedelta(0):
             raise ValueError("CounterPass needs settle >= 0, max_span > 0, backfill >= 0 and keep > 0")
         self.q = q
-        self.interval = interval
+        self._interval = interval
         self.settle = settle
         self.max_span = max_span
         self.backfill = backfill
         self.keep = keep
         self.behind = False
+
+    @property
+    def interval(self) -> float:
+        """Seconds until the next pass: none while catching up."""
+        return 0.0 if self.behind else self._interval
 
     async def run_once(self, conn: psycopg.AsyncConnection) -> int:
         q = self.q
@@ -75,12 +86,12 @@ class CounterPass:
             locked = await (await conn.execute(q.counter_lock, dict(lock=f"{q.schema}.counters"))).fetchone()
             if not locked[0]:
                 return 0  # another process is counting this very window
-            await conn.execute(q.counter_start, dict(backfill=self.backfill))
+            await conn.execute(q.counter_start, dict(backfill=self.backfill, settle=self.settle))
             lo, hi, behind = await (await conn.execute(q.counter_bounds, dict(
                 settle=self.settle, max_span=self.max_span))).fetchone()
             counted = 0
             if hi > lo:
-                counted = (await (await conn.execute(q.count_attempts, dict(lo=lo, hi=hi))).fetchone())[0]
+                counted = (await (await conn.execute(q.count_attempts, dict(lo=lo, hi=hi, bounds=list(SECONDS)))).fetchone())[0]
             await conn.execute(q.counter_advance, dict(hi=hi))
             await conn.execute(q.prune_counters, dict(keep=self.keep))
         self.behind = bool(behind)

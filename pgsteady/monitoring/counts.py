@@ -18,17 +18,17 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-# Upper bounds of the histogram buckets, in seconds, with the suffix of their
-# column (run_le_5ms ...). The same list is written out in the migration and
-# in sql/monitoring.sql; tests/monitoring/test_counters.py checks they agree.
+# Upper bounds of the histogram buckets, in seconds, with a short name. This
+# is the only list of them: the counter pass gets the bounds as a parameter
+# and stores the counts as arrays (job_stats.run_le[i] counts attempts that
+# ran at most SECONDS[i]), so adding a bucket is one line here. Rows counted
+# before a change of the list keep the old bounds' meaning.
 BOUNDS: tuple[tuple[str, float], ...] = (
     ("5ms", 0.005), ("10ms", 0.01), ("25ms", 0.025), ("50ms", 0.05), ("100ms", 0.1), ("250ms", 0.25),
     ("500ms", 0.5), ("1s", 1.0), ("2500ms", 2.5), ("5s", 5.0), ("10s", 10.0), ("30s", 30.0), ("1m", 60.0),
     ("5m", 300.0), ("15m", 900.0), ("1h", 3600.0), ("4h", 14400.0),
 )
 SECONDS = tuple(s for _, s in BOUNDS)
-RUN_COLUMNS = tuple(f"run_le_{n}" for n, _ in BOUNDS)
-WAIT_COLUMNS = tuple(f"wait_le_{n}" for n, _ in BOUNDS)
 OUTCOMES = ("succeeded", "retried", "failed", "discarded", "rescued", "cancelled")
 
 
@@ -69,7 +69,7 @@ class Counts:
             discarded=int(row["discarded"] or 0), rescued=int(row["rescued"] or 0),
             rejected=int(row["rejected"] or 0), cancelled=int(row["cancelled"] or 0),
             run_sum=float(row["run_sum"] or 0), wait_sum=float(row["wait_sum"] or 0),
-            run=[int(row[c] or 0) for c in RUN_COLUMNS], wait=[int(row[c] or 0) for c in WAIT_COLUMNS],
+            run=_buckets(row["run_le"]), wait=_buckets(row["wait_le"]),
         )
 
     def __add__(self, other: Counts) -> Counts:
@@ -118,6 +118,12 @@ class Counts:
             "wait_seconds": {"p50": _round(self.wait_quantile(0.5)), "p95": _round(self.wait_quantile(0.95)),
                              "mean": _round(self.wait_sum / self.succeeded if self.succeeded else None)},
         }
+
+
+def _buckets(values: Sequence[int] | None) -> list[int]:
+    """A stored histogram as a list as long as BOUNDS (shorter rows pad with their last count)."""
+    out = [int(v or 0) for v in (values or ())][:len(BOUNDS)]
+    return out + [out[-1] if out else 0] * (len(BOUNDS) - len(out))
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:

@@ -13,27 +13,37 @@ code chooses, never job ids, keys, errors or releases.
     pgsteady_queue_depth{queue}                      gauge, due waiting jobs
     pgsteady_queue_running_jobs{queue}               gauge
     pgsteady_queue_oldest_job_age_seconds{queue}     gauge, oldest due waiting job
-    pgsteady_workers                                 gauge, workers with a recent heartbeat
+    pgsteady_jobs_past_lease                         gauge, running jobs whose lease expired
+    pgsteady_oldest_past_lease_seconds               gauge, how long ago the oldest of them expired
+    pgsteady_workers                                 gauge, workers alive (questions.worker_alive)
     pgsteady_counters_lag_seconds                    gauge, how old the counters are
-    pgsteady_database_up                             gauge, 1 when the scrape could read the database
+    pgsteady_status{question}                        gauge, 1 when that status question has a finding
+    pgsteady_ready                                   gauge, 1 when /readyz would answer 200
+    pgsteady_schema_current                          gauge, 1 when the schema is at this version
+    pgsteady_database_up                             gauge, 1 when the scrape could reach the database
     pgsteady_build_info{version}                     gauge, always 1
+
+The numbers come from one ``snapshot.read`` and the rules of
+``questions`` (what "alive", "slow" and "stuck" mean), like `pgsteady status`.
+A schema that is not current is ``pgsteady_database_up 1`` with
+``pgsteady_schema_current 0``, not a database that is down.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from datetime import timedelta
 from importlib import metadata
-from typing import Any, Iterable
+from typing import Iterable
 
 import psycopg
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-from psycopg.rows import dict_row
 
 from ..queries import Queries
-from .counts import OUTCOMES, SECONDS, Counts
+from . import snapshot as snapshots
+from .counts import OUTCOMES, SECONDS
+from .questions import QUESTIONS, Thresholds, ask, live_workers
+from .snapshot import Snapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 log = logging.getLogger("pgsteady.monitoring")
@@ -46,33 +56,32 @@ def version() -> str:
         return "unknown"
 
 
-@dataclass
-class Snapshot:
-    """What one scrape read; ``database_up`` False means only build_info is known."""
-
-    database_up: bool = False
-    totals: list[dict[str, Any]] = field(default_factory=list)
-    queues: list[dict[str, Any]] = field(default_factory=list)
-    live_workers: int = 0
-    counters_lag: float | None = None
-
-
 def read(conn: psycopg.Connection, q: Queries, *, worker_timeout: float = 60.0) -> Snapshot:
-    with conn.cursor(row_factory=dict_row) as cur:
-        totals = cur.execute(q.job_totals).fetchall()
-        queues = cur.execute(q.queue_depths, dict(queue=None)).fetchall()
-        live = cur.execute(q.live_workers, dict(stale=timedelta(seconds=worker_timeout))).fetchone()["count"]
-        progress = cur.execute(q.counter_progress).fetchone()
-    return Snapshot(True, totals, queues, live, progress["lag_seconds"] if progress else None)
+    """The snapshot a scrape needs: no day windows, no deploy comparison, the totals."""
+    return snapshots.read(conn, q, windows=False, totals=True, rule=None)
 
 
-def families(snap: Snapshot) -> list[Metric]:
-    up = GaugeMetricFamily("pgsteady_database_up", "1 when this scrape could read the pgsteady database.",
-                           value=1 if snap.database_up else 0)
+def families(snap: Snapshot, th: Thresholds = Thresholds()) -> list[Metric]:
+    up = GaugeMetricFamily("pgsteady_database_up", "1 when this scrape could reach the pgsteady database.",
+                           value=1 if snap.reachable else 0)
     info = GaugeMetricFamily("pgsteady_build_info", "The pgsteady version serving these metrics.", labels=["version"])
     info.add_metric([version()], 1)
-    if not snap.database_up:
-        return [up, info]
+    out: list[Metric] = [up, info]
+    if not snap.reachable:
+        return out
+    out.append(GaugeMetricFamily("pgsteady_schema_current", "1 when the schema is at this pgsteady's version.",
+                                 value=1 if snap.schema_current else 0))
+    findings = {q.name: q.ask(snap, th) if snap.schema_current or q.name == "schema" else [] for q in QUESTIONS}
+    status = GaugeMetricFamily("pgsteady_status", "1 when this status question has a finding (see `pgsteady "
+                               "status`).", labels=["question"])
+    for q in QUESTIONS:
+        if q.section != "deploy" and q.name not in ("tasks", "database"):  # need the day windows, or trivial
+            status.add_metric([q.name], 1 if findings[q.name] else 0)
+    out.append(status)
+    out.append(GaugeMetricFamily("pgsteady_ready", "1 when /readyz would answer 200.",
+                                 value=0 if ask(snap, th, readiness_only=True) else 1))
+    if not snap.schema_current:
+        return out
     jobs = CounterMetricFamily("pgsteady_jobs", "Job attempts that ended, by outcome.",
                                labels=["queue", "task", "outcome"])
     rejected = CounterMetricFamily("pgsteady_late_writes_rejected",
@@ -83,8 +92,8 @@ def families(snap: Snapshot) -> list[Metric]:
     wait = HistogramMetricFamily("pgsteady_job_wait_seconds",
                                  "Time succeeded attempts waited from due to claimed.", labels=["queue", "task"])
     for row in snap.totals:
-        labels = [row["queue"], row["task"]]
-        c = Counts.from_row(row)
+        labels = [row.queue, row.task]
+        c = row.counts
         for outcome in OUTCOMES:
             jobs.add_metric([*labels, outcome], getattr(c, outcome))
         rejected.add_metric(labels, c.rejected)
@@ -96,24 +105,31 @@ def families(snap: Snapshot) -> list[Metric]:
                                "How long the oldest due waiting job has waited.", labels=["queue"])
     # Queues with no waiting job report 0 rather than vanish, so alerts on
     # them resolve instead of going stale.
-    known = {r["queue"]: r for r in snap.queues}
-    for name in sorted(set(known) | {r["queue"] for r in snap.totals}):
-        r = known.get(name, {})
-        depth.add_metric([name], r.get("waiting", 0))
-        running.add_metric([name], r.get("running", 0))
-        oldest.add_metric([name], round(r.get("oldest_age", 0.0), 3))
-    workers = GaugeMetricFamily("pgsteady_workers", "Workers with a recent heartbeat.", value=snap.live_workers)
-    out = [up, info, jobs, rejected, duration, wait, depth, running, oldest, workers]
-    if snap.counters_lag is not None:
-        out.append(GaugeMetricFamily("pgsteady_counters_lag_seconds",
-                                     "How far behind now the job counters are.", value=round(snap.counters_lag, 3)))
+    known = {r.queue: r for r in snap.queues}
+    for name in sorted(set(known) | {r.queue for r in snap.totals}):
+        r = known.get(name)
+        depth.add_metric([name], r.waiting if r else 0)
+        running.add_metric([name], r.running if r else 0)
+        oldest.add_metric([name], round(r.oldest_age, 3) if r else 0.0)
+    p = snap.past_lease
+    out += [jobs, rejected, duration, wait, depth, running, oldest,
+            GaugeMetricFamily("pgsteady_jobs_past_lease", "Running jobs whose lease expired and were not rescued yet.",
+                              value=p.jobs),
+            GaugeMetricFamily("pgsteady_oldest_past_lease_seconds",
+                              "How long ago the lease of the oldest running job past its lease expired (0: none).",
+                              value=round(p.oldest_seconds or 0.0, 3)),
+            GaugeMetricFamily("pgsteady_workers", "Workers with a recent heartbeat.",
+                              value=len(live_workers(snap, th)))]
+    if snap.progress is not None:
+        out.append(GaugeMetricFamily("pgsteady_counters_lag_seconds", "How far behind now the job counters are.",
+                                     value=round(snap.progress.lag_seconds, 3)))
     return out
 
 
-def render(snap: Snapshot) -> bytes:
+def render(snap: Snapshot, th: Thresholds = Thresholds()) -> bytes:
     """The Prometheus text exposition of a snapshot."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Fixed(families(snap)))
+    registry.register(_Fixed(families(snap, th)))
     return generate_latest(registry)
 
 

@@ -5,47 +5,38 @@ counters (job_stats, error_stats) and the waiting jobs through their queue
 index. Nothing scans the jobs or events history, so the answer takes the
 same few milliseconds with ten million jobs as with ten.
 
-Health is the worst of the findings: "down" (exit 2) when the database is
-unreachable, the schema is not current, or fewer workers than
-``min_workers`` are alive; "degraded" (exit 1) when a worker died recently,
-a queue's oldest due job waits longer than ``max_wait``, a task fails more
-than ``max_failure_rate`` of its attempts, the counters are stale, no
-maintenance leader is alive, or the last deploy is worse; else "healthy".
+Health is the worst of the findings of ``questions.QUESTIONS`` over one
+``snapshot.read``: "down" (exit 2) when the database is unreachable, the
+schema is not current, or fewer workers than ``min_workers`` are alive;
+"degraded" (exit 1) when a worker died recently, a queue's oldest due job
+waits longer than ``max_wait``, a running job is stuck past its lease, a
+task fails more than ``max_failure_rate`` of its attempts, the counters are
+stale, no maintenance leader is alive, or the last deploy is worse; else
+"healthy". This module only assembles: the rules live in questions.py.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 from ..database import connect
 from ..errors import DatabaseUnavailable
-from ..migrations import applied_version, latest_version
-from ..queries import Queries, for_schema
+from ..queries import for_schema
+from . import snapshot as snapshots
 from .counts import Counts
-from .deploys import WORSE, Rule, compare
+from .deploys import Rule
+from .questions import (DEGRADED, DOWN, Thresholds, ago, ask, leader_alive, live_workers, queue_slow,
+                        queue_windows, stuck, task_failing, task_windows, worker_alive)
+from .snapshot import DAY, HOUR, RECENT, Snapshot, floor_minute
 
-HEALTHY, DEGRADED, DOWN = "healthy", "degraded", "down"
+HEALTHY = "healthy"
 EXIT_CODES = {HEALTHY: 0, DEGRADED: 1, DOWN: 2}
-RECENT, HOUR, DAY = timedelta(minutes=15), timedelta(hours=1), timedelta(hours=24)
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """What counts as degraded or down; every field is a `pgsteady status` option."""
-
-    worker_timeout: float = 60.0        # seconds without a heartbeat before a worker counts as down
-    dead_worker_window: float = 3600.0  # a worker that went down this recently makes status degraded
-    min_workers: int = 1                # fewer live workers than this: down (0 turns it off)
-    max_wait: float = 300.0             # oldest due job of a queue waiting longer: degraded
-    max_failure_rate: float = 0.10      # a task failing more of its attempts in 15 minutes: degraded
-    min_attempts: int = 20              # ... judged only with at least this many attempts
-    max_counter_lag: float = 300.0      # counters older than this: degraded (is a leader running?)
+__all__ = ["DEGRADED", "DOWN", "EXIT_CODES", "HEALTHY", "Status", "Thresholds", "check", "collect", "judge"]
 
 
 @dataclass
@@ -55,6 +46,7 @@ class Status:
     sections: dict[str, Any]
     checked_at: datetime | None = None
     seconds: float = 0.0
+    snapshot: Snapshot | None = None
 
     @property
     def exit_code(self) -> int:
@@ -65,24 +57,15 @@ class Status:
                 "checked_at": self.checked_at, "seconds": round(self.seconds, 4), **self.sections}
 
 
-@dataclass
-class _Findings:
-    down: list[str] = field(default_factory=list)
-    degraded: list[str] = field(default_factory=list)
-
-    def health(self) -> str:
-        return DOWN if self.down else DEGRADED if self.degraded else HEALTHY
-
-
 def check(dsn: str, schema: str = "pgsteady", *, thresholds: Thresholds = Thresholds(), rule: Rule = Rule(),
-          queue: str | None = None) -> Status:
-    """Connect and collect; an unreachable database is a "down" status, not an error."""
+          queue: str | None = None, read_only: bool = False) -> Status:
+    """Connect and collect; an unreachable database is a "down" status, not an error.
+    ``read_only``: ``dsn`` is a replica (--read-dsn), and nothing is written there."""
     started = time.perf_counter()
     try:
-        conn = connect(dsn, autocommit=True, connect_timeout=5)
+        conn = connect(dsn, autocommit=True, connect_timeout=5, read_only=read_only)
     except DatabaseUnavailable as exc:
-        sections = {"up": {"database": {"reachable": False, "error": str(exc)}}}
-        return Status(DOWN, [str(exc)], sections, seconds=time.perf_counter() - started)
+        return judge(snapshots.unreachable(schema, str(exc)), thresholds, started=started)
     with conn:
         return collect(conn, schema, thresholds=thresholds, rule=rule, queue=queue, started=started)
 
@@ -90,185 +73,106 @@ def check(dsn: str, schema: str = "pgsteady", *, thresholds: Thresholds = Thresh
 def collect(conn: psycopg.Connection, schema: str = "pgsteady", *, thresholds: Thresholds = Thresholds(),
             rule: Rule = Rule(), queue: str | None = None, started: float | None = None) -> Status:
     started = started if started is not None else time.perf_counter()
-    q = for_schema(schema)
-    found = _Findings()
-    with conn.cursor(row_factory=dict_row) as cur:
-        clock = cur.execute(q.status_clock).fetchone()
-        have, want = applied_version(conn, schema), latest_version()
-        up: dict[str, Any] = {
-            "database": {"reachable": True, "server_version": clock["server_version"]},
-            "schema": {"name": schema, "version": have, "expected": want, "current": have == want},
-        }
-        sections: dict[str, Any] = {"up": up}
-        if have != want:
-            found.down.append(f"the {schema!r} schema is at version {have}, this pgsteady needs {want}: "
-                              "run `pgsteady migrate`" if have < want else
-                              f"the {schema!r} schema is at version {have}, newer than this pgsteady ({want})")
-        else:
-            up.update(_up(cur, q, thresholds, found, queue))
-            progress = cur.execute(q.counter_progress).fetchone()
-            until = progress["counted_until"] if progress else clock["now"]
-            sections["counters"] = _counters(progress, thresholds, found)
-            since, split_a = _floor(until) - DAY, _floor(until) - HOUR
-            # Whole UTC hours between the two are read from the hourly counters.
-            hours_from, hours_to = _hour_ceil(since), _hour_floor(split_a)
-            sums = cur.execute(q.window_sums, dict(
-                since=since, split_a=split_a, split_b=_floor(until) - RECENT, until=until, queue=queue,
-                hours_from=hours_from, hours_to=max(hours_from, hours_to))).fetchall()
-            errors = cur.execute(q.top_errors, dict(
-                since=_floor(until) - HOUR, until=until, queue=queue, limit=100)).fetchall()
-            sections["slow"] = _slow(cur, q, sums, until, thresholds, found, queue)
-            sections["failing"] = _failing(sums, errors, until, thresholds, found)
-            deploy = compare(conn, q, until=until, rule=rule, queue=queue)
-            sections["deploy"] = deploy
-            if deploy is not None and deploy["verdict"] == WORSE:
-                d = deploy["deploy"]
-                found.degraded.append(f"deploy {d['version']} (marked {d['marked_at']:%Y-%m-%d %H:%M}) made things "
-                                      f"worse: {deploy['why']}")
-    return Status(found.health(), found.down + found.degraded, sections, checked_at=clock["now"],
-                  seconds=time.perf_counter() - started)
+    snap = snapshots.read(conn, for_schema(schema), queue=queue, rule=rule)
+    return judge(snap, thresholds, started=started)
 
 
-def _up(cur: psycopg.Cursor, q: Queries, th: Thresholds, found: _Findings, queue: str | None) -> dict[str, Any]:
-    workers = []
-    for w in cur.execute(q.status_workers).fetchall():
-        if queue is not None and w["queues"] is not None and queue not in w["queues"]:
-            continue
-        w["alive"] = w["heartbeat_age"] <= th.worker_timeout
-        w["heartbeat_age"] = round(w["heartbeat_age"], 1)
-        w["uptime"] = round(w["uptime"], 1)
-        workers.append(w)
-    live = [w for w in workers if w["alive"]]
-    for w in workers:
-        if not w["alive"] and w["heartbeat_age"] <= th.dead_worker_window:
-            found.degraded.append(f"worker {w['id']} is down: no heartbeat for {_ago(w['heartbeat_age'])}")
-    if len(live) < th.min_workers:
-        what = f"for queue {queue!r} " if queue else ""
-        found.down.append(f"no live worker {what}(heartbeat within {_ago(th.worker_timeout)})" if not live else
-                          f"only {len(live)} live worker(s) {what}, {th.min_workers} needed")
-    try:
-        leaders = cur.execute(q.status_leader).fetchall()
-    except psycopg.errors.UndefinedTable:
-        leaders = None  # a schema from before leader election: nobody can tell
-    leader: dict[str, Any] = {"known": leaders is not None}
-    current = next((r for r in leaders or [] if r["name"] == "maintenance"), None)
+def judge(snap: Snapshot, th: Thresholds = Thresholds(), *, started: float | None = None) -> Status:
+    """The status of one snapshot: the findings of every question, and the sections to show."""
+    findings = ask(snap, th)
+    health = DOWN if any(f.level == DOWN for f in findings) else DEGRADED if findings else HEALTHY
+    seconds = time.perf_counter() - started if started is not None else 0.0
+    return Status(health, [f.text for f in findings], sections(snap, th), checked_at=snap.now, seconds=seconds,
+                  snapshot=snap)
+
+
+def sections(snap: Snapshot, th: Thresholds) -> dict[str, Any]:
+    """What `status --json` shows, computed from the snapshot by the same rules as the findings."""
+    if not snap.reachable:
+        return {"up": {"database": {"reachable": False, "error": snap.error}}}
+    up: dict[str, Any] = {
+        "database": {"reachable": True, "server_version": snap.server_version},
+        "schema": {"name": snap.schema, "version": snap.schema_version, "expected": snap.expected_version,
+                   "current": snap.schema_current},
+    }
+    out: dict[str, Any] = {"up": up}
+    if not snap.schema_current:
+        return out
+    up.update(_up(snap, th))
+    p = snap.progress
+    out["counters"] = {"counted_until": p.counted_until if p else None,
+                       "lag_seconds": round(p.lag_seconds, 1) if p else None}
+    out["slow"] = _slow(snap, th)
+    out["failing"] = _failing(snap, th)
+    out["deploy"] = snap.deploy
+    return out
+
+
+def _up(snap: Snapshot, th: Thresholds) -> dict[str, Any]:
+    workers = [{"id": w.id, "host": w.host, "pid": w.pid, "queues": w.queues, "concurrency": w.concurrency,
+                "release": w.release, "started_at": w.started_at, "heartbeat_at": w.heartbeat_at,
+                "heartbeat_age": round(w.heartbeat_age, 1), "uptime": round(w.uptime, 1),
+                "alive": worker_alive(w, th)} for w in snap.workers]
+    live = len(live_workers(snap, th))
+    leader: dict[str, Any] = {"known": snap.leaders is not None}
+    current = snap.leader()
     if current is not None:
-        alive = current["renewed_age"] <= th.worker_timeout
-        leader.update(worker_id=current["worker_id"], elected_at=current["elected_at"],
-                      renewed_at=current["renewed_at"], alive=alive)
-    # A fleet that just started has not elected a leader yet; give it one worker timeout.
-    settled = any(w["uptime"] > th.worker_timeout for w in live)
-    if leaders is not None and settled and not (current and leader["alive"]):
-        found.degraded.append("no live maintenance leader: rescue, cron, pruning and counters are not running")
-    return {"workers": workers, "live_workers": len(live), "dead_workers": len(workers) - len(live),
-            "leader": leader}
+        leader.update(worker_id=current.worker_id, elected_at=current.elected_at, renewed_at=current.renewed_at,
+                      alive=leader_alive(snap, th))
+    return {"workers": workers, "live_workers": live, "dead_workers": len(workers) - live, "leader": leader}
 
 
-def _counters(progress: dict | None, th: Thresholds, found: _Findings) -> dict[str, Any]:
-    if progress is None:
-        found.degraded.append("the counters have never been updated: the maintenance leader (a running "
-                              "worker) updates them every few seconds")
-        return {"counted_until": None, "lag_seconds": None}
-    lag = progress["lag_seconds"]
-    if lag > th.max_counter_lag:
-        found.degraded.append(f"the counters are {_ago(lag)} behind (threshold {_ago(th.max_counter_lag)}): "
-                              "is the maintenance leader running?")
-    return {"counted_until": progress["counted_until"], "lag_seconds": round(lag, 1)}
-
-
-def _slow(cur: psycopg.Cursor, q: Queries, sums: list[dict], until: datetime, th: Thresholds,
-          found: _Findings, queue: str | None) -> dict[str, Any]:
-    recent: dict[str, Counts] = {}
-    day: dict[str, Counts] = {}
-    for row in sums:
-        c = Counts.from_row(row)
-        day[row["queue"]] = day.get(row["queue"], Counts()) + c
-        if row["part"] == 2:
-            recent[row["queue"]] = recent.get(row["queue"], Counts()) + c
-    depths = {r["queue"]: r for r in cur.execute(q.queue_depths, dict(queue=queue)).fetchall()}
+def _slow(snap: Snapshot, th: Thresholds) -> dict[str, Any]:
+    recent, day = queue_windows(snap)
+    until = snap.until
     queues = []
-    for name in sorted(set(depths) | set(day)):
-        d = depths.get(name, {"waiting": 0, "scheduled": 0, "running": 0, "oldest_age": 0.0, "paused": False})
-        oldest = round(d["oldest_age"], 1)
-        slow = d["waiting"] > 0 and oldest > th.max_wait and not d["paused"]
-        if slow:
-            found.degraded.append(f"queue {name!r} is slow: its oldest due job has waited {_ago(oldest)} "
-                                  f"(threshold {_ago(th.max_wait)}), {d['waiting']} job(s) waiting")
+    known = {q.queue: q for q in snap.queues}
+    for name in sorted(set(known) | set(day)):
+        d = known.get(name)
         queues.append({
-            "queue": name, "paused": d["paused"], "waiting": d["waiting"], "scheduled": d["scheduled"],
-            "running": d["running"], "oldest_waiting_seconds": oldest, "slow": slow,
+            "queue": name, "paused": d.paused if d else False, "waiting": d.waiting if d else 0,
+            "scheduled": d.scheduled if d else 0, "running": d.running if d else 0,
+            "oldest_waiting_seconds": round(d.oldest_age, 1) if d else 0.0,
+            "max_running": d.max_running if d else None, "max_per_second": d.max_per_second if d else None,
+            "slow": queue_slow(d, th) if d else False,
             "last_15m": _window(recent.get(name, Counts()), until, RECENT),
             "last_24h": _window(day.get(name, Counts()), until, DAY),
         })
-    return {"queues": queues}
+    p = snap.past_lease
+    return {"queues": queues, "past_lease": {
+        "jobs": p.jobs, "oldest_seconds": round(p.oldest_seconds, 1) if p.oldest_seconds is not None else None,
+        "stuck": stuck(p, th)}}
 
 
-def _failing(sums: list[dict], errors: list[dict], until: datetime, th: Thresholds,
-             found: _Findings) -> dict[str, Any]:
+def _failing(snap: Snapshot, th: Thresholds) -> dict[str, Any]:
+    until = snap.until
     recent, hour = Counts(), Counts()
-    by_task: dict[str, tuple[Counts, Counts]] = {}
-    for row in sums:
-        if row["part"] < 1:
-            continue
-        c = Counts.from_row(row)
-        r, h = by_task.get(row["task"], (Counts(), Counts()))
-        by_task[row["task"]] = (r + c if row["part"] == 2 else r, h + c)
-        hour += c
-        if row["part"] == 2:
-            recent += c
     top_error = {}
-    for e in errors:
-        top_error.setdefault(e["task"], e)
+    for e in snap.errors:
+        top_error.setdefault(e.task, e)
     tasks = []
-    for task, (r, h) in sorted(by_task.items()):
-        rate = r.failure_rate
-        failing = r.attempts >= th.min_attempts and rate is not None and rate > th.max_failure_rate
-        err = top_error.get(task)
-        if failing:
-            found.degraded.append(f"task {task!r} is failing: {rate:.0%} of {r.attempts} attempts in the last 15 "
-                                  f"minutes (threshold {th.max_failure_rate:.0%})"
-                                  + (f"; top error: {err['message']}" if err else ""))
+    for task, (r, h) in sorted(task_windows(snap).items()):
+        recent, hour = recent + r, hour + h
         if not (r.failures or h.failures or r.rescued or h.rescued or r.rejected or h.rejected):
             continue  # only tasks with something wrong are listed
-        tasks.append({"task": task, "failing": failing, "last_15m": _window(r, until, RECENT),
+        err = top_error.get(task)
+        tasks.append({"task": task, "failing": task_failing(r, th), "last_15m": _window(r, until, RECENT),
                       "last_1h": _window(h, until, HOUR), "top_error": _error(err) if err else None})
     tasks.sort(key=lambda t: (not t["failing"], -t["last_15m"]["failures"], -t["last_1h"]["failures"], t["task"]))
     return {"last_15m": _window(recent, until, RECENT), "last_1h": _window(hour, until, HOUR), "tasks": tasks,
-            "top_errors": [_error(e) for e in errors[:10]]}
+            "top_errors": [_error(e) for e in snap.errors[:10]]}
 
 
 def _window(c: Counts, until: datetime, span: timedelta) -> dict[str, Any]:
     # The window runs from the start of its first minute to the counters'
     # watermark, a little longer than its name when the watermark is mid-minute.
-    minutes = (until - (_floor(until) - span)).total_seconds() / 60
+    minutes = (until - (floor_minute(until) - span)).total_seconds() / 60
     return c.to_dict(minutes)
 
 
-def _error(e: dict) -> dict[str, Any]:
-    return {"task": e["task"], "message": e["message"], "failures": e["failures"], "queues": e["queues"],
-            "last_job_id": e["last_job_id"], "last_minute": e["last_minute"]}
+def _error(e: snapshots.ErrorRow) -> dict[str, Any]:
+    return {"task": e.task, "message": e.message, "failures": e.failures, "queues": e.queues,
+            "last_job_id": e.last_job_id, "last_minute": e.last_minute}
 
 
-def _floor(ts: datetime) -> datetime:
-    return ts.replace(second=0, microsecond=0)
-
-
-def _hour_floor(ts: datetime) -> datetime:
-    # In UTC, as the counter pass cuts hours: a zone's offset need not be whole hours.
-    return ts.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
-
-
-def _hour_ceil(ts: datetime) -> datetime:
-    floor = _hour_floor(ts)
-    return floor if floor == ts else floor + timedelta(hours=1)
-
-
-def _ago(seconds: float) -> str:
-    seconds = max(0.0, float(seconds))
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.1f}d"
+_ago = ago  # the CLI's short durations

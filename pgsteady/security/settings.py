@@ -83,6 +83,27 @@ CHANGE_QUERY_DENIED_PREFIXES = ("dblink", "pg_advisory", "pg_try_advisory", "pg_
                                 "pg_wal_replay_")
 """Name prefixes of the same kind of functions (whole families: dblink_exec, pg_advisory_lock, ...)."""
 
+# Metrics server (`pgsteady metrics`) and dashboard -------------------------
+
+METRICS_MAX_CONNECTIONS = 32
+"""Connections the metrics server serves at once; more are refused at once (closed)."""
+
+METRICS_IDLE_TIMEOUT = 10.0
+"""Seconds the metrics server waits for a request's bytes before it closes the connection."""
+
+DASHBOARD_HOST = "127.0.0.1"
+"""Where the dashboard listens by default; any other address needs authentication configured."""
+
+DASHBOARD_MAX_BODY_BYTES = 64 * 1024
+"""Largest request body the dashboard reads (its forms are small); larger ones get 413."""
+
+DASHBOARD_SESSION_SECONDS = 8 * 3600
+"""How long a dashboard login lasts (signed session cookie, HttpOnly, SameSite=Strict)."""
+
+DASHBOARD_MASKED_KEYS = SECRET_KEY_PATTERN
+"""Keys whose values the dashboard masks in job arguments, checkpoints and event data
+(pgsteady dashboard --mask-keys REGEX or PGSTEADY_DASHBOARD_MASK_KEYS)."""
+
 # CDN cache and purges (pgsteady/cache) ------------------------------------
 
 PURGE_TOKEN_ENV = {"fastly": "PGSTEADY_FASTLY_TOKEN", "cloudflare": "PGSTEADY_CLOUDFLARE_TOKEN"}
@@ -137,7 +158,19 @@ SETTINGS: tuple[Setting, ...] = (
             "functions that signal backends, open connections, run SQL text, read files or take locks."),
     Setting("function families a change query may not call", CHANGE_QUERY_DENIED_PREFIXES, "permissions",
             "The same, for whole families (dblink_*, pg_advisory_*, pg_ls_*, ...)."),
-
+    Setting("pgsteady metrics: connections at once", METRICS_MAX_CONNECTIONS, "upload limits",
+            "One thread per connection without a bound let 300 idle clients hold 301 threads; past the bound a "
+            "connection is closed at once."),
+    Setting("pgsteady metrics: idle timeout (seconds)", METRICS_IDLE_TIMEOUT, "upload limits",
+            "A client that opens a connection and sends nothing would hold a slot forever."),
+    Setting("pgsteady dashboard --host", DASHBOARD_HOST, "permissions",
+            "Loopback by default; on any other address the dashboard refuses to start without a password or token."),
+    Setting("dashboard request body limit (bytes)", DASHBOARD_MAX_BODY_BYTES, "upload limits",
+            "Its forms are a few fields; a larger body is refused with 413 before it is read whole."),
+    Setting("dashboard session lifetime (seconds; --session-hours)", DASHBOARD_SESSION_SECONDS, "headers",
+            "Login sessions are signed cookies (HttpOnly, SameSite=Strict) that expire after this many seconds."),
+    Setting("PGSTEADY_DASHBOARD_MASK_KEYS", DASHBOARD_MASKED_KEYS, "secrets",
+            "The dashboard masks the values of these keys in job arguments, checkpoints and event data."),
     Setting("CDN purge token variables (adapter token_env=)", ", ".join(PURGE_TOKEN_ENV.values()), "secrets",
             "CDN API tokens come from the environment of the worker, never from job arguments, so they are not stored or shown."),
     Setting("cdn purge HTTP timeout", PURGE_HTTP_TIMEOUT, "upload limits",

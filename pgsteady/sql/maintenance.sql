@@ -1,32 +1,29 @@
 -- Background duties: leader election, pruning, partitions.
 
--- name: try_lead
-SELECT pg_try_advisory_lock(hashtext(%(lock)s));
+-- name: take_lead
+-- Wins the leadership when nobody holds it or the holder's lease has passed;
+-- every win increments the fencing token. Returns nothing when another
+-- worker's lease is still running.
+INSERT INTO {schema}.leader AS l (name, worker_id, elected_at, renewed_at, expires_at, fencing_token)
+VALUES (%(name)s, %(worker_id)s, now(), now(), now() + %(lease)s::interval, 1)
+ON CONFLICT (name) DO UPDATE SET
+    worker_id = EXCLUDED.worker_id, elected_at = now(), renewed_at = now(),
+    expires_at = EXCLUDED.expires_at, fencing_token = l.fencing_token + 1
+WHERE l.expires_at <= now() OR l.worker_id = EXCLUDED.worker_id
+RETURNING fencing_token;
 
--- name: record_leader
-INSERT INTO {schema}.leader (name, worker_id) VALUES (%(name)s, %(worker_id)s)
-ON CONFLICT (name) DO UPDATE SET worker_id = EXCLUDED.worker_id, elected_at = now(), renewed_at = now();
+-- name: renew_lead
+-- Matches nothing once the lease has passed or another worker holds it.
+UPDATE {schema}.leader SET renewed_at = now(), expires_at = now() + %(lease)s::interval
+WHERE name = %(name)s AND worker_id = %(worker_id)s AND fencing_token = %(fencing_token)s
+  AND expires_at > now()
+RETURNING fencing_token;
 
--- name: renew_leader
--- Matches nothing once another worker has taken the leadership over.
-UPDATE {schema}.leader SET renewed_at = now() WHERE name = %(name)s AND worker_id = %(worker_id)s
-RETURNING name;
-
--- name: end_stale_leader
--- A leader that holds the lock but stopped renewing (frozen process, stuck
--- host) would block every duty forever; after the stale time its session is
--- ended, which releases the lock. Only sessions holding this very lock are
--- touched.
-SELECT l.worker_id, pg_terminate_backend(k.pid, 5000)  -- waits (up to 5 s) for the session to end
-FROM {schema}.leader l
-JOIN pg_locks k ON k.locktype = 'advisory' AND k.granted AND k.objsubid = 1
-     AND k.classid::bigint = (hashtext(%(lock)s)::bigint >> 32) & 4294967295
-     AND k.objid::bigint = hashtext(%(lock)s)::bigint & 4294967295
-     AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-WHERE l.name = %(name)s AND l.renewed_at < now() - %(stale)s::interval AND k.pid <> pg_backend_pid();
-
--- name: resign_leader
-DELETE FROM {schema}.leader WHERE name = %(name)s AND worker_id = %(worker_id)s;
+-- name: resign_lead
+-- Ends the lease at once, so a follower takes over at its next try; the row
+-- (and its fencing token) stays.
+UPDATE {schema}.leader SET expires_at = now()
+WHERE name = %(name)s AND worker_id = %(worker_id)s AND fencing_token = %(fencing_token)s;
 
 -- name: prune_jobs
 -- One small batch of finished jobs older than their state's retention.

@@ -4,13 +4,38 @@
 -- counters, the small workers/leader/deploys tables, and the waiting jobs
 -- through their index.
 
+-- name: _histogram_sums
+-- The element-by-element sums of run_le and wait_le, one per bound of
+-- counts.BOUNDS (a test checks that the two lists have the same length).
+-- Plain sums of subscripts cost what the old per-bucket columns cost; an
+-- aggregate over arrays (sum_counts) or unnest and regroup are five to ten
+-- times slower, which status and the dashboard would feel. Adding a bucket:
+-- one element in BOUNDS and one sum in each array here.
+ARRAY[sum(run_le[1]), sum(run_le[2]), sum(run_le[3]), sum(run_le[4]), sum(run_le[5]), sum(run_le[6]),
+      sum(run_le[7]), sum(run_le[8]), sum(run_le[9]), sum(run_le[10]), sum(run_le[11]), sum(run_le[12]),
+      sum(run_le[13]), sum(run_le[14]), sum(run_le[15]), sum(run_le[16]), sum(run_le[17])]::bigint[] AS
+      run_le,
+ARRAY[sum(wait_le[1]), sum(wait_le[2]), sum(wait_le[3]), sum(wait_le[4]), sum(wait_le[5]), sum(wait_le[6]),
+      sum(wait_le[7]), sum(wait_le[8]), sum(wait_le[9]), sum(wait_le[10]), sum(wait_le[11]), sum(wait_le[12]),
+      sum(wait_le[13]), sum(wait_le[14]), sum(wait_le[15]), sum(wait_le[16]), sum(wait_le[17])]::bigint[] AS
+      wait_le
+
+
 -- name: counter_lock
 -- Counter passes on several processes take turns; the loser skips its pass.
 SELECT pg_try_advisory_xact_lock(hashtext(%(lock)s));
 
 -- name: counter_start
--- The first pass ever counts the recent past (backfill) rather than nothing.
-INSERT INTO {schema}.counter_progress (counted_until) VALUES (now() - %(backfill)s::interval)
+-- The first pass starts where the history starts: at the earliest ending
+-- (through jobs_finished_idx and events_counted_idx), at most backfill ago,
+-- and at now() - settle on a fresh install, so a new install's counters are
+-- current from the first pass instead of catching up on empty hours.
+INSERT INTO {schema}.counter_progress (counted_until)
+SELECT greatest(now() - %(backfill)s::interval, least(
+    (SELECT min(finished_at) FROM {schema}.jobs WHERE state = 'succeeded' AND finished_at IS NOT NULL),
+    (SELECT min(created_at) FROM {schema}.events
+     WHERE kind IN ('retry_scheduled', 'failed', 'rescued', 'late_write_rejected', 'cancelled')),
+    now() - %(settle)s::interval))
 ON CONFLICT (only_row) DO NOTHING;
 
 -- name: counter_bounds
@@ -32,8 +57,10 @@ WITH m AS (
     DELETE FROM {schema}.job_stats_hourly WHERE hour < now() - %(keep)s::interval RETURNING 1
 ), e AS (
     DELETE FROM {schema}.error_stats WHERE minute < now() - %(keep)s::interval RETURNING 1
+), a AS (
+    DELETE FROM {schema}.job_stats_all WHERE minute < now() - %(keep)s::interval RETURNING 1
 )
-SELECT (SELECT count(*) FROM m) + (SELECT count(*) FROM h) + (SELECT count(*) FROM e);
+SELECT (SELECT count(*) FROM m) + (SELECT count(*) FROM h) + (SELECT count(*) FROM e) + (SELECT count(*) FROM a);
 
 -- name: count_attempts
 -- One pass of the counter: every attempt that ended in [lo, hi) is added to
@@ -44,7 +71,9 @@ SELECT (SELECT count(*) FROM m) + (SELECT count(*) FROM h) + (SELECT count(*) FR
 -- by its event. A failed event says whether it was a discard (the task
 -- raised Discard); older events without that flag count as a discard when
 -- attempts were left. Minutes and hours are cut in UTC whatever the
--- session's TimeZone, so every process agrees on them.
+-- session's TimeZone, so every process agrees on them. The histogram bounds
+-- come from Python (counts.BOUNDS) as %(bounds)s: run_le[i] and wait_le[i]
+-- count the succeeded attempts whose run or wait was at most bounds[i].
 WITH succeeded AS (
     SELECT date_trunc('minute', finished_at, 'UTC') AS minute, queue, task, coalesce(release, '') AS release,
            'succeeded' AS outcome, NULL::text AS message, id AS job_id,
@@ -68,8 +97,18 @@ WITH succeeded AS (
       AND e.kind IN ('retry_scheduled', 'failed', 'rescued', 'late_write_rejected', 'cancelled')
 ), attempts AS (
     SELECT * FROM succeeded UNION ALL SELECT * FROM ended
+), bucketed AS (
+    -- Per key and bound: how many succeeded attempts ran (waited) at most that long.
+    SELECT s.minute, s.queue, s.task, s.release, b.i,
+           count(*) FILTER (WHERE s.run <= b.bound) AS run_n, count(*) FILTER (WHERE s.wait <= b.bound) AS wait_n
+    FROM succeeded s CROSS JOIN unnest(%(bounds)s::float8[]) WITH ORDINALITY AS b(bound, i)
+    GROUP BY s.minute, s.queue, s.task, s.release, b.i
+), histograms AS (
+    SELECT minute, queue, task, release, array_agg(run_n ORDER BY i) AS run_le, array_agg(wait_n ORDER BY i) AS wait_le
+    FROM bucketed
+    GROUP BY minute, queue, task, release
 ), per_minute AS (
-    SELECT minute, queue, task, release,
+    SELECT a.minute, a.queue, a.task, a.release,
            count(*) FILTER (WHERE outcome = 'succeeded') AS succeeded,
            count(*) FILTER (WHERE outcome = 'retried') AS retried,
            count(*) FILTER (WHERE outcome = 'failed') AS failed,
@@ -78,105 +117,31 @@ WITH succeeded AS (
            count(*) FILTER (WHERE outcome = 'rejected') AS rejected,
            count(*) FILTER (WHERE outcome = 'cancelled') AS cancelled,
            coalesce(sum(run), 0) AS run_sum, coalesce(sum(wait), 0) AS wait_sum,
-           count(*) FILTER (WHERE run <= 0.005) AS run_le_5ms,
-           count(*) FILTER (WHERE run <= 0.01) AS run_le_10ms,
-           count(*) FILTER (WHERE run <= 0.025) AS run_le_25ms,
-           count(*) FILTER (WHERE run <= 0.05) AS run_le_50ms,
-           count(*) FILTER (WHERE run <= 0.1) AS run_le_100ms,
-           count(*) FILTER (WHERE run <= 0.25) AS run_le_250ms,
-           count(*) FILTER (WHERE run <= 0.5) AS run_le_500ms,
-           count(*) FILTER (WHERE run <= 1) AS run_le_1s,
-           count(*) FILTER (WHERE run <= 2.5) AS run_le_2500ms,
-           count(*) FILTER (WHERE run <= 5) AS run_le_5s,
-           count(*) FILTER (WHERE run <= 10) AS run_le_10s,
-           count(*) FILTER (WHERE run <= 30) AS run_le_30s,
-           count(*) FILTER (WHERE run <= 60) AS run_le_1m,
-           count(*) FILTER (WHERE run <= 300) AS run_le_5m,
-           count(*) FILTER (WHERE run <= 900) AS run_le_15m,
-           count(*) FILTER (WHERE run <= 3600) AS run_le_1h,
-           count(*) FILTER (WHERE run <= 14400) AS run_le_4h,
-           count(*) FILTER (WHERE wait <= 0.005) AS wait_le_5ms,
-           count(*) FILTER (WHERE wait <= 0.01) AS wait_le_10ms,
-           count(*) FILTER (WHERE wait <= 0.025) AS wait_le_25ms,
-           count(*) FILTER (WHERE wait <= 0.05) AS wait_le_50ms,
-           count(*) FILTER (WHERE wait <= 0.1) AS wait_le_100ms,
-           count(*) FILTER (WHERE wait <= 0.25) AS wait_le_250ms,
-           count(*) FILTER (WHERE wait <= 0.5) AS wait_le_500ms,
-           count(*) FILTER (WHERE wait <= 1) AS wait_le_1s,
-           count(*) FILTER (WHERE wait <= 2.5) AS wait_le_2500ms,
-           count(*) FILTER (WHERE wait <= 5) AS wait_le_5s,
-           count(*) FILTER (WHERE wait <= 10) AS wait_le_10s,
-           count(*) FILTER (WHERE wait <= 30) AS wait_le_30s,
-           count(*) FILTER (WHERE wait <= 60) AS wait_le_1m,
-           count(*) FILTER (WHERE wait <= 300) AS wait_le_5m,
-           count(*) FILTER (WHERE wait <= 900) AS wait_le_15m,
-           count(*) FILTER (WHERE wait <= 3600) AS wait_le_1h,
-           count(*) FILTER (WHERE wait <= 14400) AS wait_le_4h
-    FROM attempts
-    GROUP BY minute, queue, task, release
+           coalesce(min(h.run_le), array_fill(0::bigint, ARRAY[cardinality(%(bounds)s::float8[])])) AS run_le,
+           coalesce(min(h.wait_le), array_fill(0::bigint, ARRAY[cardinality(%(bounds)s::float8[])])) AS wait_le
+    FROM attempts a
+    LEFT JOIN histograms h USING (minute, queue, task, release)
+    GROUP BY a.minute, a.queue, a.task, a.release
 ), minutes AS (
     INSERT INTO {schema}.job_stats AS t (
         minute, queue, task, release, succeeded, retried, failed, discarded, rescued, rejected, cancelled,
-        run_sum, wait_sum, run_le_5ms, run_le_10ms, run_le_25ms, run_le_50ms, run_le_100ms, run_le_250ms,
-        run_le_500ms, run_le_1s, run_le_2500ms, run_le_5s, run_le_10s, run_le_30s, run_le_1m, run_le_5m,
-        run_le_15m, run_le_1h, run_le_4h, wait_le_5ms, wait_le_10ms, wait_le_25ms, wait_le_50ms,
-        wait_le_100ms, wait_le_250ms, wait_le_500ms, wait_le_1s, wait_le_2500ms, wait_le_5s, wait_le_10s,
-        wait_le_30s, wait_le_1m, wait_le_5m, wait_le_15m, wait_le_1h, wait_le_4h)
-    SELECT minute, queue, task, release,
-           succeeded, retried, failed, discarded, rescued, rejected, cancelled, run_sum, wait_sum,
-           run_le_5ms, run_le_10ms, run_le_25ms, run_le_50ms, run_le_100ms, run_le_250ms, run_le_500ms,
-           run_le_1s, run_le_2500ms, run_le_5s, run_le_10s, run_le_30s, run_le_1m, run_le_5m, run_le_15m,
-           run_le_1h, run_le_4h, wait_le_5ms, wait_le_10ms, wait_le_25ms, wait_le_50ms, wait_le_100ms,
-           wait_le_250ms, wait_le_500ms, wait_le_1s, wait_le_2500ms, wait_le_5s, wait_le_10s, wait_le_30s,
-           wait_le_1m, wait_le_5m, wait_le_15m, wait_le_1h, wait_le_4h
+        run_sum, wait_sum, run_le, wait_le)
+    SELECT minute, queue, task, release, succeeded, retried, failed, discarded, rescued, rejected, cancelled,
+           run_sum, wait_sum, run_le, wait_le
     FROM per_minute
     ON CONFLICT (minute, queue, task, release) DO UPDATE SET
         succeeded = t.succeeded + EXCLUDED.succeeded, retried = t.retried + EXCLUDED.retried,
         failed = t.failed + EXCLUDED.failed, discarded = t.discarded + EXCLUDED.discarded,
         rescued = t.rescued + EXCLUDED.rescued, rejected = t.rejected + EXCLUDED.rejected,
         cancelled = t.cancelled + EXCLUDED.cancelled, run_sum = t.run_sum + EXCLUDED.run_sum,
-        wait_sum = t.wait_sum + EXCLUDED.wait_sum, run_le_5ms = t.run_le_5ms + EXCLUDED.run_le_5ms,
-        run_le_10ms = t.run_le_10ms + EXCLUDED.run_le_10ms,
-        run_le_25ms = t.run_le_25ms + EXCLUDED.run_le_25ms,
-        run_le_50ms = t.run_le_50ms + EXCLUDED.run_le_50ms,
-        run_le_100ms = t.run_le_100ms + EXCLUDED.run_le_100ms,
-        run_le_250ms = t.run_le_250ms + EXCLUDED.run_le_250ms,
-        run_le_500ms = t.run_le_500ms + EXCLUDED.run_le_500ms, run_le_1s = t.run_le_1s + EXCLUDED.run_le_1s,
-        run_le_2500ms = t.run_le_2500ms + EXCLUDED.run_le_2500ms,
-        run_le_5s = t.run_le_5s + EXCLUDED.run_le_5s, run_le_10s = t.run_le_10s + EXCLUDED.run_le_10s,
-        run_le_30s = t.run_le_30s + EXCLUDED.run_le_30s, run_le_1m = t.run_le_1m + EXCLUDED.run_le_1m,
-        run_le_5m = t.run_le_5m + EXCLUDED.run_le_5m, run_le_15m = t.run_le_15m + EXCLUDED.run_le_15m,
-        run_le_1h = t.run_le_1h + EXCLUDED.run_le_1h, run_le_4h = t.run_le_4h + EXCLUDED.run_le_4h,
-        wait_le_5ms = t.wait_le_5ms + EXCLUDED.wait_le_5ms,
-        wait_le_10ms = t.wait_le_10ms + EXCLUDED.wait_le_10ms,
-        wait_le_25ms = t.wait_le_25ms + EXCLUDED.wait_le_25ms,
-        wait_le_50ms = t.wait_le_50ms + EXCLUDED.wait_le_50ms,
-        wait_le_100ms = t.wait_le_100ms + EXCLUDED.wait_le_100ms,
-        wait_le_250ms = t.wait_le_250ms + EXCLUDED.wait_le_250ms,
-        wait_le_500ms = t.wait_le_500ms + EXCLUDED.wait_le_500ms,
-        wait_le_1s = t.wait_le_1s + EXCLUDED.wait_le_1s,
-        wait_le_2500ms = t.wait_le_2500ms + EXCLUDED.wait_le_2500ms,
-        wait_le_5s = t.wait_le_5s + EXCLUDED.wait_le_5s, wait_le_10s = t.wait_le_10s + EXCLUDED.wait_le_10s,
-        wait_le_30s = t.wait_le_30s + EXCLUDED.wait_le_30s, wait_le_1m = t.wait_le_1m + EXCLUDED.wait_le_1m,
-        wait_le_5m = t.wait_le_5m + EXCLUDED.wait_le_5m, wait_le_15m = t.wait_le_15m + EXCLUDED.wait_le_15m,
-        wait_le_1h = t.wait_le_1h + EXCLUDED.wait_le_1h, wait_le_4h = t.wait_le_4h + EXCLUDED.wait_le_4h
+        wait_sum = t.wait_sum + EXCLUDED.wait_sum, run_le = {schema}.add_counts(t.run_le, EXCLUDED.run_le),
+        wait_le = {schema}.add_counts(t.wait_le, EXCLUDED.wait_le)
 ), totals AS (
     INSERT INTO {schema}.job_totals AS t (
         queue, task, succeeded, retried, failed, discarded, rescued, rejected, cancelled, run_sum, wait_sum,
-        run_le_5ms, run_le_10ms, run_le_25ms, run_le_50ms, run_le_100ms, run_le_250ms, run_le_500ms,
-        run_le_1s, run_le_2500ms, run_le_5s, run_le_10s, run_le_30s, run_le_1m, run_le_5m, run_le_15m,
-        run_le_1h, run_le_4h, wait_le_5ms, wait_le_10ms, wait_le_25ms, wait_le_50ms, wait_le_100ms,
-        wait_le_250ms, wait_le_500ms, wait_le_1s, wait_le_2500ms, wait_le_5s, wait_le_10s, wait_le_30s,
-        wait_le_1m, wait_le_5m, wait_le_15m, wait_le_1h, wait_le_4h)
-    SELECT queue, task,
-       sum(succeeded), sum(retried), sum(failed), sum(discarded), sum(rescued), sum(rejected),
-       sum(cancelled), sum(run_sum), sum(wait_sum), sum(run_le_5ms), sum(run_le_10ms), sum(run_le_25ms),
-       sum(run_le_50ms), sum(run_le_100ms), sum(run_le_250ms), sum(run_le_500ms), sum(run_le_1s),
-       sum(run_le_2500ms), sum(run_le_5s), sum(run_le_10s), sum(run_le_30s), sum(run_le_1m), sum(run_le_5m),
-       sum(run_le_15m), sum(run_le_1h), sum(run_le_4h), sum(wait_le_5ms), sum(wait_le_10ms),
-       sum(wait_le_25ms), sum(wait_le_50ms), sum(wait_le_100ms), sum(wait_le_250ms), sum(wait_le_500ms),
-       sum(wait_le_1s), sum(wait_le_2500ms), sum(wait_le_5s), sum(wait_le_10s), sum(wait_le_30s),
-       sum(wait_le_1m), sum(wait_le_5m), sum(wait_le_15m), sum(wait_le_1h), sum(wait_le_4h)
+        run_le, wait_le)
+    SELECT queue, task, sum(succeeded), sum(retried), sum(failed), sum(discarded), sum(rescued), sum(rejected),
+           sum(cancelled), sum(run_sum), sum(wait_sum), {_histogram_sums}
     FROM per_minute
     GROUP BY queue, task
     ON CONFLICT (queue, task) DO UPDATE SET
@@ -184,48 +149,15 @@ WITH succeeded AS (
         failed = t.failed + EXCLUDED.failed, discarded = t.discarded + EXCLUDED.discarded,
         rescued = t.rescued + EXCLUDED.rescued, rejected = t.rejected + EXCLUDED.rejected,
         cancelled = t.cancelled + EXCLUDED.cancelled, run_sum = t.run_sum + EXCLUDED.run_sum,
-        wait_sum = t.wait_sum + EXCLUDED.wait_sum, run_le_5ms = t.run_le_5ms + EXCLUDED.run_le_5ms,
-        run_le_10ms = t.run_le_10ms + EXCLUDED.run_le_10ms,
-        run_le_25ms = t.run_le_25ms + EXCLUDED.run_le_25ms,
-        run_le_50ms = t.run_le_50ms + EXCLUDED.run_le_50ms,
-        run_le_100ms = t.run_le_100ms + EXCLUDED.run_le_100ms,
-        run_le_250ms = t.run_le_250ms + EXCLUDED.run_le_250ms,
-        run_le_500ms = t.run_le_500ms + EXCLUDED.run_le_500ms, run_le_1s = t.run_le_1s + EXCLUDED.run_le_1s,
-        run_le_2500ms = t.run_le_2500ms + EXCLUDED.run_le_2500ms,
-        run_le_5s = t.run_le_5s + EXCLUDED.run_le_5s, run_le_10s = t.run_le_10s + EXCLUDED.run_le_10s,
-        run_le_30s = t.run_le_30s + EXCLUDED.run_le_30s, run_le_1m = t.run_le_1m + EXCLUDED.run_le_1m,
-        run_le_5m = t.run_le_5m + EXCLUDED.run_le_5m, run_le_15m = t.run_le_15m + EXCLUDED.run_le_15m,
-        run_le_1h = t.run_le_1h + EXCLUDED.run_le_1h, run_le_4h = t.run_le_4h + EXCLUDED.run_le_4h,
-        wait_le_5ms = t.wait_le_5ms + EXCLUDED.wait_le_5ms,
-        wait_le_10ms = t.wait_le_10ms + EXCLUDED.wait_le_10ms,
-        wait_le_25ms = t.wait_le_25ms + EXCLUDED.wait_le_25ms,
-        wait_le_50ms = t.wait_le_50ms + EXCLUDED.wait_le_50ms,
-        wait_le_100ms = t.wait_le_100ms + EXCLUDED.wait_le_100ms,
-        wait_le_250ms = t.wait_le_250ms + EXCLUDED.wait_le_250ms,
-        wait_le_500ms = t.wait_le_500ms + EXCLUDED.wait_le_500ms,
-        wait_le_1s = t.wait_le_1s + EXCLUDED.wait_le_1s,
-        wait_le_2500ms = t.wait_le_2500ms + EXCLUDED.wait_le_2500ms,
-        wait_le_5s = t.wait_le_5s + EXCLUDED.wait_le_5s, wait_le_10s = t.wait_le_10s + EXCLUDED.wait_le_10s,
-        wait_le_30s = t.wait_le_30s + EXCLUDED.wait_le_30s, wait_le_1m = t.wait_le_1m + EXCLUDED.wait_le_1m,
-        wait_le_5m = t.wait_le_5m + EXCLUDED.wait_le_5m, wait_le_15m = t.wait_le_15m + EXCLUDED.wait_le_15m,
-        wait_le_1h = t.wait_le_1h + EXCLUDED.wait_le_1h, wait_le_4h = t.wait_le_4h + EXCLUDED.wait_le_4h
+        wait_sum = t.wait_sum + EXCLUDED.wait_sum, run_le = {schema}.add_counts(t.run_le, EXCLUDED.run_le),
+        wait_le = {schema}.add_counts(t.wait_le, EXCLUDED.wait_le)
 ), hours AS (
     INSERT INTO {schema}.job_stats_hourly AS t (
         hour, queue, task, release, succeeded, retried, failed, discarded, rescued, rejected, cancelled,
-        run_sum, wait_sum, run_le_5ms, run_le_10ms, run_le_25ms, run_le_50ms, run_le_100ms, run_le_250ms,
-        run_le_500ms, run_le_1s, run_le_2500ms, run_le_5s, run_le_10s, run_le_30s, run_le_1m, run_le_5m,
-        run_le_15m, run_le_1h, run_le_4h, wait_le_5ms, wait_le_10ms, wait_le_25ms, wait_le_50ms,
-        wait_le_100ms, wait_le_250ms, wait_le_500ms, wait_le_1s, wait_le_2500ms, wait_le_5s, wait_le_10s,
-        wait_le_30s, wait_le_1m, wait_le_5m, wait_le_15m, wait_le_1h, wait_le_4h)
+        run_sum, wait_sum, run_le, wait_le)
     SELECT date_trunc('hour', minute, 'UTC'), queue, task, release,
-       sum(succeeded), sum(retried), sum(failed), sum(discarded), sum(rescued), sum(rejected),
-       sum(cancelled), sum(run_sum), sum(wait_sum), sum(run_le_5ms), sum(run_le_10ms), sum(run_le_25ms),
-       sum(run_le_50ms), sum(run_le_100ms), sum(run_le_250ms), sum(run_le_500ms), sum(run_le_1s),
-       sum(run_le_2500ms), sum(run_le_5s), sum(run_le_10s), sum(run_le_30s), sum(run_le_1m), sum(run_le_5m),
-       sum(run_le_15m), sum(run_le_1h), sum(run_le_4h), sum(wait_le_5ms), sum(wait_le_10ms),
-       sum(wait_le_25ms), sum(wait_le_50ms), sum(wait_le_100ms), sum(wait_le_250ms), sum(wait_le_500ms),
-       sum(wait_le_1s), sum(wait_le_2500ms), sum(wait_le_5s), sum(wait_le_10s), sum(wait_le_30s),
-       sum(wait_le_1m), sum(wait_le_5m), sum(wait_le_15m), sum(wait_le_1h), sum(wait_le_4h)
+           sum(succeeded), sum(retried), sum(failed), sum(discarded), sum(rescued), sum(rejected),
+           sum(cancelled), sum(run_sum), sum(wait_sum), {_histogram_sums}
     FROM per_minute
     GROUP BY date_trunc('hour', minute, 'UTC'), queue, task, release
     ON CONFLICT (hour, queue, task, release) DO UPDATE SET
@@ -233,31 +165,22 @@ WITH succeeded AS (
         failed = t.failed + EXCLUDED.failed, discarded = t.discarded + EXCLUDED.discarded,
         rescued = t.rescued + EXCLUDED.rescued, rejected = t.rejected + EXCLUDED.rejected,
         cancelled = t.cancelled + EXCLUDED.cancelled, run_sum = t.run_sum + EXCLUDED.run_sum,
-        wait_sum = t.wait_sum + EXCLUDED.wait_sum, run_le_5ms = t.run_le_5ms + EXCLUDED.run_le_5ms,
-        run_le_10ms = t.run_le_10ms + EXCLUDED.run_le_10ms,
-        run_le_25ms = t.run_le_25ms + EXCLUDED.run_le_25ms,
-        run_le_50ms = t.run_le_50ms + EXCLUDED.run_le_50ms,
-        run_le_100ms = t.run_le_100ms + EXCLUDED.run_le_100ms,
-        run_le_250ms = t.run_le_250ms + EXCLUDED.run_le_250ms,
-        run_le_500ms = t.run_le_500ms + EXCLUDED.run_le_500ms, run_le_1s = t.run_le_1s + EXCLUDED.run_le_1s,
-        run_le_2500ms = t.run_le_2500ms + EXCLUDED.run_le_2500ms,
-        run_le_5s = t.run_le_5s + EXCLUDED.run_le_5s, run_le_10s = t.run_le_10s + EXCLUDED.run_le_10s,
-        run_le_30s = t.run_le_30s + EXCLUDED.run_le_30s, run_le_1m = t.run_le_1m + EXCLUDED.run_le_1m,
-        run_le_5m = t.run_le_5m + EXCLUDED.run_le_5m, run_le_15m = t.run_le_15m + EXCLUDED.run_le_15m,
-        run_le_1h = t.run_le_1h + EXCLUDED.run_le_1h, run_le_4h = t.run_le_4h + EXCLUDED.run_le_4h,
-        wait_le_5ms = t.wait_le_5ms + EXCLUDED.wait_le_5ms,
-        wait_le_10ms = t.wait_le_10ms + EXCLUDED.wait_le_10ms,
-        wait_le_25ms = t.wait_le_25ms + EXCLUDED.wait_le_25ms,
-        wait_le_50ms = t.wait_le_50ms + EXCLUDED.wait_le_50ms,
-        wait_le_100ms = t.wait_le_100ms + EXCLUDED.wait_le_100ms,
-        wait_le_250ms = t.wait_le_250ms + EXCLUDED.wait_le_250ms,
-        wait_le_500ms = t.wait_le_500ms + EXCLUDED.wait_le_500ms,
-        wait_le_1s = t.wait_le_1s + EXCLUDED.wait_le_1s,
-        wait_le_2500ms = t.wait_le_2500ms + EXCLUDED.wait_le_2500ms,
-        wait_le_5s = t.wait_le_5s + EXCLUDED.wait_le_5s, wait_le_10s = t.wait_le_10s + EXCLUDED.wait_le_10s,
-        wait_le_30s = t.wait_le_30s + EXCLUDED.wait_le_30s, wait_le_1m = t.wait_le_1m + EXCLUDED.wait_le_1m,
-        wait_le_5m = t.wait_le_5m + EXCLUDED.wait_le_5m, wait_le_15m = t.wait_le_15m + EXCLUDED.wait_le_15m,
-        wait_le_1h = t.wait_le_1h + EXCLUDED.wait_le_1h, wait_le_4h = t.wait_le_4h + EXCLUDED.wait_le_4h
+        wait_sum = t.wait_sum + EXCLUDED.wait_sum, run_le = {schema}.add_counts(t.run_le, EXCLUDED.run_le),
+        wait_le = {schema}.add_counts(t.wait_le, EXCLUDED.wait_le)
+), everything AS (
+    INSERT INTO {schema}.job_stats_all AS t (
+        minute, succeeded, retried, failed, discarded, rescued, rejected, cancelled, run_sum, wait_sum, run_le, wait_le)
+    SELECT minute, sum(succeeded), sum(retried), sum(failed), sum(discarded), sum(rescued), sum(rejected),
+           sum(cancelled), sum(run_sum), sum(wait_sum), {_histogram_sums}
+    FROM per_minute
+    GROUP BY minute
+    ON CONFLICT (minute) DO UPDATE SET
+        succeeded = t.succeeded + EXCLUDED.succeeded, retried = t.retried + EXCLUDED.retried,
+        failed = t.failed + EXCLUDED.failed, discarded = t.discarded + EXCLUDED.discarded,
+        rescued = t.rescued + EXCLUDED.rescued, rejected = t.rejected + EXCLUDED.rejected,
+        cancelled = t.cancelled + EXCLUDED.cancelled, run_sum = t.run_sum + EXCLUDED.run_sum,
+        wait_sum = t.wait_sum + EXCLUDED.wait_sum, run_le = {schema}.add_counts(t.run_le, EXCLUDED.run_le),
+        wait_le = {schema}.add_counts(t.wait_le, EXCLUDED.wait_le)
 ), errors AS (
     INSERT INTO {schema}.error_stats AS t (minute, queue, task, message, failures, last_job_id)
     SELECT minute, queue, task, message, count(*), max(job_id)
@@ -290,32 +213,25 @@ WITH counted AS (
 SELECT queue, task, (minute >= %(split_a)s)::int + (minute >= %(split_b)s)::int AS part,
        sum(succeeded) AS succeeded, sum(retried) AS retried, sum(failed) AS failed,
        sum(discarded) AS discarded, sum(rescued) AS rescued, sum(rejected) AS rejected,
-       sum(cancelled) AS cancelled, sum(run_le_5ms) AS run_le_5ms, sum(run_le_10ms) AS run_le_10ms,
-       sum(run_le_25ms) AS run_le_25ms, sum(run_le_50ms) AS run_le_50ms, sum(run_le_100ms) AS run_le_100ms,
-       sum(run_le_250ms) AS run_le_250ms, sum(run_le_500ms) AS run_le_500ms, sum(run_le_1s) AS run_le_1s,
-       sum(run_le_2500ms) AS run_le_2500ms, sum(run_le_5s) AS run_le_5s, sum(run_le_10s) AS run_le_10s,
-       sum(run_le_30s) AS run_le_30s, sum(run_le_1m) AS run_le_1m, sum(run_le_5m) AS run_le_5m,
-       sum(run_le_15m) AS run_le_15m, sum(run_le_1h) AS run_le_1h, sum(run_le_4h) AS run_le_4h,
-       sum(wait_le_5ms) AS wait_le_5ms, sum(wait_le_10ms) AS wait_le_10ms,
-       sum(wait_le_25ms) AS wait_le_25ms, sum(wait_le_50ms) AS wait_le_50ms,
-       sum(wait_le_100ms) AS wait_le_100ms, sum(wait_le_250ms) AS wait_le_250ms,
-       sum(wait_le_500ms) AS wait_le_500ms, sum(wait_le_1s) AS wait_le_1s,
-       sum(wait_le_2500ms) AS wait_le_2500ms, sum(wait_le_5s) AS wait_le_5s,
-       sum(wait_le_10s) AS wait_le_10s, sum(wait_le_30s) AS wait_le_30s, sum(wait_le_1m) AS wait_le_1m,
-       sum(wait_le_5m) AS wait_le_5m, sum(wait_le_15m) AS wait_le_15m, sum(wait_le_1h) AS wait_le_1h,
-       sum(wait_le_4h) AS wait_le_4h,
-       sum(run_sum) AS run_sum, sum(wait_sum) AS wait_sum
+       sum(cancelled) AS cancelled, sum(run_sum) AS run_sum, sum(wait_sum) AS wait_sum,
+       {_histogram_sums}
 FROM counted
 GROUP BY queue, task, part;
 
+-- name: minute_series
+-- Per minute of [since, until) over every queue and task: what the
+-- dashboard's charts draw (finished, failures, and the histograms for the
+-- wait and run p95). job_stats_all has one row per minute, so a day is
+-- 1,440 rows whatever the number of tasks, read by its primary key.
+SELECT minute, succeeded, retried, failed, discarded, rescued, rejected, cancelled, run_sum, wait_sum,
+       run_le, wait_le
+FROM {schema}.job_stats_all
+WHERE minute >= %(since)s AND minute < %(until)s
+ORDER BY minute;
+
 -- name: job_totals
-SELECT queue, task,
-       succeeded, retried, failed, discarded, rescued, rejected, cancelled, run_sum, wait_sum, run_le_5ms,
-       run_le_10ms, run_le_25ms, run_le_50ms, run_le_100ms, run_le_250ms, run_le_500ms, run_le_1s,
-       run_le_2500ms, run_le_5s, run_le_10s, run_le_30s, run_le_1m, run_le_5m, run_le_15m, run_le_1h,
-       run_le_4h, wait_le_5ms, wait_le_10ms, wait_le_25ms, wait_le_50ms, wait_le_100ms, wait_le_250ms,
-       wait_le_500ms, wait_le_1s, wait_le_2500ms, wait_le_5s, wait_le_10s, wait_le_30s, wait_le_1m,
-       wait_le_5m, wait_le_15m, wait_le_1h, wait_le_4h
+SELECT queue, task, succeeded, retried, failed, discarded, rescued, rejected, cancelled, run_sum, wait_sum,
+       run_le, wait_le
 FROM {schema}.job_totals
 ORDER BY queue, task;
 
@@ -340,8 +256,11 @@ FROM {schema}.leader
 ORDER BY name;
 
 -- name: queue_depths
--- Waiting jobs through jobs_waiting_queue_idx, running ones through
--- jobs_running_queue_idx: no scan of finished history.
+-- Every queue with jobs waiting or running, or with a row of controls:
+-- waiting jobs through jobs_waiting_queue_idx, running ones through
+-- jobs_running_queue_idx, no scan of finished history. The one answer to
+-- "how deep is this queue" (status, /readyz, metrics, `queues list`, the
+-- dashboard).
 WITH waiting AS (
     SELECT queue,
            count(*) FILTER (WHERE run_at <= now()) AS waiting,
@@ -355,14 +274,27 @@ WITH waiting AS (
     FROM {schema}.jobs
     WHERE state = 'running' AND (%(queue)s::text IS NULL OR queue = %(queue)s)
     GROUP BY queue
+), known AS (
+    SELECT queue FROM waiting
+    UNION SELECT queue FROM running
+    UNION SELECT queue FROM {schema}.queues WHERE %(queue)s::text IS NULL OR queue = %(queue)s
 )
-SELECT coalesce(w.queue, r.queue) AS queue, coalesce(w.waiting, 0) AS waiting,
-       coalesce(w.scheduled, 0) AS scheduled, coalesce(r.running, 0) AS running,
-       coalesce(w.oldest_age, 0) AS oldest_age, coalesce(q.paused, false) AS paused
-FROM waiting w
-FULL JOIN running r ON r.queue = w.queue
-LEFT JOIN {schema}.queues q ON q.queue = coalesce(w.queue, r.queue)
-ORDER BY 1;
+SELECT k.queue, coalesce(w.waiting, 0)::int AS waiting, coalesce(w.scheduled, 0)::int AS scheduled,
+       coalesce(r.running, 0)::int AS running, coalesce(w.oldest_age, 0)::float8 AS oldest_age,
+       coalesce(q.paused, false) AS paused, q.max_running, q.max_per_second
+FROM known k
+LEFT JOIN waiting w USING (queue)
+LEFT JOIN running r USING (queue)
+LEFT JOIN {schema}.queues q USING (queue)
+ORDER BY k.queue;
+
+-- name: past_lease
+-- Running jobs whose lease has expired and that nobody rescued yet, through
+-- jobs_lease_idx: a few in passing are normal (the rescuer runs every third
+-- of a lease), an old one means rescue is not running.
+SELECT count(*)::int AS jobs, extract(epoch FROM now() - min(lease_expires_at))::float8 AS oldest_seconds
+FROM {schema}.jobs
+WHERE state = 'running' AND lease_expires_at < now() AND (%(queue)s::text IS NULL OR queue = %(queue)s);
 
 -- name: top_errors
 SELECT task, message, sum(failures)::bigint AS failures, max(last_job_id) AS last_job_id,
@@ -392,6 +324,3 @@ FROM {schema}.deploys d
 WHERE %(id)s::bigint IS NULL OR d.id = %(id)s
 ORDER BY d.marked_at DESC, d.id DESC
 LIMIT 1;
-
--- name: live_workers
-SELECT count(*) FROM {schema}.workers WHERE heartbeat_at > now() - %(stale)s::interval;

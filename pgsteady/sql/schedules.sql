@@ -76,3 +76,17 @@ WITH j AS (
     SELECT id, attempt, %(actor)s, 'manual_run', 'schedule ' || %(name)s || ' run by hand' FROM j
 )
 SELECT id FROM j;
+
+-- name: schedule_rows
+-- last_run_at is the time of the last run that enqueued a job (the newest
+-- schedule_runs row, through its primary key, else the last job's creation):
+-- the schedules row's own last_run_at also marks where a new schedule starts
+-- counting, which is not a run. A paused schedule has no next run.
+SELECT s.name, s.cron, s.tz, s.task, s.queue, s.on_missed, s.paused,
+       CASE WHEN s.paused THEN NULL ELSE s.next_run_at END AS next_run_at,
+       coalesce((SELECT max(r.scheduled_at) FROM {schema}.schedule_runs r
+                 WHERE r.schedule = s.name AND r.job_id IS NOT NULL), j.created_at) AS last_run_at,
+       s.last_job_id, j.state::text AS last_outcome
+FROM {schema}.schedules s LEFT JOIN {schema}.jobs j ON j.id = s.last_job_id
+WHERE %(name)s::text IS NULL OR s.name = %(name)s
+ORDER BY s.name;

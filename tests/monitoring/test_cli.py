@@ -85,12 +85,15 @@ def test_deploy_mark_list_and_compare(history, dsn):
     assert out["verdict"] == "worse" and out["tasks"][0]["task"] == "send"
 
 
-def test_metrics_command_serves_the_endpoint(history, dsn):
+def test_metrics_command_serves_the_endpoint_and_stops_on_sigterm(history, dsn):
+    # SIGTERM, not SIGINT: a suite run in the background starts children with
+    # SIGINT ignored, so a SIGINT would never stop the server (the old flake).
     history.succeeded("send", 3, at=history.ago(minutes=5))
     history.count()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PGSTEADY_DSN": dsn}
     proc = subprocess.Popen([sys.executable, "-m", "pgsteady", "metrics", "--port", "0"], cwd=ROOT, env=env,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         line = wait_until(proc.stderr.readline, timeout=30, what="the serving line")
         port = int(re.search(r"http://127\.0\.0\.1:(\d+)/metrics", line).group(1))
@@ -101,6 +104,6 @@ def test_metrics_command_serves_the_endpoint(history, dsn):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as resp:
             assert resp.status == 200
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     assert proc.returncode == 0

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from pgsteady.monitoring.counters import CounterPass
-from pgsteady.monitoring.counts import RUN_COLUMNS, SECONDS, WAIT_COLUMNS, Counts, quantile
+from pgsteady.monitoring.counts import SECONDS, Counts, quantile
 from pgsteady.queries import for_schema
 
 from .conftest import Q
@@ -37,8 +37,8 @@ def test_each_ending_is_counted_once_under_its_outcome(history):
         dict(succeeded=40, retried=7, failed=3, discarded=2, rescued=4, rejected=5, cancelled=1)
     c = Counts.from_row(row)
     assert c.failures == 12 and c.attempts == 52
-    assert c.run[RUN_COLUMNS.index("run_le_250ms")] == 40 and c.run[RUN_COLUMNS.index("run_le_100ms")] == 0
-    assert c.wait[WAIT_COLUMNS.index("wait_le_50ms")] == 40 and c.wait[WAIT_COLUMNS.index("wait_le_25ms")] == 0
+    assert c.run[SECONDS.index(0.25)] == 40 and c.run[SECONDS.index(0.1)] == 0
+    assert c.wait[SECONDS.index(0.05)] == 40 and c.wait[SECONDS.index(0.025)] == 0
     assert c.run_sum == pytest.approx(40 * 0.2)
     minutes = history.conn.execute(
         "SELECT minute, release, sum(succeeded) FROM pgsteady.job_stats GROUP BY 1, 2").fetchall()
@@ -127,15 +127,75 @@ def test_error_groups_keep_task_message_and_the_latest_job(history):
     assert rows == [("render", "x" * 200, 2, rows[0][3]), ("send", "SMTPError: 550 mailbox unavailable", 5, newest_send)]
 
 
-def test_histogram_bounds_are_the_same_in_python_migration_and_queries():
+def test_histogram_bounds_are_listed_once_and_stored_as_arrays_of_that_length(history):
     from importlib import resources
 
     text = (resources.files("pgsteady") / "sql" / "monitoring.sql").read_text()
-    migration = (resources.files("pgsteady") / "sql" / "migrations" / "003_monitoring.sql").read_text()
-    for kind, columns in (("run", RUN_COLUMNS), ("wait", WAIT_COLUMNS)):
-        found = re.findall(rf"count\(\*\) FILTER \(WHERE {kind} <= ([0-9.]+)\) AS ({kind}_le_\w+)", text)
-        assert [(float(s), c) for s, c in found] == list(zip(SECONDS, columns))
-        assert re.findall(rf"^\s+({kind}_le_\w+)\s+integer", migration, re.MULTILINE) == list(columns)
+    schema = (resources.files("pgsteady") / "sql" / "schema.sql").read_text()
+    assert not re.search(r"\b(run|wait)_le_\w+", text)  # no bucket column in the queries
+    assert "0.005" not in text and "14400" not in text  # the bounds come from Python
+    # The one fragment that sums the arrays has one sum per bound, for each histogram.
+    fragment = text[text.index("-- name: _histogram_sums"):text.index("-- name: counter_lock")]
+    for kind in ("run", "wait"):
+        assert re.findall(rf"sum\({kind}_le\[(\d+)\]\)", fragment) == [str(i) for i in range(1, len(SECONDS) + 1)]
+    # The fresh schema still creates the 003 columns, then 006 turns them into arrays.
+    assert "ADD COLUMN run_le bigint[]" in schema
+    history.succeeded("t", 4, at=history.ago(minutes=5), run=0.3, wait=2)
+    history.count()
+    for table in ("job_stats", "job_stats_hourly", "job_totals"):
+        run_le, wait_le = history.conn.execute(f"SELECT run_le, wait_le FROM pgsteady.{table}").fetchone()
+        assert len(run_le) == len(wait_le) == len(SECONDS)
+        assert run_le == [4 if bound >= 0.3 else 0 for bound in SECONDS]
+        assert wait_le == [4 if bound >= 2 else 0 for bound in SECONDS]
+
+
+def test_the_first_minute_of_a_new_install_counts_at_once(history, dsn):
+    """A fresh install starts counting where its history starts: the first pass
+    is current, counts the failures already there, and status is not behind."""
+    from pgsteady.monitoring.status import check
+
+    history.healthy_fleet()
+    history.succeeded("t", 20, at=history.ago(seconds=40), spread=timedelta(seconds=30))
+    history.ended("t", 30, "retry_scheduled", at=history.ago(seconds=40), spread=timedelta(seconds=30))
+
+    async def first_pass() -> CounterPass:
+        counter = CounterPass(Q, settle=timedelta(0))
+        async with await psycopg.AsyncConnection.connect(history.dsn, autocommit=True) as conn:
+            await counter.run_once(conn)
+        return counter
+
+    counter = asyncio.run(first_pass())
+    assert counter.behind is False and counter.interval == 10.0
+    s = check(dsn)
+    assert s.sections["failing"]["last_15m"]["failures"] == 30
+    assert s.sections["failing"]["last_15m"]["succeeded"] == 20
+    assert not any("behind" in r for r in s.reasons), s.reasons
+    assert s.sections["counters"]["lag_seconds"] < 60
+
+
+def test_an_empty_install_starts_counting_from_now(history):
+    async def first_pass() -> tuple[bool, float]:
+        counter = CounterPass(Q, settle=timedelta(seconds=5))
+        async with await psycopg.AsyncConnection.connect(history.dsn, autocommit=True) as conn:
+            await counter.run_once(conn)
+        return counter.behind, counter.interval
+
+    assert asyncio.run(first_pass()) == (False, 10.0)
+    lag = history.conn.execute(
+        "SELECT extract(epoch FROM now() - counted_until) FROM pgsteady.counter_progress").fetchone()[0]
+    assert 0 <= lag < 60
+
+
+def test_while_behind_the_next_pass_is_due_at_once(history):
+    history.succeeded("t", 10, at=history.ago(hours=5))
+
+    async def one() -> tuple[bool, float]:
+        counter = CounterPass(Q, settle=timedelta(0), max_span=timedelta(hours=1))
+        async with await psycopg.AsyncConnection.connect(history.dsn, autocommit=True) as conn:
+            await counter.run_once(conn)
+        return counter.behind, counter.interval
+
+    assert asyncio.run(one()) == (True, 0.0)
 
 
 def test_quantiles_interpolate_inside_the_bucket():
@@ -166,7 +226,7 @@ def test_the_pass_and_the_depths_read_through_their_indexes(history):
     history.conn.execute("ANALYZE pgsteady.events")
     q = for_schema("pgsteady")
     lo, hi = history.ago(seconds=20), history.ago(seconds=10)
-    plan = history.conn.execute("EXPLAIN (FORMAT JSON) " + q.count_attempts, dict(lo=lo, hi=hi)).fetchone()[0]
+    plan = history.conn.execute("EXPLAIN (FORMAT JSON) " + q.count_attempts, dict(lo=lo, hi=hi, bounds=list(SECONDS))).fetchone()[0]
     scans = _index_scans(plan)
     # Each partition has its own copy of events_counted_idx, named after the partition.
     assert "jobs_finished_idx" in scans and any(re.fullmatch(r"events_\d{8}_created_at_idx", s) for s in scans), scans
@@ -209,3 +269,16 @@ def test_counters_match_what_a_real_worker_did(app, dsn, history):
     assert errors == [("RuntimeError: flaky 0", 6), ("RuntimeError: flaky 1", 6)]
     release = history.conn.execute("SELECT DISTINCT release FROM pgsteady.job_stats").fetchall()
     assert release == [("test-release",)]
+
+
+def test_the_all_tasks_minutes_equal_the_sum_of_the_per_task_minutes(history):
+    history.succeeded("a", 30, at=history.ago(minutes=50), spread=timedelta(minutes=40), run=0.3)
+    history.succeeded("b", 20, queue="mail", at=history.ago(minutes=30), spread=timedelta(minutes=20), run=7)
+    history.ended("a", 5, "retry_scheduled", at=history.ago(minutes=20), spread=timedelta(minutes=10))
+    history.count()
+    per_task = history.conn.execute("""
+        SELECT minute, sum(succeeded), sum(retried), pgsteady.sum_counts(run_le)
+        FROM pgsteady.job_stats GROUP BY minute ORDER BY minute""").fetchall()
+    everything = history.conn.execute(
+        "SELECT minute, succeeded, retried, run_le FROM pgsteady.job_stats_all ORDER BY minute").fetchall()
+    assert [tuple(r) for r in per_task] == [tuple(r) for r in everything] and len(everything) > 10

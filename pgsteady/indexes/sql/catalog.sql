@@ -13,6 +13,7 @@ SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %(schema)s) AS found
 -- name: server
 SELECT current_setting('server_version') AS server_version,
        current_setting('block_size')::int AS block_size,
+       pg_is_in_recovery() AS in_recovery,
        current_user AS role,
        (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
        d.stats_reset,
