@@ -69,9 +69,6 @@ class App:
             weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self._warned_loop = False
-        from .changes.tasks import register_builtin  # here, not at the top: changes imports app's modules
-
-        register_builtin(self)  # every worker knows pgsteady.build_index
 
     # -- configuration ------------------------------------------------------
 

@@ -33,7 +33,7 @@ _HEADER = re.compile(r"^--\s*name:\s*(\w+)\s*$")
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _FRAGMENT = re.compile(r"\{(_\w+)\}")
 QUERY_FILES = ("jobs.sql", "worker.sql", "queues.sql", "schedules.sql", "admin.sql", "maintenance.sql",
-               "monitoring.sql", "changes.sql", "topology.sql", "dashboard.sql")
+               "monitoring.sql", "changes.sql", "migration_checks.sql", "topology.sql", "dashboard.sql")
 
 
 def validate_schema(schema: str) -> str:

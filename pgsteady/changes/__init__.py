@@ -13,6 +13,13 @@ steps, each recorded (``record``) and run in order by ``steps.Session``:
 
 The SQL of the change is read with PostgreSQL's parser (statements), and
 names are resolved in the catalogue once (targets).
+
+A change file's DDL may also be a whole schema migration (several
+statements of any kind): ``migration_session`` runs the same steps with the
+migration rule table (``migration_rules`` and its families), a rehearsal
+that measures each statement's locks and rewrites (``migration_rehearse``,
+``locks``) and a job that applies it statement by statement
+(``migration_apply``). ``migration_lint`` also lints a plain .sql file.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from .build import QUEUE, TASK
 from .files import ChangeFile, ChangeFileError, load
 from .lint import RULES, lint
 from .steps import ChangeFailed, ChangeRefused, Session
+from .tasks import register
 
 __all__ = ["ChangeFile", "ChangeFileError", "ChangeFailed", "ChangeRefused", "QUEUE", "RULES", "Session", "TASK",
-           "lint", "load"]
+           "lint", "load", "register"]

@@ -41,16 +41,16 @@ from psycopg import errors, sql
 
 from ..database import connect
 from ..indexes import find_overlaps
-from ..indexes import invalid
-from ..indexes.catalog import load as load_catalog
+from ..indexes import invalid, sandbox
+from ..indexes.catalog import PROBES, load as load_catalog
 from ..indexes.report import Thresholds
 from ..retries import Retry
 from ..tasks import Discard
-from . import statements
+from . import partitions, states, statements
 from .statements import IndexChange
+from .authority import TASK, authorise
 from .targets import Target, jsonb, resolve, row, rows
 
-TASK = "pgsteady.build_index"
 QUEUE = "maintenance"
 LOCK_SPACE = 0x5067_7331  # advisory lock key space of index builds ("Pgs1")
 
@@ -60,17 +60,16 @@ class OtherBuildRunning(Exception):
 
 
 class Build:
-    """One attempt of a build job; ``run()`` returns what it did, for the job result and the record."""
+    """One attempt of a build job; ``run()`` returns what it did, for the job result and the record.
+
+    ``state``, ``identical``, ``run_ddl``, ``drop_leftover``, ``log`` and ``note`` are the surface the
+    partitioned route (``partitions.run_route``) builds on; the rest is this class's own.
+    """
 
     def __init__(self, app: Any, ctx: Any, args: dict[str, Any]) -> None:
         self.app, self.ctx, self.q = app, ctx, app.queries
         self.args = args
-        self.text: str = args["statement"]
-        nodes = statements.parse(self.text)
-        change = statements.describe(nodes[0], self.text) if len(nodes) == 1 else None
-        if change is None or not change.concurrent:
-            raise Discard(f"{TASK} runs one CREATE/DROP/REINDEX INDEX CONCURRENTLY; got {self.text!r}")
-        self.change: IndexChange = change
+        self.asked = args.get("statement") if isinstance(args.get("statement"), str) else None
         self.lock_timeout = float(args.get("lock_timeout", 2.0))
         self.retries = int(args.get("lock_retries", 5))
         self.backoff = float(args.get("retry_backoff", 2.0))
@@ -86,10 +85,12 @@ class Build:
             self.conn = conn
             self._configure(conn)
             self.pid = conn.info.backend_pid
-            # The change step this job runs for was written in the transaction that enqueued it.
-            step = row(conn, self.q.step_of_job, {"job_id": self.ctx.id})
-            self.step_id = step["id"] if step else None
-            self._note({"pid": self.pid, "attempt": self.ctx.attempt, "job_id": self.ctx.id})
+            # The change step this job runs for was written in the transaction that enqueued it;
+            # without one (or with another statement than the record's) nothing runs.
+            allowed = authorise(conn, self.q, self.ctx.id, self.asked)
+            self.step_id, self.text = allowed.step_id, allowed.statement
+            self.change: IndexChange = statements.describe(statements.parse(self.text)[0], self.text)
+            self.note({"pid": self.pid, "attempt": self.ctx.attempt, "job_id": self.ctx.id})
             target = resolve(conn, self.q, self.change)
             if target.table_oid is None:
                 if self.change.kind == "drop":
@@ -109,6 +110,7 @@ class Build:
         conn.execute(sql.SQL("SET application_name = {}").format(sql.Literal(f"pgsteady build job {self.ctx.id}")))
         if conn.info.server_version >= 140000:
             conn.execute("SET client_connection_check_interval = '1s'")
+        sandbox.pin(conn)
 
     def _take_slot(self, conn: psycopg.Connection, table_oid: int) -> None:
         deadline = time.monotonic() + self.wait_other
@@ -118,7 +120,7 @@ class Build:
             holder = row(conn, self.q.build_lock_holder, params)
             if not said:
                 who = f"pid {holder['pid']} ({holder['application_name'] or 'unknown'})" if holder else "another backend"
-                self._log(f"waiting: {who} is building on this table", holder=holder)
+                self.log(f"waiting: {who} is building on this table", holder=holder)
                 said = True
             if time.monotonic() > deadline:
                 raise OtherBuildRunning(f"another build on this table (pid {holder['pid'] if holder else '?'}) "
@@ -128,55 +130,58 @@ class Build:
     # -- the three kinds --------------------------------------------------------
 
     def _create(self, target: Target) -> str:
+        if target.table_relkind == "p":
+            return partitions.run_route(self, target)
         while True:
-            state = self._state(target)
+            state = self.state(target)
             if state is None:
                 break
             if state["is_valid"]:
-                if self._identical(target, state):
+                if self.identical(target, state):
                     return "nothing to do: a valid identical index is already there"
                 raise Discard(f"{target.index} exists with another definition ({state['indexdef']}); "
                               "rename the new index or drop the old one in its own change")
             if self._being_built(target, state):
-                self._log(f"{target.index} is being built by another backend; waiting")
+                self.log(f"{target.index} is being built by another backend; waiting")
                 self._wait_while_built(target, state)
                 continue
-            self._log(f"{target.index} is an INVALID leftover of an interrupted build; dropping it")
-            self._drop_leftover(target, target.index)
-        self._run_ddl(target, cleanup=lambda: self._drop_leftover(target, target.index, quiet=True))
-        state = self._state(target)
+            self.log(f"{target.index} is an INVALID leftover of an interrupted build; dropping it")
+            self.drop_leftover(target, target.index)
+        self.run_ddl(target, cleanup=lambda: self.drop_leftover(target, target.index, quiet=True))
+        state = self.state(target)
         if state is None or not state["is_valid"]:
             raise RuntimeError(f"{target.index} is not valid after the build; the next attempt cleans up")
         return f"built {target.index} ({state['bytes']:,} bytes)"
 
     def _drop(self, target: Target) -> str:
-        if self._state(target) is None:
+        if self.state(target) is None:
             return "nothing to do: the index is already gone"
-        self._run_ddl(target)
+        self.run_ddl(target)
         return f"dropped {target.index}"
 
     def _reindex(self, target: Target) -> str:
         for leftover in self._reindex_leftovers(target):
-            self._log(f"{leftover} is a dead leftover of an interrupted REINDEX CONCURRENTLY; dropping it")
-            self._drop_leftover(target, leftover)
+            self.log(f"{leftover} is a dead leftover of an interrupted REINDEX CONCURRENTLY; dropping it")
+            self.drop_leftover(target, leftover)
 
         def cleanup() -> None:
             for leftover in self._reindex_leftovers(target):
-                self._drop_leftover(target, leftover, quiet=True)
+                self.drop_leftover(target, leftover, quiet=True)
 
-        self._run_ddl(target, cleanup=cleanup)
+        self.run_ddl(target, cleanup=cleanup)
         return f"reindexed {target.index or target.table}"
 
     # -- running DDL under a short lock timeout ---------------------------------------
 
-    def _run_ddl(self, target: Target, cleanup=None, text: str | None = None) -> None:
+    def run_ddl(self, target: Target, cleanup=None, text: str | None = None) -> None:
         text = text or self.text
         for attempt in range(1, self.retries + 1):
             watcher = _Blockers(self.app.dsn, self.q, self.pid)
             began = time.monotonic()
-            self._log(f"running: {text}", attempt=attempt, pid=self.pid)
+            self.log(f"running: {text}", attempt=attempt, pid=self.pid)
             try:
-                self.conn.execute(text)
+                with self.conn.cursor() as cur:
+                    sandbox.execute_one(cur, text)  # one statement, as the parser read it
                 self.timeline.append({"ran": text, "seconds": round(time.monotonic() - began, 3)})
                 return
             except errors.LockNotAvailable:
@@ -189,7 +194,7 @@ class Build:
                                f"{target.table}: {who}; end that transaction (or wait for it) and rerun",
                                blockers=blockers)
                 delay = Retry(base=self.backoff, jitter=0).backoff(attempt)  # the one retry policy
-                self._log(f"lock timeout {attempt}/{self.retries} after {self.lock_timeout:g}s, {who}; "
+                self.log(f"lock timeout {attempt}/{self.retries} after {self.lock_timeout:g}s, {who}; "
                           f"retrying in {delay:g}s", blockers=blockers)
                 self._sleep(delay)
             except errors.UniqueViolation as exc:
@@ -208,26 +213,25 @@ class Build:
             finally:
                 watcher.stop()
 
-    def _drop_leftover(self, target: Target, qualified: str, quiet: bool = False) -> None:
+    def drop_leftover(self, target: Target, qualified: str, quiet: bool = False) -> None:
         """Drop an INVALID index left by an interrupted build, concurrently, under the same lock rules."""
-        found = row(self.conn, self.q.resolve_relation, {"name": qualified})
+        found = row(self.conn, PROBES.resolve_relation, {"name": qualified})
         if found is None:
             return  # nothing was created before the failure
         schema, name = found["schema"], found["name"]
         text = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(schema, name)).as_string(self.conn)
         if quiet:
-            self._log(f"cleaning up: {text}")
-        self._run_ddl(target, text=text)
+            self.log(f"cleaning up: {text}")
+        self.run_ddl(target, text=text)
 
     # -- inspection -------------------------------------------------------------
 
-    def _state(self, target: Target) -> dict[str, Any] | None:
-        found = row(self.conn, self.q.resolve_relation, {"name": target.index}) if target.index else None
-        return row(self.conn, self.q.index_state, {"oid": found["oid"]}) if found else None
+    def state(self, target: Target) -> dict[str, Any] | None:
+        found = row(self.conn, PROBES.resolve_relation, {"name": target.index}) if target.index else None
+        return row(self.conn, PROBES.index_state, {"oid": found["oid"]}) if found else None
 
-    def _identical(self, target: Target, state: dict[str, Any]) -> bool:
-        proposal = statements.on_schema(self.change, target.table_schema)
-        same = [o for o in find_overlaps(self.conn, target.table, proposal)
+    def identical(self, target: Target, state: dict[str, Any]) -> bool:
+        same = [o for o in find_overlaps(self.conn, target.table, self.change.node)
                 if o.kind == "duplicate" and o.index == target.index]
         return bool(same) and bool(state["is_unique"]) == self.change.unique
 
@@ -259,11 +263,11 @@ class Build:
 
     # -- reporting --------------------------------------------------------------------
 
-    def _log(self, message: str, **data: Any) -> None:
+    def log(self, message: str, **data: Any) -> None:
         self.timeline.append({"at": time.time(), "message": message})
         self.ctx.log(message, **{k: v for k, v in data.items() if v is not None})
 
-    def _note(self, details: dict[str, Any]) -> None:
+    def note(self, details: dict[str, Any]) -> None:
         if self.step_id is not None:
             with connect(self.app.dsn, autocommit=True) as c:
                 c.execute(self.q.note_step, {"id": self.step_id, "details": jsonb(details)})
@@ -287,16 +291,11 @@ class Build:
 
 
 def finish(app: Any, step_id: int | None, status: str, summary: str, details: dict[str, Any]) -> None:
-    """Close the change step this job runs for, and set the change's status from it."""
+    """Close the change step this job runs for; the state model moves the change."""
     if step_id is None:
         return
-    with connect(app.dsn, autocommit=True) as conn, conn.transaction():
-        closed = row(conn, app.queries.finish_step, {"id": step_id, "status": status, "summary": summary,
-                                                     "details": jsonb(details)})
-        if closed:
-            new = {("apply", "done"): "applied", ("rollback", "done"): "rolled back"}.get(
-                (closed["step"], status), f"{closed['step']} failed")
-            conn.execute(app.queries.set_change_status, {"id": closed["change_id"], "status": new, "verdict": None})
+    with connect(app.dsn, autocommit=True) as conn:
+        states.end_step(conn, app.queries, step_id, status, summary, details)
 
 
 class _Blockers:

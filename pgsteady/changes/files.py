@@ -85,6 +85,9 @@ class ChangeFile:
 
 def load(path: str | Path) -> ChangeFile:
     path = Path(path)
+    if path.suffix.lower() == ".md":
+        raise ChangeFileError(f"{path}: a change file must not end in .md, which is where its note is written; "
+                              "rename it to .toml")
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -186,31 +189,56 @@ def _query(q: Any, i: int, where: str) -> Query:
 def files_touched(change: ChangeFile) -> list[str]:
     """The files of the change: as listed, else what git says changed with it.
 
-    From git: the files of the commit that added the change file, plus what
-    is modified or new in the working tree now.
+    From git: the files of the commit that added the change file, plus the
+    tracked files modified or staged in the working tree now. Untracked files
+    are left out (a scratch file is not part of the change), except the
+    change file itself.
     """
     if change.files is not None:
         return change.files
     folder = change.path.resolve().parent
 
-    def git(*args: str) -> list[str]:
+    def git(*args: str) -> str | None:
         try:
             out = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=10)
         except (OSError, subprocess.TimeoutExpired):
-            return []
-        return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
+            return None
+        return out.stdout if out.returncode == 0 else None
 
-    root = git("rev-parse", "--show-toplevel")
+    def lines(text: str | None) -> list[str]:
+        return [line.strip() for line in (text or "").splitlines() if line.strip()]
+
+    root = lines(git("rev-parse", "--show-toplevel"))
     if not root:
         return [str(change.path)]
-    rel = str(change.path.resolve().relative_to(root[0]))
+    rel = str(change.path.resolve().relative_to(Path(root[0]).resolve()))
     found: list[str] = []
-    added = git("log", "--diff-filter=A", "--format=%H", "--", rel)
+    added = lines(git("log", "--diff-filter=A", "--format=%H", "--", rel))
     if added:
-        found += git("show", "--name-only", "--format=", added[-1])
-    found += [line[3:] for line in git("status", "--porcelain", "--untracked-files=all") if len(line) > 3]
+        found += lines(git("show", "--name-only", "--format=", added[-1]))
+    found += tracked_changes(git("status", "--porcelain=v1", "-z", "--untracked-files=no") or "")
     found.append(rel)
     return sorted(dict.fromkeys(found))
+
+
+def tracked_changes(porcelain_z: str) -> list[str]:
+    """Paths in ``git status --porcelain=v1 -z`` output: ``XY path``, NUL-separated; a rename's
+    original path follows it as a field of its own, and is skipped."""
+    fields = porcelain_z.split("\0")
+    paths: list[str] = []
+    i = 0
+    while i < len(fields):
+        entry = fields[i]
+        i += 1
+        if len(entry) < 4 or entry[2] != " ":
+            continue
+        status, path = entry[:2], entry[3:]
+        if status == "??":
+            continue
+        paths.append(path)
+        if "R" in status or "C" in status:
+            i += 1  # the source path of a rename or copy
+    return paths
 
 
 TEMPLATE = '''\

@@ -15,8 +15,9 @@ import psycopg
 from pglast import ast
 
 from ..indexes import find_overlaps
+from ..indexes.catalog import PROBES
 from ..queries import Queries
-from . import statements
+from . import partitions, statements, writes
 from .files import ChangeFile
 from .statements import IndexChange, StatementError
 from .targets import Target, derive_rollback, resolve, row
@@ -33,6 +34,10 @@ RULES = {
     "duplicate-index": "an identical index already exists: a second one only adds write cost and disk",
     "redundant-index": "an existing index already serves every lookup this one would",
     "partitioned-parent": "CREATE INDEX CONCURRENTLY cannot build on a partitioned table; build per partition and attach",
+    "partitioned-drop": "DROP INDEX CONCURRENTLY refuses a partitioned index and an index attached to one",
+    "hot-updates-stop": "the workload's UPDATEs change a column the index covers: those updates stop being HOT",
+    "partitioned-route": "on a partitioned table, apply runs the whole route: ON ONLY the parent, each partition "
+                         "concurrently, attach each",
     "concurrent-build-bug": "PostgreSQL 14.0 to 14.3 can corrupt indexes built CONCURRENTLY; upgrade to 14.4 or later",
     "unknown-table": "the table the change is on must exist",
     "unknown-index": "the index a DROP or REINDEX names must exist",
@@ -43,14 +48,6 @@ RULES = {
     "already-applied": "a valid identical index already exists under this name: apply will have nothing to do",
     "invalid-leftover": "an INVALID index of this name is left from an interrupted build; apply drops it and builds again",
 }
-
-_PARTITION_ROUTE = (
-    "{table} is partitioned: CREATE INDEX CONCURRENTLY cannot build on it. Build it per partition: "
-    "CREATE INDEX {index} ON ONLY {table} (...) (instant, INVALID); then for each partition "
-    "CREATE INDEX CONCURRENTLY <partition_index> ON <partition> (...) and "
-    "ALTER INDEX {index} ATTACH PARTITION <partition_index>; the parent index turns valid "
-    "when the last partition is attached. Write one change file per partition."
-)
 
 
 def concurrent_build_bug(version_num: int) -> bool:
@@ -91,18 +88,42 @@ class LintResult:
 
 def lint(change: ChangeFile, conn: psycopg.Connection | None, q: Queries | None) -> LintResult:
     """Every rule against the change; the catalogue rules only with a connection."""
+    from . import migration_lint  # it builds on this module's index rules
+
+    if migration_lint.is_migration(change.ddl):  # several statements, or not an index change
+        return migration_lint.lint_change(change, conn, q)
     result = LintResult()
     statement = _syntax(change.ddl, result)
     result.statement = statement
     if statement is None:
         return result
     if conn is not None and q is not None:
-        _catalogue(change, statement, conn, q, result)
+        _catalogue(statement, conn, q, result)
     if change.rollback is None:
         result.rollback = derive_rollback(statement, result.target)
     else:
         result.rollback = change.rollback
         _syntax(change.rollback, LintResult())  # a rollback that does not parse is an error now, not later
+    return result
+
+
+def recheck(text: str, conn: psycopg.Connection, q: Queries) -> LintResult:
+    """The rules for one statement as it is about to run (the build job asks, and the rollback)."""
+    from . import migration_lint
+
+    if migration_lint.is_migration(text):  # the migration job asks too
+        return migration_lint.lint_text(text, "change", migration_lint.Catalogue(conn, q))
+    result = LintResult()
+    statement = result.statement = _syntax(text, result)
+    if statement is not None:
+        _catalogue(statement, conn, q, result)
+    return result
+
+
+def syntax(text: str) -> LintResult:
+    """The rules that need no database, for one statement."""
+    result = LintResult()
+    result.statement = _syntax(text, result)
     return result
 
 
@@ -135,8 +156,8 @@ def _syntax(text: str, result: LintResult) -> IndexChange | None:
     return change
 
 
-def _catalogue(change: ChangeFile, st: IndexChange, conn: psycopg.Connection, q: Queries, result: LintResult) -> None:
-    server = row(conn, q.server_facts, {})
+def _catalogue(st: IndexChange, conn: psycopg.Connection, q: Queries, result: LintResult) -> None:
+    server = row(conn, PROBES.server_facts, {})
     result.server_version = server["version"]
     target = result.target = resolve(conn, q, st)
     if st.kind != "drop" and st.concurrent and concurrent_build_bug(server["version_num"]):
@@ -147,9 +168,11 @@ def _catalogue(change: ChangeFile, st: IndexChange, conn: psycopg.Connection, q:
             result.add("unknown-table", f"no table {st.table_name} (as the search_path resolves it)")
             return
         if target.table_relkind == "p" and st.concurrent:
-            result.add("partitioned-parent", _PARTITION_ROUTE.format(table=target.table, index=st.index or "<name>"))
-            return
+            if not partitions.lint_findings(st, target, conn, result):
+                return
         _overlaps(st, target, conn, result)
+        facts = row(conn, PROBES.table_facts, {"oid": target.table_oid})
+        writes.hot_update_findings(conn, q, st, facts["schema"], facts["name"], result)
         return
     if not target.exists:
         what = st.index_name or st.table_name
@@ -165,6 +188,22 @@ def _catalogue(change: ChangeFile, st: IndexChange, conn: psycopg.Connection, q:
         from ..indexes.catalog import load_index
 
         index = load_index(conn, target.index_state["oid"])
+        if index.relkind == "I" and not st.concurrent and not index.is_partition:
+            # The only way PostgreSQL drops a partitioned index; the job runs it under the lock timeout.
+            result.findings = [f for f in result.findings if f.rule != "non-concurrent-drop"]
+            result.add("partitioned-drop", f"{index.qualified} is partitioned: DROP INDEX (not concurrently) drops "
+                       "it with every partition's index, under an ACCESS EXCLUSIVE lock on each for a moment; "
+                       "the job runs it under the lock timeout, with retries", "note")
+            return
+        if index.relkind == "I" and st.concurrent:
+            result.add("partitioned-drop", f"{index.qualified} is a partitioned index: PostgreSQL cannot drop it "
+                       "concurrently. DROP INDEX (without CONCURRENTLY) drops it with every partition's index under "
+                       "an ACCESS EXCLUSIVE lock on each partition; write DROP INDEX IF EXISTS (pgsteady runs it under the lock timeout)")
+            return
+        if index.is_partition and st.concurrent:
+            result.add("partitioned-drop", f"{index.qualified} is attached to a partitioned index and cannot be "
+                       "dropped on its own; drop the partitioned index it belongs to instead")
+            return
         if index.backs_constraint:
             result.add("constraint-index", f"{index.qualified} backs constraint {index.constraint_name}; "
                        "drop the constraint instead, in a quiet moment")
@@ -176,7 +215,7 @@ def _overlaps(st: IndexChange, target: Target, conn: psycopg.Connection, result:
         result.add("name-taken", f"{state['qualified']} is a {state['relkind']!r} relation, not an index; rename the index")
         return
     try:
-        overlaps = find_overlaps(conn, target.table, statements.on_schema(st, target.table_schema))
+        overlaps = find_overlaps(conn, target.table, st.node)
     except Exception as exc:  # the proposal does not build even on an empty copy
         result.add("parse-error", str(exc).splitlines()[0])
         return

@@ -23,8 +23,10 @@ from typing import Any
 import psycopg
 
 from ..database import connect
+from ..indexes import sandbox
 from ..queries import Queries
-from . import statements
+from ..indexes.catalog import PROBES
+from . import statements, writes
 from .files import ChangeFile, Query
 from .statements import IndexChange
 from .targets import Target, row, rows
@@ -35,16 +37,19 @@ HYPOPG_MISSING = ("HypoPG is not installed on this server, so the planner was no
 
 def explain(conn: psycopg.Connection, query: Query, text: str | None = None) -> dict[str, Any]:
     """Run one query under EXPLAIN ANALYZE, 1 + repeat times; figures of the counted runs."""
-    # The query is the change file's own SQL, parsed when the file was read and
-    # known to be one SELECT; its values go as parameters.
-    sql_text = f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {text or query.sql}"
+    # The query is the change file's SQL as the parser read it (one plain SELECT,
+    # see statements.parse_query), printed back by the parser; its values go as
+    # bound parameters, through the extended protocol, in a READ ONLY transaction
+    # that is rolled back, with the lexing settings pinned (indexes.sandbox).
+    sql_text = f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {text or printed(query)}"
     times: list[float] = []
     planning: list[float] = []
     plan: dict[str, Any] = {}
-    with conn.transaction(force_rollback=True):
-        conn.execute("SET TRANSACTION READ ONLY")
+    with conn.transaction(force_rollback=True), conn.cursor() as cur:
+        cur.execute("SET TRANSACTION READ ONLY")
+        sandbox.pin(conn, local=True)
         for i in range(query.repeat + 1):
-            plan = conn.execute(sql_text, query.params).fetchone()[0][0]
+            plan = sandbox.execute_one(cur, sql_text, query.params).fetchone()[0][0]
             if i:  # the first run warms the cache and is not counted
                 times.append(plan["Execution Time"])
                 planning.append(plan.get("Planning Time", 0.0))
@@ -63,6 +68,11 @@ def explain(conn: psycopg.Connection, query: Query, text: str | None = None) -> 
         "plan_lines": plan_lines(top),
         "indexes": sorted(set(indexes_used(top))),
     }
+
+
+def printed(query: Query) -> str:
+    """The query as pglast prints what it parsed: the text that runs."""
+    return statements.rewrite_query(statements.parse_query(query.sql), {})
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -94,8 +104,8 @@ def indexes_used(node: dict[str, Any]) -> list[str]:
 
 
 def table_facts(conn: psycopg.Connection, q: Queries, table_oid: int) -> dict[str, Any]:
-    facts = row(conn, q.table_facts, {"oid": table_oid})
-    facts["indexes"] = rows(conn, q.table_indexes, {"oid": table_oid})
+    facts = row(conn, PROBES.table_facts, {"oid": table_oid})
+    facts["indexes"] = rows(conn, PROBES.table_indexes, {"oid": table_oid})
     return facts
 
 
@@ -105,10 +115,14 @@ def plan(change: ChangeFile, conn: psycopg.Connection, q: Queries, st: IndexChan
     started = time.monotonic()
     conn.execute("SET statement_timeout = '5min'")  # a runaway representative query must not hang the step
     figures: dict[str, Any] = {"captured_at": datetime.now(timezone.utc).isoformat(),
-                               "server_version": row(conn, q.server_facts, {})["version"]}
+                               "server_version": row(conn, PROBES.server_facts, {})["version"]}
     if target.table_oid is not None:
         figures["table"] = table_facts(conn, q, target.table_oid)
     figures["queries"] = [explain(conn, query) for query in change.queries]
+    figures["writes"] = writes.snapshot(conn, q, target.table_oid, target.table_relkind, target.table)
+    if st.kind == "create" and target.table_oid is not None:
+        facts = figures["table"]
+        figures["write_warnings"] = writes.hot_update_warnings(conn, q, st, facts["schema"], facts["name"])
     figures["hypothetical"] = hypothetical(dsn, q, st, target, change.queries) if st.kind == "create" else None
     figures["estimate"] = estimate(conn, q, st, target, figures)
     figures["seconds"] = round(time.monotonic() - started, 3)
@@ -123,6 +137,7 @@ def hypothetical(dsn: str, q: Queries, st: IndexChange, target: Target, queries:
             return {"available": False, "reason": HYPOPG_MISSING}
         try:
             with conn.transaction(force_rollback=True):
+                sandbox.pin(conn, local=True)
                 if not status["installed"]:
                     # Created and rolled back with this transaction: nothing stays in the database.
                     conn.execute("CREATE EXTENSION hypopg")
@@ -143,7 +158,8 @@ def hypothetical(dsn: str, q: Queries, st: IndexChange, target: Target, queries:
 
 
 def _cost(conn: psycopg.Connection, query: Query) -> tuple[float, list[str]]:
-    plan = conn.execute(f"EXPLAIN (FORMAT JSON) {query.sql}", query.params).fetchone()[0][0]["Plan"]
+    with conn.cursor() as cur:
+        plan = sandbox.execute_one(cur, f"EXPLAIN (FORMAT JSON) {printed(query)}", query.params).fetchone()[0][0]["Plan"]
     return plan["Total Cost"], indexes_used(plan)
 
 
@@ -161,7 +177,7 @@ def estimate(conn: psycopg.Connection, q: Queries, st: IndexChange, target: Targ
     table = figures["table"]
     columns = [p.name for p in st.node.indexParams if p.name]
     expressions = len(st.node.indexParams) - len(columns)
-    width = row(conn, q.key_widths, {"schema": target.table_schema, "table": table["name"],
+    width = row(conn, PROBES.key_widths, {"schema": target.table_schema, "table": table["name"],
                                      "columns": columns})["width"] + 8 * expressions
     # reltuples (set by VACUUM and ANALYZE) is steadier than the n_live_tup counter.
     rows_ = table["estimated_rows"] or table["live_rows"] or 0

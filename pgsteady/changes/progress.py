@@ -37,6 +37,7 @@ class Snapshot:
     step_status: str | None = None
     summary: str | None = None
     last_error: str | None = None
+    partitions: dict[str, Any] | None = None  # the partitioned route: done, total, current
 
     @property
     def describe(self) -> str:
@@ -46,6 +47,10 @@ class Snapshot:
         if self.job_state in ENDED:
             return self.job_state
         text = self.phase or "starting"
+        part = self.partitions
+        if part and part.get("total"):
+            where = f" ({part['current']})" if part.get("current") else ""
+            text = f"partition {min(part['done'] + 1, part['total'])}/{part['total']}{where}: {text}"
         if self.blockers:
             b = self.blockers[0]
             query = " ".join((b.get("query") or "").split())[:80]
@@ -59,6 +64,7 @@ def snapshot(conn: psycopg.Connection, q: Queries, job_id: int, step_id: int) ->
     snap = Snapshot(job["state"], job["attempt"], step_status=step.get("status"), summary=step.get("summary"),
                     last_error=job.get("last_error"))
     pid = (step.get("details") or {}).get("pid")
+    snap.partitions = (step.get("details") or {}).get("partitions")
     if job["state"] != "running" or pid is None:
         return snap
     snap.pid = pid

@@ -17,8 +17,9 @@ import psycopg
 from ..errors import PgsteadyError
 from ..indexes.catalog import human_bytes
 from ..queries import Queries
+from . import states, writes
 from .files import ChangeFile, files_touched
-from .targets import jsonb, row, rows
+from .targets import row, rows
 
 ORDER = ("lint", "plan", "rehearse", "apply", "verify")
 
@@ -41,28 +42,16 @@ def get(conn: psycopg.Connection, q: Queries, change_id: str) -> dict[str, Any]:
     return found
 
 
-def start(conn: psycopg.Connection, q: Queries, change: ChangeFile, step: str, command: str,
-          status: str = "running", job_id: int | None = None) -> int:
-    return row(conn, q.start_step, dict(change_id=change.id, step=step, status=status, command=command,
-                                        file_sha=change.sha, job_id=job_id))["id"]
-
-
-def finish(conn: psycopg.Connection, q: Queries, step_id: int, status: str, summary: str,
-           details: dict[str, Any] | None = None) -> None:
-    conn.execute(q.finish_step, dict(id=step_id, status=status, summary=summary,
-                                     details=jsonb(details) if details is not None else None))
-
-
 def sync_with_jobs(conn: psycopg.Connection, q: Queries, change_id: str) -> None:
-    """Close steps whose job ended without closing them (a worker died on the last attempt)."""
+    """Close steps whose job ended without closing them (a worker killed on the last attempt)."""
     for step in rows(conn, q.change_steps, {"change_id": change_id}):
         if step["status"] not in ("queued", "running") or step["job_id"] is None:
             continue
         job = row(conn, q.job_outcome, {"id": step["job_id"]})
         if job is None or job["state"] in ("failed", "cancelled"):
             reason = (job or {}).get("last_error") or "the job is gone"
-            finish(conn, q, step["id"], "failed", f"job {step['job_id']} {job['state'] if job else 'missing'}: {reason}")
-            conn.execute(q.set_change_status, {"id": change_id, "status": f"{step['step']} failed", "verdict": None})
+            states.end_step(conn, q, step["id"], "failed",
+                            f"job {step['job_id']} {job['state'] if job else 'missing'}: {reason}")
 
 
 def done_steps(steps: list[dict[str, Any]], sha: str) -> set[str]:
@@ -139,6 +128,11 @@ def render(change: ChangeFile, record: dict[str, Any]) -> str:
     watch = verify.get("watch")
     if watch:
         out.append(f"Watch: {watch['summary']}")
+    if verify.get("writes"):
+        out += ["", "## The cost to writes", ""] + [f"- {line}" for line in writes.describe(verify["writes"])]
+    from .migration_note import lines as statement_lines  # a migration: each statement, rehearsed and applied
+
+    out += statement_lines(record)
     out += ["", "## Commands run", ""]
     out += [f"- `{s['command']}` ({s['step']}, {s['started_at']:%Y-%m-%d %H:%M:%S %Z})"
             for s in record["steps"] if s["command"]]

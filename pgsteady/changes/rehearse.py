@@ -18,8 +18,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from ..indexes import sandbox
 from ..queries import Queries
-from . import measure, statements
+from ..indexes.catalog import PROBES
+from . import cleanup, measure, statements
 from .files import ChangeFile
 from .statements import IndexChange
 from .targets import Target, row, rows
@@ -42,15 +44,17 @@ def rehearse(change: ChangeFile, conn: psycopg.Connection, q: Queries, st: Index
     figures: dict[str, Any] = {"schema": scratch, "sample": change.sample, "tables": [], "queries": []}
     conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(scratch)))
     try:
+        cleanup.mark_schema(conn, q, scratch)  # a killed rehearsal's copy is found and dropped later
         for table in {t["oid"]: t for t in tables.values()}.values():
-            figures["tables"].append(_copy(conn, q, table, scratch, change.sample))
+            figures["tables"].append(copy_table(conn, q, table, scratch, change.sample))
         lap("copy")
         moved = {key: scratch for key in tables}
         parsed = {query.name: statements.parse_query(query.sql) for query in change.queries}
         before = [measure.explain(conn, query, statements.rewrite_query(parsed[query.name], moved))
                   for query in change.queries]
         lap("explain_before")
-        conn.execute(statements.on_schema(st, scratch))
+        with conn.cursor() as cur:
+            sandbox.execute_one(cur, statements.on_schema(st, scratch))
         lap("apply")
         if st.kind == "create":
             conn.execute(sql.SQL("ANALYZE {}.{}").format(sql.Identifier(scratch), sql.Identifier(st.node.relation.relname)))
@@ -60,8 +64,8 @@ def rehearse(change: ChangeFile, conn: psycopg.Connection, q: Queries, st: Index
         for b, a in zip(before, after):
             figures["queries"].append({"name": b["name"], "before": b, "after": a})
         if st.kind == "create":
-            built = row(conn, q.resolve_relation, {"name": statements._qualify(scratch, st.index)})
-            figures["index_bytes"] = row(conn, q.relation_size, {"oid": built["oid"]})["bytes"]
+            built = row(conn, PROBES.resolve_relation, {"name": statements._qualify(scratch, st.index)})
+            figures["index_bytes"] = row(conn, PROBES.relation_size, {"oid": built["oid"]})["bytes"]
     finally:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(scratch)))
         lap("drop")
@@ -78,21 +82,21 @@ def _tables(conn: psycopg.Connection, q: Queries, change: ChangeFile, target: Ta
     """Every ordinary table the change is on or a query reads, keyed as the queries name them."""
     found: dict[tuple, dict] = {}
     if target.table_oid is not None:
-        facts = row(conn, q.table_facts, {"oid": target.table_oid})
+        facts = row(conn, PROBES.table_facts, {"oid": target.table_oid})
         names = [(None, facts["name"]), (facts["schema"], facts["name"])]
         for key in names:
             found[key] = facts
     for query in change.queries:
         for schema, name in statements.parse_query(query.sql).relations:
-            rel = row(conn, q.resolve_relation, {"name": statements._qualify(schema, name)})
+            rel = row(conn, PROBES.resolve_relation, {"name": statements._qualify(schema, name)})
             if rel is not None and rel["relkind"] == "r":
-                found[(schema, name)] = row(conn, q.table_facts, {"oid": rel["oid"]})
+                found[(schema, name)] = row(conn, PROBES.table_facts, {"oid": rel["oid"]})
     # Two keys may point at one table; copy it once.
     unique = {facts["oid"]: facts for facts in found.values()}
     return {key: unique[facts["oid"]] for key, facts in found.items()}
 
 
-def _copy(conn: psycopg.Connection, q: Queries, facts: dict[str, Any], scratch: str, sample: float) -> dict[str, Any]:
+def copy_table(conn: psycopg.Connection, q: Queries, facts: dict[str, Any], scratch: str, sample: float) -> dict[str, Any]:
     source = sql.Identifier(facts["schema"], facts["name"])
     copy = sql.Identifier(scratch, facts["name"])
     started = time.monotonic()
@@ -101,12 +105,12 @@ def _copy(conn: psycopg.Connection, q: Queries, facts: dict[str, Any], scratch: 
     where = sql.SQL(" TABLESAMPLE SYSTEM ({})").format(sql.Literal(sample * 100)) if sample < 1 else sql.SQL("")
     conn.execute(sql.SQL("INSERT INTO {} SELECT * FROM {}{}").format(copy, source, where))
     # Indexes after the rows: faster than maintaining them row by row.
-    for index in rows(conn, q.table_indexes, {"oid": facts["oid"]}):
+    for index in rows(conn, PROBES.table_indexes, {"oid": facts["oid"]}):
         if index["is_valid"]:
             conn.execute(statements.reschema_indexdef(index["indexdef"], scratch))
     conn.execute(sql.SQL("ANALYZE {}").format(copy))
-    copied = row(conn, q.resolve_relation, {"name": statements._qualify(scratch, facts["name"])})
-    size = row(conn, q.table_facts, {"oid": copied["oid"]})
+    copied = row(conn, PROBES.resolve_relation, {"name": statements._qualify(scratch, facts["name"])})
+    size = row(conn, PROBES.table_facts, {"oid": copied["oid"]})
     return {"table": facts["qualified"], "rows": size["estimated_rows"], "bytes": size["total_bytes"],
             "source_rows": facts["estimated_rows"] or facts["live_rows"] or 0,
             "seconds": round(time.monotonic() - started, 3)}

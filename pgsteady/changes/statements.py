@@ -25,6 +25,7 @@ from pglast.visitors import Visitor
 from psycopg import sql
 
 from ..errors import PgsteadyError
+from ..security.settings import CHANGE_QUERY_DENIED_FUNCTIONS, CHANGE_QUERY_DENIED_PREFIXES
 
 
 class StatementError(PgsteadyError):
@@ -187,6 +188,9 @@ def parse_query(text: str) -> ParsedQuery:
     if not isinstance(node, ast.SelectStmt) or finder.writes:
         raise StatementError("a query must be a SELECT without INSERT/UPDATE/DELETE: "
                              "it is run under EXPLAIN ANALYZE, which executes it")
+    if finder.refused:
+        raise StatementError(f"a query must be a plain SELECT: {finder.refused[0]} is not allowed "
+                             "(it is run under EXPLAIN ANALYZE, which executes it)")
     rels = [r for r in dict.fromkeys(finder.relations) if not (r[0] is None and r[1] in finder.ctes)]
     return ParsedQuery(node, names, rels)
 
@@ -206,11 +210,38 @@ def rewrite_query(parsed: ParsedQuery, tables: dict[tuple[str | None, str], str]
     return _PARAM.sub(lambda m: f"%({parsed.params[int(m.group(1)) - 1]})s", text)
 
 
+# Functions a representative query may not call: they act outside the query's
+# read-only transaction (signal or end backends, open other connections, run
+# SQL text of their own, read server files, take locks, change settings).
+# The lists live in security/settings.py. Anything else the role may execute,
+# a volatile function of the application included, still runs: docs/changes.md
+# says so.
+DENIED_FUNCTIONS = CHANGE_QUERY_DENIED_FUNCTIONS
+DENIED_PREFIXES = CHANGE_QUERY_DENIED_PREFIXES
+
+
+def denied_function(name: str) -> bool:
+    name = name.lower()
+    return name in DENIED_FUNCTIONS or name.startswith(DENIED_PREFIXES)
+
+
 class _Relations(Visitor):
     def __init__(self) -> None:
         self.relations: list[tuple[str | None, str]] = []
         self.ctes: set[str] = set()
         self.writes = False
+        self.refused: list[str] = []
+
+    def visit_SelectStmt(self, ancestors, node):
+        if node.intoClause is not None:
+            self.refused.append("SELECT ... INTO (it creates a table)")
+        if node.lockingClause:
+            self.refused.append("a locking clause (FOR UPDATE/SHARE takes row locks)")
+
+    def visit_FuncCall(self, ancestors, node):
+        name = node.funcname[-1].sval if node.funcname else ""
+        if denied_function(name):
+            self.refused.append(f"calling {name}()")
 
     def visit_RangeVar(self, ancestors, node):
         self.relations.append((node.schemaname, node.relname))

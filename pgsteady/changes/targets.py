@@ -7,7 +7,6 @@ search_path, quoting), once, and everything after works with oids.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,11 +14,11 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from ..database import scrub
+from ..indexes.ddl import concurrently
 from ..queries import Queries
+from ..indexes.catalog import PROBES
 from .statements import IndexChange, _qualify
-
-_DEF_HEAD = re.compile(r"^CREATE (UNIQUE )?INDEX ")
-
 
 @dataclass
 class Target:
@@ -49,20 +48,20 @@ def resolve(conn: psycopg.Connection, q: Queries, change: IndexChange) -> Target
     """The table and index a change names; missing ones are None."""
     table = index = None
     if change.kind == "create":
-        table = row(conn, q.resolve_relation, {"name": change.table_name})
+        table = row(conn, PROBES.resolve_relation, {"name": change.table_name})
         if table is not None:
             # An index always lives in its table's schema.
             index_name = _qualify(table["schema"], change.index) if change.index else None
-            index = row(conn, q.resolve_relation, {"name": index_name}) if index_name else None
+            index = row(conn, PROBES.resolve_relation, {"name": index_name}) if index_name else None
     elif change.index is not None:
-        index = row(conn, q.resolve_relation, {"name": change.index_name})
+        index = row(conn, PROBES.resolve_relation, {"name": change.index_name})
     else:
-        table = row(conn, q.resolve_relation, {"name": change.table_name})
+        table = row(conn, PROBES.resolve_relation, {"name": change.table_name})
     state = None
     if index is not None and index["relkind"] in ("i", "I"):
-        state = row(conn, q.index_state, {"oid": index["oid"]})
+        state = row(conn, PROBES.index_state, {"oid": index["oid"]})
         if table is None:
-            table = row(conn, q.table_facts, {"oid": state["table_oid"]})
+            table = row(conn, PROBES.table_facts, {"oid": state["table_oid"]})
     elif index is not None:
         state = {"not_an_index": True, "relkind": index["relkind"], "qualified": index["qualified"]}
     where = None
@@ -76,24 +75,24 @@ def resolve(conn: psycopg.Connection, q: Queries, change: IndexChange) -> Target
     )
 
 
-def concurrent_create(indexdef: str) -> str:
-    """An index's pg_get_indexdef as the CREATE INDEX CONCURRENTLY that rebuilds it."""
-    head = _DEF_HEAD.match(indexdef)
-    if head is None:  # pragma: no cover - pg_get_indexdef always starts this way
-        raise ValueError(f"unexpected index definition: {indexdef}")
-    return f"CREATE {head.group(1) or ''}INDEX CONCURRENTLY {indexdef[head.end():]}"
-
-
 def derive_rollback(change: IndexChange, target: Target | None) -> str | None:
     """The way back, when it can be known: None for a REINDEX (nothing changes)."""
     if change.kind == "create" and change.index:
         name = target.index if target and target.index else change.index_name
+        if target is not None and target.table_relkind == "p":
+            return f"DROP INDEX IF EXISTS {name}"  # a partitioned index cannot be dropped concurrently
         return f"DROP INDEX CONCURRENTLY IF EXISTS {name}"
     if change.kind == "drop" and target is not None and target.exists and "indexdef" in target.index_state:
-        return concurrent_create(target.index_state["indexdef"])
+        return concurrently(target.index_state["indexdef"])
     return None
 
 
 def jsonb(value: Any) -> Jsonb:
     """A value for a jsonb parameter; times and other non-JSON values are written as text."""
     return Jsonb(value, dumps=lambda v: json.dumps(v, default=str))
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one password-free line, for the record and the terminal."""
+    text = scrub(str(exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

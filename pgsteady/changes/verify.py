@@ -8,7 +8,12 @@ Verdicts, with the numbers behind them:
     improved  every expectation met and some query's median at least 20% faster
     unchanged every expectation met, nothing much faster or slower
 
-``worse`` and ``not met`` are negative: the command exits 1.
+    mixed     some query faster, but writes to the table got worse (HOT
+              updates stopped, write statements slower: see writes.py)
+
+``worse``, ``not met`` and ``mixed`` are negative: the command exits 1.
+A write side that got worse makes the verdict ``worse`` when no read got
+faster.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from typing import Any, Callable
 import psycopg
 
 from ..queries import Queries
-from . import measure
+from ..indexes.catalog import statements_schema
+from . import measure, writes
 from .files import ChangeFile
 from .targets import row, rows
 
@@ -30,15 +36,19 @@ NOISE_MS = 0.1
 
 def verify(change: ChangeFile, conn: psycopg.Connection, q: Queries, plan: dict[str, Any] | None,
            applied_at: datetime | None, watch_seconds: float,
-           on_tick: Callable[[float, float], None] | None = None) -> dict[str, Any]:
+           on_tick: Callable[[float, float], None] | None = None, *,
+           write_baseline: dict[str, Any] | None = None,
+           write_counters: Callable[[], dict[str, Any] | None] | None = None) -> dict[str, Any]:
     conn.execute("SET statement_timeout = '5min'")
     after = [measure.explain(conn, query) for query in change.queries]
     before = {f["name"]: f for f in (plan or {}).get("queries", [])}
     checks = [_check(query, a, before.get(query.name)) for query, a in zip(change.queries, after)]
     watch = _watch(conn, q, change, applied_at, watch_seconds, on_tick)
-    figures = {"queries": after, "checks": checks, "watch": watch,
+    written = writes.compare((plan or {}).get("writes"), write_baseline,
+                             write_counters() if write_counters else None)
+    figures = {"queries": after, "checks": checks, "watch": watch, "writes": written,
                "verified_at": datetime.now(timezone.utc).isoformat()}
-    figures["verdict"], figures["why"] = _verdict(checks, watch)
+    figures["verdict"], figures["why"] = _verdict(checks, watch, written)
     return figures
 
 
@@ -59,7 +69,9 @@ def _check(query, after: dict[str, Any], before: dict[str, Any] | None) -> dict[
     return result
 
 
-def _verdict(checks: list[dict[str, Any]], watch: dict[str, Any]) -> tuple[str, str]:
+def _verdict(checks: list[dict[str, Any]], watch: dict[str, Any],
+             written: dict[str, Any] | None = None) -> tuple[str, str]:
+    """Reads and writes weighed together: faster reads bought with slower writes is ``mixed``, never ``improved``."""
     slower = [c for c in checks if c.get("slower")]
     if slower:
         c = slower[0]
@@ -70,9 +82,14 @@ def _verdict(checks: list[dict[str, Any]], watch: dict[str, Any]) -> tuple[str, 
     if missed:
         return "not met", f"{missed[0]['name']}: {'; '.join(missed[0]['problems'])}"
     faster = [c for c in checks if c.get("faster")]
+    reads = "; ".join(f"{c['name']} {c['before_ms']:.2f} ms -> {c['after_ms']:.2f} ms ({c['speedup']}x)"
+                      for c in faster)
+    if written is not None and written["worse"]:
+        if faster:
+            return "mixed", f"reads faster ({reads}) but writes slower: {written['why']}"
+        return "worse", f"writes slower: {written['why']}"
     if faster:
-        return "improved", "; ".join(f"{c['name']} {c['before_ms']:.2f} ms -> {c['after_ms']:.2f} ms "
-                                     f"({c['speedup']}x)" for c in faster)
+        return "improved", reads
     return "unchanged", "every expectation met; no query much faster or slower"
 
 
@@ -104,9 +121,10 @@ def _watch(conn: psycopg.Connection, q: Queries, change: ChangeFile, applied_at:
 
 
 def _statements(conn: psycopg.Connection, q: Queries, change: ChangeFile) -> dict[int, dict] | None:
-    if not row(conn, q.statements_available, {})["installed"]:
+    if statements_schema(conn) is None:
         return None
-    table = change.statement().table or change.statement().index or ""
+    st = change.statement()  # None for a migration of several statements: every statement is watched
+    table = (st.table or st.index or "") if st else ""
     try:
         with conn.transaction():
             found = rows(conn, q.statements_for_table, {"pattern": f"%{table}%"})

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shlex
 from pathlib import Path
 
 import click
+import psycopg
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from ..changes import files, progress, record
+from ..changes import cleanup, files, migration_lint, progress, record, writes
 from ..changes.lint import lint as run_lint
-from ..changes.steps import ChangeFailed, ChangeRefused, Session
+from ..changes.migration_session import open_session
+from ..changes.steps import ChangeFailed, ChangeRefused, Session, one_line
 from ..database import connect
 from ..errors import ConfigError
 from ..indexes.catalog import human_bytes
@@ -22,6 +27,19 @@ from .base import echo_json, json_option
 
 FILE = click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 err = Console(stderr=True)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def plain(value: object) -> str:
+    """Stored text made safe for a terminal: control characters (escape sequences) shown as '?'."""
+    return _CONTROL.sub("?", "" if value is None else str(value))
+
+
+def shown(value: object) -> Text:
+    """A table cell from stored data: never read as rich markup (a title may hold "[/x]")."""
+    return Text(plain(value))
 
 
 def _command(ctx: click.Context, file: Path, flags: dict) -> str:
@@ -37,8 +55,8 @@ def _command(ctx: click.Context, file: Path, flags: dict) -> str:
 
 def _session(state, file: Path, flags: dict | None = None) -> Session:
     ctx = click.get_current_context()
-    return Session(state.resolved_dsn(), state.schema, file, _command(ctx, file, flags or {}),
-                   app=state.app(required=False))
+    return open_session(state.resolved_dsn(), state.schema, file, _command(ctx, file, flags or {}),
+                        app=state.app(required=False))
 
 
 def _print_lint(result, as_json: bool) -> None:
@@ -46,10 +64,31 @@ def _print_lint(result, as_json: bool) -> None:
         echo_json(result.to_json())
         return
     for f in result.findings:
-        click.echo(f"{f.severity:<7} {f.rule}: {f.reason}\n        {f.message}")
+        where = f"line {f.line}: " if getattr(f, "line", 0) else ""  # a migration's statement
+        click.echo(f"{f.severity:<7} {f.rule}: {f.reason}\n        {where}{f.message}")
     click.echo("lint: refused" if result.refused else f"lint: ok{' (with notes)' if result.findings else ''}")
     if result.rollback:
         click.echo(f"rollback: {result.rollback}")
+
+
+def _configured_dsn(state) -> str | None:
+    """The database to read facts from when one is configured; never the embedded server, for a .sql file."""
+    if state.dsn or os.environ.get("PGSTEADY_DSN") or state.app_path:
+        return state.resolved_dsn()
+    return None
+
+
+def _print_sql_lint(file: Path, result, as_json: bool) -> None:
+    if as_json:
+        echo_json({**result.to_json(), "file": str(file), "statements": len(result.steps)})
+        return
+    for f in result.findings:
+        click.echo(plain(f"{file}:{f.line}: {f.severity} {f.rule}: {f.reason}\n    {f.message}"))
+        if f.route and f.severity == "refuse":
+            click.echo("    fix: " + plain(f.route).replace("\n", "\n         "))
+    refused = sum(f.severity == "refuse" for f in result.findings)
+    click.echo(f"lint: {len(result.steps)} statements, " +
+               (f"{refused} refused" if refused else "ok" + (" (with notes)" if result.findings else "")))
 
 
 def _print_queries(figures: list[dict]) -> None:
@@ -57,8 +96,8 @@ def _print_queries(figures: list[dict]) -> None:
     for col in ("query", "median", "p95", "runs", "plan"):
         table.add_column(col, overflow="fold")
     for f in figures:
-        table.add_row(f["name"], f"{f['median_ms']:.2f} ms", f"{f['p95_ms']:.2f} ms", str(f["runs"]),
-                      "\n".join(f["plan_lines"]))
+        table.add_row(*map(shown, (f["name"], f"{f['median_ms']:.2f} ms", f"{f['p95_ms']:.2f} ms", f["runs"],
+                                   "\n".join(f["plan_lines"]))))
     Console().print(table)
 
 
@@ -95,8 +134,18 @@ def _enqueued(session: Session, job_id: int, step_id: int, created: bool, wait: 
         echo_json(result)
 
 
+class _OneLineGroup(click.Group):
+    """A database error in any change command is one line and exit 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except psycopg.Error as exc:
+            raise ChangeFailed(f"{ctx.invoked_subcommand or 'change'}: {one_line(exc)}") from None
+
+
 def register(cli: click.Group) -> None:
-    @cli.group("change")
+    @cli.group("change", cls=_OneLineGroup)
     def change_group() -> None:
         """Index changes as reviewed, measured, repeatable work (see docs/changes.md).
 
@@ -113,6 +162,8 @@ def register(cli: click.Group) -> None:
         """Write a commented change file template to FILE."""
         if file.exists():
             raise ConfigError(f"{file} exists already; choose another name (nothing was written)")
+        if file.suffix.lower() == ".md":
+            raise ConfigError(f"{file}: a change file must not end in .md (its note is written there); use .toml")
         file.parent.mkdir(parents=True, exist_ok=True)
         file.write_text(files.template(file, change_id or file.stem), encoding="utf-8")
         click.echo(f"wrote {file}; edit it, then run `pgsteady change lint {file}`")
@@ -120,10 +171,24 @@ def register(cli: click.Group) -> None:
     @change_group.command("lint")
     @FILE
     @click.option("--offline", is_flag=True, help="Only the rules that need no database.")
+    @click.option("--in-transaction", is_flag=True,
+                  help="A .sql file: the tool runs it in one transaction (Flyway, Django atomic migrations).")
     @json_option
     @click.pass_obj
-    def lint_cmd(state, file: Path, offline: bool, as_json: bool) -> None:
-        """Refuse what would hurt. Exit 1 when a rule refuses the change."""
+    def lint_cmd(state, file: Path, offline: bool, in_transaction: bool, as_json: bool) -> None:
+        """Refuse what would hurt. Exit 1 when a rule refuses the change.
+
+        FILE is a change file (.toml), or a plain .sql migration from another
+        tool (Alembic, Django, Flyway), linted as it is, one finding per
+        statement with its line number.
+        """
+        if file.suffix.lower() == ".sql":
+            result = migration_lint.lint_file(file, None if offline else _configured_dsn(state), state.schema,
+                                              in_transaction=in_transaction)
+            _print_sql_lint(file, result, as_json)
+            if result.refused:
+                raise SystemExit(1)
+            return
         if offline:
             result = run_lint(files.load(file), None, None)
         else:
@@ -147,8 +212,7 @@ def register(cli: click.Group) -> None:
         if as_json:
             echo_json(figures)
             return
-        t = figures.get("table")
-        if t:
+        for t in [figures["table"]] if figures.get("table") else figures.get("tables", []):  # a migration: each
             click.echo(f"table {t['qualified']}: {t['estimated_rows']:,} rows, {human_bytes(t['heap_bytes'])} data, "
                        f"{human_bytes(t['index_bytes'])} in {len(t['indexes'])} index(es)")
             for i in t["indexes"]:
@@ -161,6 +225,14 @@ def register(cli: click.Group) -> None:
                            f"(cost {h['cost_before']:.0f} -> {h['cost_after']:.0f})")
         elif hypo:
             click.echo(hypo["reason"])
+        w = figures.get("writes")
+        if w:
+            hot = f", {w['hot_updated'] / w['updated']:.0%} of them HOT" if w["updated"] else ""
+            click.echo(f"writes so far (since the statistics reset): {w['inserted']:,} inserted, "
+                       f"{w['updated']:,} updated{hot}, {w['deleted']:,} deleted; verify compares the write cost "
+                       "after the apply")
+        for warning in figures.get("write_warnings") or ():
+            click.echo(plain(f"warning: {warning}"))
         est = figures.get("estimate")
         if est:
             click.echo(f"estimate: index about {human_bytes(est['index_bytes'])} ({est['basis']}), "
@@ -183,6 +255,13 @@ def register(cli: click.Group) -> None:
         click.echo(f"copied {figures['copied_rows']:,} rows ({human_bytes(figures['copied_bytes'])}) in "
                    f"{figures['timings']['copy']:.2f}s; change took {figures['timings']['apply']:.2f}s on the copy "
                    f"(whole table: about {figures['build_seconds_estimate']}s); {figures['seconds']:.2f}s in all, copy dropped")
+        for st in figures.get("statements", []):  # a migration: what each statement cost on the copy
+            if st["status"] == "done":
+                click.echo(plain(f"{st['index']}. line {st['line']}: {st['seconds']:.3f}s, {st['strongest'] or 'no lock'}"
+                                      f" held {st['held_seconds']:.3f}s (blocks {st['blocks']}), "
+                                      f"{'rewrote ' + ', '.join(st['rewrote']) if st['rewrote'] else 'no rewrite'}"))
+            else:
+                click.echo(plain(f"{st['index']}. line {st['line']}: {st['status']}: {st.get('why') or st.get('error')}"))
         for q in figures["queries"]:
             click.echo(f"{q['name']}: {q['before']['median_ms']:.2f} ms -> {q['after']['median_ms']:.2f} ms")
             click.echo("  before: " + " / ".join(s.strip() for s in q["before"]["plan_lines"]))
@@ -233,9 +312,25 @@ def register(cli: click.Group) -> None:
                 state_text = "met" if c["met"] else "NOT met: " + "; ".join(c["problems"])
                 click.echo(f"{c['name']}: {state_text}")
             click.echo(figures["watch"]["summary"])
+            if figures.get("writes"):
+                for line in writes.describe(figures["writes"]):
+                    click.echo(plain(line))
             click.echo(f"verdict: {figures['verdict']} ({figures['why']})")
-        if figures["verdict"] in ("worse", "not met"):
+        if figures["verdict"] in ("worse", "not met", "mixed"):
             raise SystemExit(1)
+
+    @change_group.command("cleanup")
+    @json_option
+    @click.pass_obj
+    def cleanup_cmd(state, as_json: bool) -> None:
+        """Drop what killed commands left: rehearsal copies of dead sessions, steps left running."""
+        with connect(state.resolved_dsn(), autocommit=True) as conn:
+            check_current(conn, state.schema)
+            swept = cleanup.sweep(conn, for_schema(state.schema))
+        if as_json:
+            echo_json({"schemas": swept.schemas, "steps": swept.steps, "refused": swept.refused})
+        else:
+            click.echo(swept.describe())
 
     @change_group.command("list")
     @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
@@ -245,7 +340,7 @@ def register(cli: click.Group) -> None:
         """Every recorded change, the newest first."""
         with connect(state.resolved_dsn(), autocommit=True) as conn:
             check_current(conn, state.schema)
-            found = conn.cursor(row_factory=__import__("psycopg").rows.dict_row).execute(
+            found = conn.cursor(row_factory=psycopg.rows.dict_row).execute(
                 for_schema(state.schema).list_changes, {"limit": limit}).fetchall()
         if as_json:
             echo_json(found)
@@ -254,8 +349,8 @@ def register(cli: click.Group) -> None:
         for col in ("id", "title", "owner", "status", "verdict", "last step done", "updated"):
             table.add_column(col, overflow="fold")
         for c in found:
-            table.add_row(c["id"], c["title"], c["owner"], c["status"], c["verdict"] or "", c["last_step_done"] or "",
-                          f"{c['updated_at']:%Y-%m-%d %H:%M}")
+            table.add_row(*map(shown, (c["id"], c["title"], c["owner"], c["status"], c["verdict"],
+                                       c["last_step_done"], f"{c['updated_at']:%Y-%m-%d %H:%M}")))
         Console().print(table)
 
     @change_group.command("show")
@@ -272,14 +367,21 @@ def register(cli: click.Group) -> None:
         if as_json:
             echo_json(found)
             return
-        click.echo(f"{found['id']}: {found['title']}\nowner: {found['owner']}\nstatus: {found['status']}"
-                   + (f" (verdict: {found['verdict']})" if found["verdict"] else "")
-                   + f"\nfile: {found['file_path']}\nchange: {found['statement']}\nrollback: {found['rollback'] or '-'}")
+        safe = {k: plain(v) for k, v in found.items() if isinstance(v, str)}
+        click.echo(f"{safe['id']}: {safe['title']}\nowner: {safe['owner']}\nstatus: {safe['status']}"
+                   + (f" (verdict: {safe['verdict']})" if found["verdict"] else "")
+                   + f"\nfile: {safe['file_path']}\nchange: {safe['statement']}\nrollback: {safe.get('rollback') or '-'}")
         table = Table(box=None, header_style="bold")
         for col in ("step", "status", "started", "finished", "job", "command", "summary"):
             table.add_column(col, overflow="fold")
         for s in found["steps"]:
-            table.add_row(s["step"], s["status"], f"{s['started_at']:%Y-%m-%d %H:%M:%S}",
-                          f"{s['finished_at']:%H:%M:%S}" if s["finished_at"] else "", str(s["job_id"] or ""),
-                          s["command"] or "", s["summary"] or "")
+            table.add_row(*map(shown, (s["step"], s["status"], f"{s['started_at']:%Y-%m-%d %H:%M:%S}",
+                                       f"{s['finished_at']:%H:%M:%S}" if s["finished_at"] else "", s["job_id"],
+                                       s["command"], s["summary"])))
         Console().print(table)
+        for s in found["steps"]:  # a migration: each statement of its apply and rollback steps
+            for st in (s["details"] or {}).get("statements", []) if s["step"] in ("apply", "rollback") else ():
+                click.echo(plain(f"  {s['step']} step {s['id']}, statement {st['index']}/{st['of']} (line {st['line']}): "
+                                 f"{st['status']} in {st.get('seconds', 0):.3f}s, {st['attempts']} attempt(s)"
+                                 + (f", {st['lock_timeouts']} lock timeout(s)" if st["lock_timeouts"] else "")
+                                 + (f": {st['error']}" if st.get("error") else "")))

@@ -7,10 +7,12 @@ error (bad option, unreachable database), so a CI job can gate on it.
 from __future__ import annotations
 
 import re
+import textwrap
 
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ..database import connect
 from ..indexes import SEVERITIES, Report, Thresholds, check as run_check
@@ -35,6 +37,24 @@ class Size(click.ParamType):
         return int(float(match.group(1)) * _UNITS[(match.group(2) or "b").lower()])
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class Duration(click.ParamType):
+    """A duration like 90s, 30m, 12h or 7d (a plain number is seconds)."""
+
+    name = "duration"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        match = _DURATION.match(str(value))
+        if not match:
+            self.fail(f"{value!r} is not a duration; use 90s, 30m, 12h or 7d", param, ctx)
+        return int(float(match.group(1)) * _SECONDS[match.group(2) or "s"])
+
+
 class Fraction(click.ParamType):
     name = "fraction"
 
@@ -52,23 +72,43 @@ _STYLE = {"error": "bold red", "warn": "yellow", "info": "cyan"}
 _TITLE = {"error": "Errors", "warn": "Warnings", "info": "Notes"}
 
 
+def _blocks(rows, level: str, console: Console) -> None:
+    """Findings as indented, wrapped paragraphs: what a pipe or a narrow terminal can read whole."""
+    width = max(40, console.width - 4)
+    console.print(Text(f"{_TITLE[level]} ({len(rows)})", style=_STYLE[level]))
+    for f in rows:
+        console.print(Text(f"- {f.check}: {', '.join(f.objects)}", style=_STYLE[level]), soft_wrap=True)
+        for line in textwrap.wrap(f.message, width, break_long_words=False, break_on_hyphens=False):
+            console.print(Text("    " + line), soft_wrap=True)
+        for statement in f.fix_statements:
+            console.print(Text("    fix: " + statement), soft_wrap=True)
+    console.print()
+
+
 def render(report: Report, console: Console) -> None:
-    """Findings as one table per severity, worst first, then skipped checks and a one-line summary."""
+    """Findings per severity, worst first, then skipped checks and a one-line summary.
+
+    On a wide terminal, one table per severity; piped or narrow, wrapped
+    paragraphs (a table cell at 80 columns would cut or scatter a message)."""
     for level in reversed(SEVERITIES):
         rows = [f for f in report.findings if f.severity == level]
         if not rows:
             continue
+        if not console.is_terminal or console.width < 120:
+            _blocks(rows, level, console)
+            continue
         table = Table(title=f"{_TITLE[level]} ({len(rows)})", title_style=_STYLE[level], title_justify="left",
                       show_lines=True, expand=True)
-        table.add_column("Check", style=_STYLE[level], no_wrap=True)
+        # Wrapped, never cut: piped output is 80 columns wide, and a cut message loses its point.
+        table.add_column("Check", style=_STYLE[level], overflow="fold")
         table.add_column("Objects", overflow="fold")
-        table.add_column("Finding", ratio=3)
+        table.add_column("Finding", ratio=3, overflow="fold")
         table.add_column("Fix", ratio=2, overflow="fold")
         for f in rows:
-            table.add_row(f.check, "\n".join(f.objects), f.message, f.fix_sql or "-")
+            table.add_row(*(Text(v) for v in (f.check, "\n".join(f.objects), f.message, f.fix_sql or "-")))
         console.print(table)
     for name, reason in report.skipped:
-        console.print(f"[dim]skipped {name}: {reason}[/dim]", highlight=False)
+        console.print(Text(f"skipped {name}: {reason}", style="dim"), highlight=False, soft_wrap=True)
     counts = report.counts()
     words = {"error": ("error", "errors"), "warn": ("warning", "warnings"), "info": ("note", "notes")}
     state = ", ".join(f"{counts[level]} {words[level][counts[level] != 1]}"
@@ -106,10 +146,15 @@ def register(cli: click.Group) -> None:
                   help="Smaller tables are not reported for sequential scans.")
     @click.option("--min-seq-scans", type=click.IntRange(min=0), default=defaults.min_seq_scans, show_default=True,
                   help="Fewer sequential scans than this are not a pattern.")
+    @click.option("--unused-min-history", type=Duration(), default=defaults.unused_min_history_seconds,
+                  show_default="7d", help="Statistics younger than this (since their reset) call no index unused.")
+    @click.option("--shape-min-rows", type=click.IntRange(min=0), default=defaults.shape_min_rows,
+                  show_default=True, help="No shape advice for indexes of smaller tables.")
     @json_option
     @click.pass_context
     def check_command(ctx: click.Context, scope_schema, table, also, fail_on, unused_min_size, bloat_min_size,
-                      bloat_ratio, null_fraction, seq_scan_min_size, min_seq_scans, as_json) -> None:
+                      bloat_ratio, null_fraction, seq_scan_min_size, min_seq_scans, unused_min_history,
+                      shape_min_rows, as_json) -> None:
         """Check the existing indexes: invalid, duplicate, redundant, unused, missing for a
         foreign key, bloated, badly shaped; and tables read mostly by sequential scans.
 
@@ -119,6 +164,7 @@ def register(cli: click.Group) -> None:
         thresholds = Thresholds(
             unused_min_bytes=unused_min_size, bloat_min_bytes=bloat_min_size, bloat_ratio=bloat_ratio,
             null_fraction=null_fraction, seq_scan_min_bytes=seq_scan_min_size, min_seq_scans=min_seq_scans,
+            unused_min_history_seconds=unused_min_history, shape_min_rows=shape_min_rows,
         )
         dsn, from_replica = ctx.obj.reading_dsn()
         if from_replica:

@@ -60,6 +60,10 @@ def register(cli: click.Group) -> None:
             app = App(dsn=state.dsn, schema=state.schema_option or "pgsteady")
         else:
             app = state.app()
+        from ..changes.tasks import register, serves_builds  # the CLI includes the change workflow; App does not
+
+        if serves_builds(qs):
+            register(app)
         try:
             stats = run_worker(app, queues=qs, concurrency=concurrency, lease=lease, grace=grace,
                                poll_interval=poll_interval, listen_dsn=listen_dsn, until_idle=until_idle,

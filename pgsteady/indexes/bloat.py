@@ -9,6 +9,11 @@ a freshly built index would need, and compares that with its size now:
     leaf   = ceil(rows / floor(usable * fillfactor / (tuple + 4-byte line pointer)))
     pages  = leaf + internal pages (filled to 70%) + 1 metapage
 
+A table that was never analysed has no statistics to estimate from: its
+indexes are measured with pgstattuple's ``pgstatindex`` when the extension
+is installed (it reads the whole index), and otherwise named in the
+report's skipped list, never left out silently.
+
 B-tree deduplication (PostgreSQL 13+) makes indexes on repetitive values
 smaller than this, so the estimate errs towards *less* bloat. Every finding
 says it is an estimate. The fix is REINDEX CONCURRENTLY, which keeps the
@@ -20,8 +25,13 @@ from __future__ import annotations
 import math
 from typing import Iterator
 
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
 from . import ddl
 from .catalog import Index, Snapshot, human_bytes
+from .queries import QUERIES
 from .report import Finding
 
 CHECK = "bloated_index"
@@ -69,28 +79,72 @@ def findings(snap: Snapshot) -> Iterator[Finding]:
     if hidden:
         snap.skipped.append((CHECK, f"{len(hidden)} table(s) skipped: without SELECT on them this role "
                              "cannot see their column statistics"))
-    candidates = [i for i in candidates if i.can_read_stats and i.reltuples > 0]
+    candidates = [i for i in candidates if i.can_read_stats]
     stats = snap.column_stats(
-        (*_stat_key(i, k), False) for i in candidates for k in range(len(i.elements))
+        (*_stat_key(i, k), False) for i in candidates if i.reltuples > 0 for k in range(len(i.elements))
     )
+    unmeasured: list[Index] = []
     for index in candidates:
         keys = [_stat_key(index, k) for k in range(len(index.elements))]
-        if any(key not in stats for key in keys):
-            continue  # never analysed: no estimate rather than a wrong one
+        if index.reltuples <= 0 or any(key not in stats for key in keys):
+            unmeasured.append(index)  # never analysed: no estimate from statistics
+            continue
         widths = [(stats[key]["avg_width"], stats[key]["null_frac"]) for key in keys]
         fillfactor = index.fillfactor or LEAF_FILLFACTOR
         expected = expected_pages(index.reltuples, widths, block, fillfactor)
-        actual = index.bytes // block
-        ratio = 1 - expected / actual if actual else 0.0
-        if ratio < t.bloat_ratio:
+        finding = _finding(index, expected, block, t.bloat_ratio, fillfactor,
+                           "statistics (reltuples, pg_stats.avg_width)")
+        if finding:
+            yield finding
+    if unmeasured:
+        yield from _measured(snap, unmeasured, block)
+
+
+def _finding(index: Index, expected: float, block: int, threshold: float, fillfactor: int,
+             method: str) -> Finding | None:
+    actual = index.bytes // block
+    ratio = 1 - expected / actual if actual else 0.0
+    if ratio < threshold:
+        return None
+    wasted = int((actual - expected) * block)
+    how = "estimated from statistics" if method.startswith("statistics") else "measured with pgstattuple"
+    return Finding(
+        check=CHECK, severity="warn", objects=[index.qualified],
+        message=(f"{index.qualified} is an estimated {ratio:.0%} empty space ({human_bytes(wasted)} of "
+                 f"{human_bytes(index.bytes)}, {how}); rebuild it concurrently"),
+        evidence={"estimate": True, "index_bytes": index.bytes, "expected_bytes": int(expected * block),
+                  "bloat_bytes": wasted, "bloat_ratio": round(ratio, 3), "rows": int(max(index.reltuples, 0)),
+                  "fillfactor": fillfactor, "method": method},
+        fix_statements=[ddl.reindex(index)],
+    )
+
+
+def _measured(snap: Snapshot, indexes: list[Index], block: int) -> Iterator[Finding]:
+    """Indexes of never-analysed tables: measured with pgstattuple when it is installed, else named as skipped."""
+    names = ", ".join(i.qualified for i in indexes[:5]) + (f" and {len(indexes) - 5} more" if len(indexes) > 5 else "")
+    ext = snap.query("pgstattuple_extension")
+    if not ext:
+        snap.skipped.append((CHECK, f"{len(indexes)} index(es) not estimated because their tables were never "
+                             f"analysed: {names}; run ANALYZE on those tables, or CREATE EXTENSION pgstattuple "
+                             "to have them measured"))
+        return
+    query = sql.SQL(QUERIES["pgstatindex"]).format(pgst=sql.Identifier(ext[0]["schema"]))
+    failed: list[str] = []
+    for index in indexes:
+        try:
+            with snap.conn.transaction(), snap.conn.cursor(row_factory=dict_row) as cur:
+                found = cur.execute(query, {"oid": index.oid}).fetchone()
+        except psycopg.Error as exc:
+            failed.append(f"{index.qualified} ({str(exc).strip().splitlines()[0]})")
             continue
-        wasted = (actual - expected) * block
-        yield Finding(
-            check=CHECK, severity="warn", objects=[index.qualified],
-            message=(f"{index.qualified} is an estimated {ratio:.0%} empty space ({human_bytes(wasted)} of "
-                     f"{human_bytes(index.bytes)}, estimated from statistics); rebuild it concurrently"),
-            evidence={"estimate": True, "index_bytes": index.bytes, "expected_bytes": expected * block,
-                      "bloat_bytes": wasted, "bloat_ratio": round(ratio, 3), "rows": int(index.reltuples),
-                      "fillfactor": fillfactor, "method": "statistics (reltuples, pg_stats.avg_width)"},
-            fix_statements=[ddl.reindex(index)],
-        )
+        fillfactor = index.fillfactor or LEAF_FILLFACTOR
+        # A fresh index fills its leaves to the fillfactor; what is below that, and empty or deleted
+        # pages, is space a rebuild gives back.
+        expected = found["leaf_pages"] * (found["avg_leaf_density"] or 0) / fillfactor + 1
+        finding = _finding(index, expected, block, snap.thresholds.bloat_ratio, fillfactor,
+                           "pgstattuple (pgstatindex: leaf density, empty and deleted pages)")
+        if finding:
+            finding.evidence["estimate"] = False
+            yield finding
+    if failed:
+        snap.skipped.append((CHECK, f"pgstatindex failed for {len(failed)} index(es): {'; '.join(failed[:3])}"))

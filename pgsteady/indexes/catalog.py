@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
+from types import SimpleNamespace
 from datetime import datetime
 from typing import Any, Iterable
 
@@ -21,6 +22,21 @@ from psycopg.rows import dict_row
 from ..errors import ConfigError
 from .queries import QUERIES
 from .report import Thresholds
+
+
+# The probes of one relation (by name through to_regclass, then by oid) that
+# the change workflow makes, from the same queries as the health checks:
+# ``row(conn, PROBES.index_state, {"oid": ...})``.
+PROBES = SimpleNamespace(**{name: QUERIES[name] for name in (
+    "server_facts", "resolve_relation", "index_state", "table_facts", "table_indexes", "key_widths",
+    "relation_size")})
+
+
+def statements_schema(conn: psycopg.Connection) -> str | None:
+    """The schema pg_stat_statements is installed in, None when it is not (the one way every part asks)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        found = cur.execute(QUERIES["statements_extension"]).fetchone()
+    return found["schema"] if found else None
 
 
 @dataclass(eq=False)
@@ -124,6 +140,7 @@ class Snapshot:
     foreign_keys: list[ForeignKey]
     builds: list[dict[str, Any]]
     also: tuple[str, ...] = ()  # replica DSNs whose index scans count too
+    own_schemas: frozenset[str] = frozenset()  # schemas of pgsteady installs
     skipped: list[tuple[str, str]] = field(default_factory=list)
     _names_taken: dict[str, set[str]] = field(default_factory=dict)
     _by_table: dict[int, list[Index]] | None = None
@@ -214,7 +231,7 @@ def resolve_scope(conn: psycopg.Connection, schema: str | None, table: str | Non
         name = table
         if schema is not None and "." not in table:
             name = psycopg.sql.Identifier(schema).as_string(conn) + "." + table
-        cur.execute(QUERIES["resolve_table"], {"name": name})
+        cur.execute(QUERIES["resolve_relation"], {"name": name})
         row = cur.fetchone()
     if row is None or row["relkind"] not in ("r", "p", "m"):
         where = f" in schema {schema!r}" if schema else " on the search_path"
@@ -238,6 +255,7 @@ def load(
     _add_columns(conn, snap.indexes)
     snap.foreign_keys = [ForeignKey(**row) for row in snap.query("foreign_keys", scope)]
     snap.builds = snap.query("builds_in_progress")
+    snap.own_schemas = frozenset(r["schema"] for r in snap.query("own_schemas"))
     return snap
 
 
@@ -251,6 +269,17 @@ def load_indexes(conn: psycopg.Connection, *, table_oid: int | None = None, oid:
         indexes = [Index(**row) for row in cur.fetchall()]
     _add_columns(conn, indexes)
     return indexes
+
+
+def partitions_of(conn: psycopg.Connection, table_oid: int, *, unattached_to: int | None = None) -> list[dict[str, Any]]:
+    """The partitions of a partitioned table (oid, schema, name, qualified, relkind), by name; with
+    ``unattached_to`` (a partitioned index), only those with no index attached to it."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        if unattached_to is None:
+            cur.execute(QUERIES["partitions"], {"table_oid": table_oid})
+        else:
+            cur.execute(QUERIES["unattached_partitions"], {"index_oid": unattached_to})
+        return cur.fetchall()
 
 
 def load_index(conn: psycopg.Connection, oid: int) -> Index:

@@ -8,16 +8,15 @@ definitions come from ``pg_get_indexdef``, which quotes what it prints.
 
 from __future__ import annotations
 
-import re
-from typing import Sequence
+from typing import Any, Sequence
 
+from pglast import ast, parse_sql
+from pglast.parser import ParseError
+from pglast.stream import RawStream
 from psycopg import sql
 
+from ..errors import ConfigError
 from .catalog import Index
-
-# pg_get_indexdef always starts this way; the rest is "ON [ONLY] table USING ...".
-_DEF_HEAD = re.compile(r"^CREATE (UNIQUE )?INDEX ")
-
 
 # The methods a fix may propose; a fixed list, so the name needs no quoting.
 METHODS = frozenset({"btree", "hash", "gin", "gist", "brin"})
@@ -35,34 +34,68 @@ def drop_named(schema: str, name: str) -> str:
     return f"DROP INDEX CONCURRENTLY {ident(schema, name)};"
 
 
-def recreate(index: Index) -> str:
-    """The CREATE INDEX CONCURRENTLY that rebuilds ``index`` as it is defined now.
+def index_statement(text: str) -> Any:
+    """One CREATE INDEX statement, read with PostgreSQL's parser (pglast): its IndexStmt node.
 
-    CONCURRENTLY goes right after INDEX, so CREATE UNIQUE INDEX stays unique.
+    The one parser of index DDL for both pillars: the checks' proposals
+    (``find_overlaps``), the change workflow and the rewrites below.
     """
-    head = _DEF_HEAD.match(index.indexdef)
-    if head is None:  # pragma: no cover - pg_get_indexdef has printed this prefix since 8.x
-        raise ValueError(f"unexpected index definition: {index.indexdef}")
-    return f"CREATE {head.group(1) or ''}INDEX CONCURRENTLY {index.indexdef[head.end():]};"
+    try:
+        nodes = [raw.stmt for raw in parse_sql(text)]
+    except ParseError as exc:
+        raise ConfigError(f"the index statement does not parse: {exc}") from None
+    if len(nodes) != 1 or not isinstance(nodes[0], ast.IndexStmt):
+        raise ConfigError(f"expected one CREATE INDEX statement, found {len(nodes)} statement(s)"
+                          + (f" ({type(nodes[0]).__name__})" if nodes else ""))
+    return nodes[0]
 
 
-def _body(index: Index) -> str:
-    """Everything after the index name: "ON schema.table USING method (...) ..."."""
-    head = _DEF_HEAD.match(index.indexdef)
-    prefix = head.group(0) + index.quoted_name + " "
-    if not index.indexdef.startswith(prefix):  # pragma: no cover - see recreate()
-        raise ValueError(f"unexpected index definition: {index.indexdef}")
-    return index.indexdef[len(prefix):]
+def deparse(node: Any, **changes: Any) -> str:
+    """``node`` as SQL text, with some of its fields changed for the occasion (restored after)."""
+    saved = {name: getattr(node, name) for name in changes}
+    try:
+        for name, value in changes.items():
+            setattr(node, name, value)
+        return RawStream()(node)
+    finally:
+        for name, value in saved.items():
+            setattr(node, name, value)
+
+
+def concurrently(indexdef: str) -> str:
+    """An index definition (pg_get_indexdef) as the CREATE INDEX CONCURRENTLY that rebuilds it:
+    the one rewrite to CONCURRENTLY, through the parser."""
+    return deparse(index_statement(indexdef), concurrent=True)
+
+
+def on_partition(indexdef: str, schema: str, table: str, name: str) -> str:
+    """A partitioned index's definition as the CREATE INDEX CONCURRENTLY of its index on one partition."""
+    node = index_statement(indexdef)
+    partition = ast.RangeVar(schemaname=schema, relname=table, inh=True, relpersistence="p")
+    return deparse(node, relation=partition, idxname=name, concurrent=True, if_not_exists=False) + ";"
+
+
+def attach(parent_schema: str, parent: str, schema: str, name: str) -> str:
+    """Attach a partition's index to the partitioned index (instant; the parent turns valid with the last one)."""
+    return f"ALTER INDEX {ident(parent_schema, parent)} ATTACH PARTITION {ident(schema, name)};"
+
+
+def recreate(index: Index) -> str:
+    """The CREATE INDEX CONCURRENTLY that rebuilds ``index`` as it is defined now."""
+    return concurrently(index.indexdef) + ";"
 
 
 def recreate_as(index: Index, new_name: str, *, where: str | None = None) -> str:
-    """``index``'s definition under a new name, optionally with a WHERE clause added.
+    """``index``'s definition under a new name, built concurrently, optionally with a WHERE clause added.
 
-    Only called for indexes without a predicate, so the WHERE is the only one.
+    Only called for indexes without a predicate, so the WHERE is the only one;
+    ``where`` is SQL this module wrote (quoted identifiers), never user text.
     """
-    unique = "UNIQUE " if index.is_unique else ""
-    where_sql = f" WHERE {where}" if where else ""
-    return f"CREATE {unique}INDEX CONCURRENTLY {ident(new_name)} {_body(index)}{where_sql};"
+    node = index_statement(index.indexdef)
+    changes: dict[str, Any] = {"idxname": new_name, "concurrent": True}
+    if where:
+        changes["whereClause"] = parse_sql(f"SELECT WHERE {where}")[0].stmt.whereClause
+    return deparse(node, **changes) + ";"
 
 
 def create(

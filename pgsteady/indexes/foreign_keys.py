@@ -19,6 +19,8 @@ CHECK = "fk_without_index"
 
 
 def supports(index: Index, fk: ForeignKey) -> bool:
+    """The one answer to "does this index serve this foreign key": asked by this check and by
+    ``unused_index`` (which keeps an unscanned index that serves one)."""
     if not (index.is_valid and index.predicate is None):
         return False
     # A hash index answers equality on one column, which is the lookup a

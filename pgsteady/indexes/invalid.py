@@ -71,7 +71,42 @@ def findings(snap: Snapshot) -> Iterator[Finding]:
                           "phase": build["phase"], "details_hidden": hidden},
             )
             continue
+        if index.relkind == "I":
+            yield _partitioned(snap, index, state)
+            continue
         yield _dead(index, state, by_name)
+
+
+def _partitioned(snap: Snapshot, index: Index, state: dict[str, Any]) -> Finding:
+    """An INVALID partitioned index: some partition has no valid index attached to it.
+
+    Dropping the parent would drop every attached index with it, valid ones
+    included; the repair is to build the missing partition indexes
+    concurrently and attach them, which makes the parent valid.
+    """
+    missing = snap.query("unattached_partitions", {"index_oid": index.oid})
+    fix: list[str] = []
+    nested: list[str] = []
+    for part in missing:
+        if part["relkind"] != "r":
+            nested.append(part["qualified"])
+            continue
+        name = snap.free_name(part["schema"], f"{part['name']}_{index.name}")
+        fix += [ddl.on_partition(index.indexdef, part["schema"], part["name"], name),
+                ddl.attach(index.schema, index.name, part["schema"], name)]
+    names = ", ".join(p["qualified"] for p in missing) or "none found (an attached partition index is INVALID)"
+    message = (f"{index.qualified} is an INVALID partitioned index: partitions without an attached index: {names}. "
+               "Do not drop it (that drops every attached index, valid ones too): build each missing "
+               "partition's index concurrently and attach it; the parent turns valid with the last one")
+    if nested:
+        message += (f"; {', '.join(nested)} is itself partitioned: index it ON ONLY, its partitions concurrently, "
+                    "and attach those first")
+    if not missing:
+        message += "; rebuild the INVALID partition index (REINDEX INDEX CONCURRENTLY) and it turns valid"
+    return Finding(check=CHECK, severity="error", objects=[index.qualified], message=message,
+                   evidence={**state, "state": "partitioned, partitions missing",
+                             "missing_partitions": [p["qualified"] for p in missing]},
+                   fix_statements=fix)
 
 
 def _dead(index: Index, state: dict[str, Any], by_name: dict[tuple[int, str], Index]) -> Finding:

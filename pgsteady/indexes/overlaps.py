@@ -14,21 +14,23 @@ access path. A unique or constraint index is never the one to drop.
 ``find_overlaps`` asks the same questions of an index that does not exist
 yet: it builds the proposal on an empty temporary copy of the table inside
 a rolled-back transaction, reads it back through the same catalogue query,
-and compares. The real table is never locked beyond ACCESS SHARE.
+and compares. The real table is never locked beyond ACCESS SHARE. The
+proposal is read with pglast and run as pglast prints it (see sandbox).
 """
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import psycopg
+from pglast import ast
+from psycopg import sql
 
 from ..database import connect
 from ..errors import ConfigError
-from . import ddl
+from . import ddl, sandbox
 from .catalog import Index, Snapshot, load_index, load_indexes, resolve_scope
 from .report import Finding
 
@@ -124,60 +126,67 @@ class Overlap:
     indexdef: str
 
 
-_IDENT = r'(?:"(?:[^"]|"")+"|[^\s."(]+)'
-_STATEMENT = re.compile(
-    rf"""^\s*CREATE\s+(?P<unique>UNIQUE\s+)?INDEX\s+(?:CONCURRENTLY\s+)?(?:IF\s+NOT\s+EXISTS\s+)?
-         (?:(?!ON\s){_IDENT}\s+)?ON\s+(?:ONLY\s+)?(?P<table>{_IDENT}(?:\.{_IDENT})?)\s*(?P<tail>.*?)\s*;?\s*$""",
-    re.IGNORECASE | re.VERBOSE | re.DOTALL,
-)
-
-
 def find_overlaps(
-    conn_or_dsn: psycopg.Connection | str, table: str | None = None, spec: str | Sequence[str] = ()
+    conn_or_dsn: psycopg.Connection | str, table: str | None = None, spec: str | Sequence[str] | Any = ()
 ) -> list[Overlap]:
     """Existing indexes that overlap a proposed one.
 
     ``spec`` is a list of column names (a plain B-tree on them), a full
-    ``CREATE INDEX`` statement (then ``table`` may be None), or the part of
-    one after the table name, such as ``"USING gin (tags)"`` or
-    ``"(lower(email)) WHERE deleted_at IS NULL"``. The proposal is built on
-    an empty temporary copy of the table, so the text is only ever run
-    against that copy, inside a transaction that is rolled back.
+    ``CREATE INDEX`` statement (then ``table`` may be None) or its parsed
+    IndexStmt node, or the part of one after the table name, such as
+    ``"USING gin (tags)"`` or ``"(lower(email)) WHERE deleted_at IS NULL"``.
+
+    The text is read with PostgreSQL's parser (pglast) and must be exactly one
+    CREATE INDEX; what runs is that statement as the parser printed it, aimed
+    at an empty temporary copy of the table, through the extended protocol
+    (one statement, so nothing can follow it out of the transaction), with
+    the lexing settings pinned, inside a transaction that is rolled back.
     """
-    unique = False
     if isinstance(spec, str):
-        match = _STATEMENT.match(spec)
-        if match:
-            table = table or match.group("table")
-            unique, tail = bool(match.group("unique")), match.group("tail")
+        try:
+            node = ddl.index_statement(spec)
+        except ConfigError:
+            # The part after the table name: parsed as a whole statement, so a
+            # tail that closes the statement early does not parse as one.
+            node = ddl.index_statement(f"CREATE INDEX pgsteady_proposed_idx ON pgsteady_proposed {spec}")
         else:
-            tail = spec
+            table = table or _relation_name(node.relation)
+    elif isinstance(spec, ast.IndexStmt):
+        node = spec
+        table = table or _relation_name(node.relation)
     else:
         if not spec:
             raise ConfigError("a proposed index needs at least one column")
-        tail = "(" + ", ".join(ddl.ident(c) for c in spec) + ")"
+        node = ddl.index_statement("CREATE INDEX pgsteady_proposed_idx ON pgsteady_proposed ("
+                                   + ", ".join(ddl.ident(c) for c in spec) + ")")
     if not table:
         raise ConfigError("say which table the proposed index is on")
     conn = connect(conn_or_dsn, autocommit=True) if isinstance(conn_or_dsn, str) else conn_or_dsn
     try:
-        return _compare(conn, table, tail, unique)
+        return _compare(conn, table, node)
     finally:
         if conn is not conn_or_dsn:
             conn.close()
 
 
-def _compare(conn: psycopg.Connection, table: str, tail: str, unique: bool) -> list[Overlap]:
+def _relation_name(rel: Any) -> str:
+    return ".".join(ddl.ident(p) for p in (rel.schemaname, rel.relname) if p)
+
+
+def _compare(conn: psycopg.Connection, table: str, node: Any) -> list[Overlap]:
     table_oid = resolve_scope(conn, None, table)
+    copy = ast.RangeVar(schemaname="pg_temp", relname="pgsteady_proposed", inh=True, relpersistence="p")
+    statement = ddl.deparse(node, relation=copy, idxname="pgsteady_proposed_idx", concurrent=False,
+                            if_not_exists=False)
     with conn.transaction(force_rollback=True), conn.cursor() as cur:
-        cur.execute("SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c "
-                    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = %s", [table_oid])
-        (qualified,) = cur.fetchone()
-        # qualified comes from quote_ident(); tail is the index SQL the caller
-        # means to run on the real table, here run on an empty copy instead.
-        cur.execute(f"CREATE TEMP TABLE pgsteady_proposed (LIKE {qualified}) ON COMMIT DROP")
+        sandbox.pin(conn, local=True)
+        cur.execute("SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.relname) "
+                    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = %s", [table_oid])
+        schema, name, qualified = cur.fetchone()
+        cur.execute(sql.SQL("CREATE TEMP TABLE pgsteady_proposed (LIKE {}) ON COMMIT DROP").format(
+            sql.Identifier(schema, name)))
         try:
-            cur.execute(f"CREATE {'UNIQUE ' if unique else ''}INDEX pgsteady_proposed_idx "
-                        f"ON pgsteady_proposed {tail}")
+            sandbox.execute_one(cur, statement)
         except psycopg.Error as exc:
             first = str(exc).strip().splitlines()[0]
             raise ConfigError(f"the proposed index does not build on {qualified}: {first}") from None

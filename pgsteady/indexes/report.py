@@ -34,6 +34,8 @@ class Thresholds:
     null_fraction: float = 0.8  # share of NULLs in the leading column
     seq_scan_min_bytes: int = 10 * 1024 * 1024  # smaller tables are cheap to scan
     min_seq_scans: int = 100  # fewer scans than this since the stats reset is not a pattern
+    unused_min_history_seconds: int = 7 * 86400  # counters younger than this cannot call an index unused
+    shape_min_rows: int = 10_000  # a smaller table's index shape costs too little to advise on
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -8,7 +8,9 @@
 - ``boolean_index``: a B-tree on one boolean column splits the table in two
   halves at best; a partial index on the rare value is small and selective.
 
-All three are ``info``: the index may be exactly what a query needs, so the
+None is given for an index of a table smaller than ``shape_min_rows`` (a
+tiny table is read whole in a page or two) nor in pgsteady's own schema,
+whose one-row tables are keyed that way on purpose. All three are ``info``: the index may be exactly what a query needs, so the
 fix (build the better index concurrently, then drop this one) is a proposal
 to review, and its undo restores the original.
 """
@@ -44,8 +46,18 @@ def _replaceable(index: Index) -> bool:
     return index.can_drop_concurrently and not index.is_unique
 
 
+def _advisable(snap: Snapshot, index: Index) -> bool:
+    """Shape advice is for tables big enough to matter, and never for pgsteady's own deliberate designs."""
+    if index.schema in snap.own_schemas:
+        return False
+    if index.reltuples < 0:  # never vacuumed or analysed: judge by size (a megabyte is not tiny)
+        return index.bytes >= 1 << 20
+    return index.reltuples >= snap.thresholds.shape_min_rows
+
+
 def findings(snap: Snapshot) -> Iterator[Finding]:
-    plain = [i for i in snap.indexes if _plain_btree(i) and _lead_column(i) is not None]
+    indexes = [i for i in snap.indexes if _advisable(snap, i)]
+    plain = [i for i in indexes if _plain_btree(i) and _lead_column(i) is not None]
     booleans = [i for i in plain
                 if i.key_count == 1 and not i.include and i.categories[0] == "B"]
     wants_mcv = {id(i) for i in booleans}
@@ -61,7 +73,7 @@ def findings(snap: Snapshot) -> Iterator[Finding]:
         row = stats.get((index.schema, index.table, _lead_column(index)))
         if row is not None and row["null_frac"] >= snap.thresholds.null_fraction:
             yield _mostly_null(snap, index, row)
-    for index in snap.indexes:
+    for index in indexes:
         if _btree(index) and "A" in index.categories[: index.key_count]:
             yield _array(snap, index)
     for index in booleans:

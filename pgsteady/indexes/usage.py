@@ -18,7 +18,8 @@ from psycopg.rows import dict_row
 
 from ..database import describe, scrub
 from . import ddl
-from .catalog import ForeignKey, Index, Snapshot, human_bytes
+from .foreign_keys import supports
+from .catalog import ForeignKey, Index, Snapshot, human_age, human_bytes, statements_schema
 from .queries import QUERIES
 from .report import Finding
 
@@ -28,15 +29,6 @@ STATEMENTS = "heavy_statements"
 
 STATEMENTS_READ = 500  # heaviest statements read from pg_stat_statements
 STATEMENTS_SHOWN = 3  # per table, in the evidence
-
-
-def supports_foreign_key(index: Index, fks: list[ForeignKey]) -> bool:
-    """An index serves a foreign key's lookups when its leading columns are the key's, in any order."""
-    for fk in fks:
-        lead = index.attnums[: len(fk.attnums)]
-        if len(lead) == len(fk.attnums) and 0 not in lead and set(lead) == set(fk.attnums):
-            return True
-    return False
 
 
 def _replica_scans(dsn: str) -> tuple[str, dict[tuple[str, str], int], Any]:
@@ -61,6 +53,12 @@ def unused(snap: Snapshot) -> Iterator[Finding]:
     for fk in snap.foreign_keys:
         fks_by_table.setdefault(fk.table_oid, []).append(fk)
     window = snap.stats_window()
+    age, needed = window["stats_age_seconds"], snap.thresholds.unused_min_history_seconds
+    if age is not None and age < needed:
+        snap.skipped.append((UNUSED, f"not enough history: the statistics were reset {window['stats_age']} ago, "
+                             f"and an index is only called unused after {human_age(needed)} of counting "
+                             "(--unused-min-history)"))
+        return
     floor = snap.thresholds.unused_min_bytes
     unused_ones = [i for i in snap.indexes if _unused(i, replicas, floor, fks_by_table)]
     last = {r["oid"]: r["last_idx_scan"]
@@ -98,7 +96,7 @@ def _unused(index: Index, replicas: list, floor: int, fks_by_table: dict[int, li
     # Unique and constraint indexes work without being scanned; partitions
     # are judged through their parent, and invalid ones are reported apart.
     if (not index.is_valid or not index.can_drop_concurrently or index.is_unique or index.bytes < floor
-            or supports_foreign_key(index, fks_by_table.get(index.table_oid, []))):
+            or any(supports(index, fk) for fk in fks_by_table.get(index.table_oid, []))):
         return False
     return sum(_scans(index, replicas).values()) == 0
 
@@ -111,12 +109,12 @@ def _since(window: dict[str, Any]) -> str:
 
 def _statements(snap: Snapshot) -> list[dict[str, Any]] | None:
     """The heaviest statements of this database, or None (with the reason in skipped)."""
-    ext = snap.query("statements_extension")
-    if not ext:
+    schema = statements_schema(snap.conn)
+    if schema is None:
         snap.skipped.append((STATEMENTS, "pg_stat_statements is not installed in this database "
                              "(CREATE EXTENSION pg_stat_statements; it also needs shared_preload_libraries)"))
         return None
-    query = sql.SQL(QUERIES["heaviest_statements"]).format(pgss=sql.Identifier(ext[0]["schema"]))
+    query = sql.SQL(QUERIES["heaviest_statements"]).format(pgss=sql.Identifier(schema))
     try:
         with snap.conn.transaction(), snap.conn.cursor(row_factory=dict_row) as cur:
             cur.execute(query, {"limit": STATEMENTS_READ})

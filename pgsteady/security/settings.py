@@ -63,6 +63,31 @@ SECRET_KEY_PATTERN = r"pass(word|wd)?|secret|token|api[_-]?key|auth(orization)?|
 
 MASK = "••••••"
 
+# Permissions: what the SQL of a change file may do ------------------------
+
+CHANGE_FILE_LEXING = {
+    "standard_conforming_strings": "on",  # a backslash in '...' is a plain character, as pglast reads it
+    "backslash_quote": "off",  # \' is never a quote, in any string
+}
+"""Session settings pinned wherever change-file SQL runs (pgsteady.indexes.sandbox)."""
+
+CHANGE_QUERY_DENIED_FUNCTIONS = frozenset({
+    "pg_terminate_backend", "pg_cancel_backend", "pg_signal_backend", "pg_reload_conf", "pg_rotate_logfile",
+    "pg_promote", "pg_switch_wal", "pg_create_restore_point", "pg_logical_emit_message", "pg_notify",
+    "set_config", "pg_sleep", "pg_sleep_for", "pg_sleep_until", "pg_read_file", "pg_read_binary_file",
+    "pg_stat_file", "pg_file_write", "pg_import_system_collations", "query_to_xml", "query_to_xmlschema",
+    "query_to_xml_and_xmlschema", "cursor_to_xml", "cursor_to_xmlschema", "table_to_xml",
+    "table_to_xml_and_xmlschema", "schema_to_xml", "schema_to_xml_and_xmlschema", "database_to_xml",
+    "database_to_xml_and_xmlschema", "pg_stat_reset", "pg_stat_statements_reset", "lo_import", "lo_export",
+    "lo_unlink", "lo_create", "lo_from_bytea", "lo_put", "txid_current", "pg_current_xact_id",
+})
+"""Functions a change file's representative query may not call (they act outside its read-only transaction)."""
+
+CHANGE_QUERY_DENIED_PREFIXES = ("dblink", "pg_advisory", "pg_try_advisory", "pg_ls_", "pg_stat_reset", "pg_backup_",
+                                "pg_replication_", "pg_drop_replication", "pg_create_", "pg_copy_",
+                                "pg_wal_replay_")
+"""Name prefixes of the same kind of functions (whole families: dblink_exec, pg_advisory_lock, ...)."""
+
 # Metrics server (`pgsteady metrics`) and dashboard -------------------------
 
 METRICS_MAX_CONNECTIONS = 32
@@ -133,6 +158,14 @@ SETTINGS: tuple[Setting, ...] = (
             "Tracebacks are stored per attempt; the last part is kept, where the error is."),
     Setting("PGSTEADY_SECRET_KEYS", SECRET_KEY_PATTERN, "secrets",
             "Values of keys that look like secrets are masked wherever pgsteady shows job arguments or event data."),
+    Setting("lexing of change-file SQL", CHANGE_FILE_LEXING, "permissions",
+            "With standard_conforming_strings off the server reads 'x\\' differently from the parser that checked the "
+            "text, and SQL hidden in a string literal would run; pinned on every session that runs change-file SQL."),
+    Setting("functions a change query may not call", sorted(CHANGE_QUERY_DENIED_FUNCTIONS), "permissions",
+            "Representative queries run under EXPLAIN ANALYZE in a READ ONLY transaction, which does not stop "
+            "functions that signal backends, open connections, run SQL text, read files or take locks."),
+    Setting("function families a change query may not call", CHANGE_QUERY_DENIED_PREFIXES, "permissions",
+            "The same, for whole families (dblink_*, pg_advisory_*, pg_ls_*, ...)."),
     Setting("pgsteady metrics: connections at once", METRICS_MAX_CONNECTIONS, "upload limits",
             "One thread per connection without a bound let 300 idle clients hold 301 threads; past the bound a "
             "connection is closed at once."),

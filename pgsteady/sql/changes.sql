@@ -24,10 +24,16 @@ FROM {schema}.changes c
 ORDER BY c.updated_at DESC
 LIMIT %(limit)s;
 
--- name: set_change_status
+-- name: move_change
+-- The one writer of changes.status (pgsteady/changes/states.py): the move
+-- happens only from a status the state model allows, checked here so that
+-- two processes cannot interleave.
 UPDATE {schema}.changes
-SET status = %(status)s, verdict = coalesce(%(verdict)s, verdict), updated_at = now()
-WHERE id = %(id)s;
+SET status = %(to)s,
+    verdict = CASE WHEN %(clear_verdict)s THEN NULL ELSE coalesce(%(verdict)s, verdict) END,
+    updated_at = now()
+WHERE id = %(id)s AND status = ANY(%(allowed)s::text[])
+RETURNING status;
 
 -- name: set_change_rollback
 UPDATE {schema}.changes SET rollback = %(rollback)s, updated_at = now() WHERE id = %(id)s;
@@ -42,8 +48,8 @@ UPDATE {schema}.changes SET rehearsal = %(figures)s, updated_at = now() WHERE id
 UPDATE {schema}.changes SET verify = %(figures)s, updated_at = now() WHERE id = %(id)s;
 
 -- name: start_step
-INSERT INTO {schema}.change_steps (change_id, step, status, command, file_sha, job_id)
-VALUES (%(change_id)s, %(step)s, %(status)s, %(command)s, %(file_sha)s, %(job_id)s)
+INSERT INTO {schema}.change_steps (change_id, step, status, command, file_sha, job_id, details)
+VALUES (%(change_id)s, %(step)s, %(status)s, %(command)s, %(file_sha)s, %(job_id)s, %(details)s)
 RETURNING id;
 
 -- name: finish_step
@@ -68,7 +74,7 @@ FROM {schema}.change_steps WHERE change_id = %(change_id)s
 ORDER BY id;
 
 -- name: step_of_job
-SELECT id, change_id, step FROM {schema}.change_steps
+SELECT id, change_id, step, status, file_sha FROM {schema}.change_steps
 WHERE job_id = %(job_id)s ORDER BY id DESC LIMIT 1;
 
 -- name: job_outcome
@@ -82,53 +88,6 @@ SELECT count(*) FILTER (WHERE state = 'failed') AS failed,
        count(*) AS finished
 FROM {schema}.jobs
 WHERE finished_at >= %(since)s AND finished_at < %(until)s;
-
--- name: server_facts
-SELECT current_setting('server_version_num')::int AS version_num,
-       current_setting('server_version') AS version,
-       current_database() AS database,
-       pg_backend_pid() AS pid;
-
--- name: resolve_relation
--- A name as SQL would resolve it (search_path, quoting) to the relation.
-SELECT c.oid, c.relkind::text AS relkind, n.nspname AS schema, c.relname AS name,
-       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.oid = to_regclass(%(name)s);
-
--- name: index_state
--- One index by oid: is it usable, is it unique, what is its definition.
-SELECT i.indexrelid AS oid, i.indrelid AS table_oid, i.indisvalid AS is_valid, i.indisready AS is_ready,
-       i.indisunique AS is_unique, n.nspname AS schema, c.relname AS name,
-       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified,
-       pg_get_indexdef(i.indexrelid) AS indexdef, pg_relation_size(i.indexrelid) AS bytes
-FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE i.indexrelid = %(oid)s;
-
--- name: table_facts
-SELECT c.oid, c.relkind::text AS relkind, n.nspname AS schema, c.relname AS name,
-       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified,
-       pg_relation_size(c.oid) AS heap_bytes, pg_total_relation_size(c.oid) AS total_bytes,
-       pg_indexes_size(c.oid) AS index_bytes,
-       greatest(c.reltuples, 0)::bigint AS estimated_rows, s.n_live_tup AS live_rows,
-       greatest(s.last_analyze, s.last_autoanalyze) AS last_analyzed
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
-WHERE c.oid = %(oid)s;
-
--- name: table_indexes
-SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS indexdef, pg_relation_size(i.indexrelid) AS bytes,
-       i.indisvalid AS is_valid, i.indisunique AS is_unique, s.idx_scan
-FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-LEFT JOIN pg_stat_all_indexes s ON s.indexrelid = i.indexrelid
-WHERE i.indrelid = %(oid)s
-ORDER BY c.relname;
-
--- name: key_widths
--- Average widths of the indexed columns, for the size estimate.
-SELECT coalesce(sum(s.avg_width), 0)::int AS width
-FROM pg_stats s
-WHERE s.schemaname = %(schema)s AND s.tablename = %(table)s AND s.attname = ANY(%(columns)s);
 
 -- name: try_build_lock
 -- One build per table: a session advisory lock keyed on the table's oid,
@@ -181,15 +140,9 @@ ORDER BY l.pid;
 SELECT EXISTS (SELECT FROM pg_available_extensions WHERE name = 'hypopg') AS available,
        EXISTS (SELECT FROM pg_extension WHERE extname = 'hypopg') AS installed;
 
--- name: statements_available
-SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_stat_statements') AS installed;
-
 -- name: get_step
 SELECT id, change_id, step, status, command, job_id, summary, details, started_at, finished_at
 FROM {schema}.change_steps WHERE id = %(id)s;
-
--- name: relation_size
-SELECT pg_relation_size(%(oid)s) AS bytes;
 
 -- name: hypopg_create
 -- A hypothetical index: in this backend's memory only, seen by EXPLAIN (not ANALYZE).
@@ -202,3 +155,61 @@ SELECT hypopg_relation_size(%(oid)s) AS bytes;
 -- The statements whose text names the table, for the watch after a release.
 SELECT queryid, calls, total_exec_time, left(query, 200) AS query
 FROM pg_stat_statements WHERE query ILIKE %(pattern)s;
+
+-- name: backend_self
+SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid();
+
+-- name: live_backends
+-- Which backends are alive, for telling a killed command's leftovers from a running one's.
+SELECT pid, backend_start FROM pg_stat_activity WHERE pid = ANY(%(pids)s::int[]);
+
+-- name: rehearsal_schemas
+-- Scratch schemas of rehearsals, with the comment naming the backend that made each.
+SELECT n.nspname AS schema, obj_description(n.oid, 'pg_namespace') AS owner
+FROM pg_namespace n
+WHERE n.nspname LIKE 'pgsteady\_rehearsal\_%%';
+
+-- name: open_command_steps
+-- Steps a command runs itself (not a job) that are still open.
+SELECT id, change_id, step, details FROM {schema}.change_steps
+WHERE status = 'running' AND job_id IS NULL
+ORDER BY id;
+
+-- name: open_job_changes
+-- Changes with a job step still open: their job may have ended without closing it.
+SELECT DISTINCT change_id FROM {schema}.change_steps
+WHERE status IN ('queued', 'running') AND job_id IS NOT NULL;
+
+-- name: write_counters
+-- What writing to a table costs, cumulative since the statistics reset: rows
+-- written, how many updates were HOT (no index touched), the index size, and
+-- the WAL position (server-wide) to measure WAL growth between two readings.
+SELECT now() AS at,
+       coalesce(s.n_tup_ins, 0) AS inserted, coalesce(s.n_tup_upd, 0) AS updated,
+       coalesce(s.n_tup_hot_upd, 0) AS hot_updated, coalesce(s.n_tup_del, 0) AS deleted,
+       pg_indexes_size(c.oid) AS index_bytes, pg_relation_size(c.oid) AS table_bytes,
+       CASE WHEN pg_is_in_recovery() THEN NULL
+            ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint END AS wal_position
+FROM pg_class c LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
+WHERE c.oid = %(oid)s;
+
+-- name: partition_write_counters
+-- The same counters summed over a partitioned table's partitions.
+SELECT now() AS at,
+       coalesce(sum(s.n_tup_ins), 0)::bigint AS inserted, coalesce(sum(s.n_tup_upd), 0)::bigint AS updated,
+       coalesce(sum(s.n_tup_hot_upd), 0)::bigint AS hot_updated, coalesce(sum(s.n_tup_del), 0)::bigint AS deleted,
+       coalesce(sum(pg_indexes_size(h.inhrelid)), 0)::bigint AS index_bytes,
+       coalesce(sum(pg_relation_size(h.inhrelid)), 0)::bigint AS table_bytes,
+       CASE WHEN pg_is_in_recovery() THEN NULL
+            ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint END AS wal_position
+FROM pg_inherits h LEFT JOIN pg_stat_all_tables s ON s.relid = h.inhrelid
+WHERE h.inhparent = %(oid)s;
+
+-- name: write_statements
+-- Statements that write and whose text names the table (the caller parses
+-- them to keep only those that write to it), with their cumulative times.
+SELECT queryid, calls, total_exec_time, query
+FROM pg_stat_statements
+WHERE query ~* '^\s*(insert|update|delete|with|merge)\M' AND query ILIKE %(pattern)s
+ORDER BY calls DESC
+LIMIT 200;

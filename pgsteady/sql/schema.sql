@@ -564,3 +564,12 @@ GROUP BY minute;
 ALTER TABLE {schema}.leader
     ADD COLUMN expires_at    timestamptz NOT NULL DEFAULT now(),
     ADD COLUMN fencing_token bigint NOT NULL DEFAULT 1;
+
+-- 008 change states
+
+-- The change record's status is one of the states of pgsteady/changes/states.py,
+-- moved only there; the database refuses anything else.
+ALTER TABLE {schema}.changes ADD CONSTRAINT changes_status_check CHECK (status IN (
+    'new', 'linted', 'refused', 'planned', 'rehearsed', 'applying', 'applied', 'rolling back',
+    'rolled back', 'verified', 'lint failed', 'plan failed', 'rehearse failed', 'apply failed',
+    'rollback failed', 'verify failed'));

@@ -84,3 +84,4 @@ def test_apply_after_plan_continues_from_the_last_step_done(dsn, tmp_path, worke
     steps = json.loads(pgsteady("change", "show", "continue", "--json", dsn=dsn).stdout)["steps"]
     assert [(s["step"], s["command"].split()[2]) for s in steps] == [
         ("lint", "plan"), ("plan", "plan"), ("rehearse", "apply"), ("apply", "apply")]
+

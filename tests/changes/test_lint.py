@@ -19,18 +19,20 @@ UNSAFE = [
     ("REINDEX INDEX events_pkey_copy", "non-concurrent-reindex"),
     ("REINDEX (CONCURRENTLY false) INDEX events_pkey_copy", "non-concurrent-reindex"),
     ("BEGIN; CREATE INDEX CONCURRENTLY events_kind_idx ON events (kind); COMMIT", "transaction-block"),
-    ("CREATE INDEX CONCURRENTLY a_idx ON events (kind); CREATE INDEX CONCURRENTLY b_idx ON events (account)",
-     "multiple-statements"),
+    ("CREATE INDEX CONCURRENTLY a_idx ON events (kind); CREATE INDEX b_idx ON events (account)",
+     "non-concurrent-create"),  # a migration of two steps: each index statement keeps the index rules
     ("DROP INDEX CONCURRENTLY events_pkey_copy, events_by_account", "multiple-statements"),
-    ("ALTER TABLE events ADD COLUMN x int", "not-an-index-change"),
+    ("ALTER TABLE events ADD COLUMN x bigint NOT NULL", "add-required-column"),  # the migration rules
     ("CREATE INDEX CONCURRENTLY ON events (kind)", "unnamed-index"),
     ("CREATE INDEX CONCURRENTLY events_created_copy ON events (created_at)", "duplicate-index"),
     ("CREATE INDEX CONCURRENTLY events_account_only ON events (account)", "redundant-index"),
-    ("CREATE INDEX CONCURRENTLY measurements_at_idx ON measurements (at)", "partitioned-parent"),
     ("CREATE INDEX CONCURRENTLY nothing_idx ON no_such_table (a)", "unknown-table"),
     ("DROP INDEX CONCURRENTLY no_such_index", "unknown-index"),
     ("CREATE INDEX CONCURRENTLY events_pkey_copy ON events (kind)", "name-taken"),
     ("CREATE INDEX CONCURRENTLY events_kind_idx ON events (kind) WHERE", "parse-error"),
+    # PostgreSQL refuses both (issue 15): a partitioned index, and an index attached to one.
+    ("DROP INDEX CONCURRENTLY measurements_v_idx", "partitioned-drop"),
+    ("DROP INDEX CONCURRENTLY measurements_2026_v_idx", "partitioned-drop"),
 ]
 
 
@@ -44,7 +46,16 @@ def planted(dsn):
         conn.execute("CREATE TABLE measurements (at timestamptz, v int) PARTITION BY RANGE (at)")
         conn.execute("CREATE TABLE measurements_2026 PARTITION OF measurements "
                      "FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')")
+        conn.execute("CREATE INDEX measurements_v_idx ON measurements (v)")  # measurements_2026_v_idx attached
     return dsn
+
+
+@pytest.mark.parametrize("ddl", ["DROP INDEX CONCURRENTLY measurements_v_idx",
+                                 "DROP INDEX CONCURRENTLY measurements_2026_v_idx"])
+def test_the_drops_lint_refuses_as_partitioned_are_the_ones_postgresql_refuses(planted, ddl):
+    with psycopg.connect(planted, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.Error):
+            conn.execute(ddl)
 
 
 @pytest.mark.parametrize("ddl, rule", UNSAFE, ids=[rule for _, rule in UNSAFE])
@@ -68,7 +79,7 @@ def test_safe_change_passes_with_a_derived_rollback_and_notes(planted, tmp_path)
         # Dropping an index: the rollback is its current definition, built concurrently.
         drop = lint(files.load(write_change(tmp_path, "drop", "DROP INDEX CONCURRENTLY events_by_account")), conn, q)
         assert drop.rollback == ("CREATE INDEX CONCURRENTLY events_by_account ON public.events "
-                                 "USING btree (account, created_at)")
+                                 "(account, created_at)")
         # Already there: apply will have nothing to do.
         same = lint(files.load(write_change(tmp_path, "same", "CREATE INDEX CONCURRENTLY events_created_idx ON events (created_at)")), conn, q)
         assert not same.refused and [f.rule for f in same.findings] == ["already-applied"]
@@ -105,3 +116,18 @@ def test_bad_change_files_get_one_line_errors(tmp_path, dsn):
     assert pgsteady("change", "new", str(new), dsn=dsn).returncode == 0
     assert files.load(new).id == "2026-11-28-x"
     assert pgsteady("change", "new", str(new), dsn=dsn).returncode == 2
+
+
+def test_an_index_on_a_partitioned_table_passes_lint_as_the_partitioned_route(planted, tmp_path):
+    change = files.load(write_change(tmp_path, "route", "CREATE INDEX CONCURRENTLY measurements_at_idx ON measurements (at)"))
+    with psycopg.connect(planted, autocommit=True) as conn:
+        result = lint(change, conn, for_schema("pgsteady"))
+        assert not result.refused, result.findings
+        assert "partitioned-route" in {f.rule for f in result.findings}
+        # Its rollback is the plain DROP PostgreSQL needs, and lint lets that one through.
+        assert result.rollback == "DROP INDEX IF EXISTS public.measurements_at_idx"
+        from pgsteady.changes.lint import recheck
+
+        conn.execute("CREATE INDEX measurements_at_idx ON measurements (at)")
+        back = recheck(result.rollback, conn, for_schema("pgsteady"))
+        assert not back.refused and "partitioned-drop" in {f.rule for f in back.findings}, back.findings

@@ -92,7 +92,7 @@ class Server:
         return json.loads((self.home / "embedded.json").read_text())
 
     def create(self) -> None:
-        self.socket_url = embedded.ensure_running(home=self.home)
+        self.socket_url = embedded.ensure_running(home=self.home, admin=True)
         with psycopg.connect(self.socket_url, dbname="postgres", autocommit=True) as conn:
             conn.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(self.password)))
             conn.execute(sql.SQL("ALTER SYSTEM SET listen_addresses = {}").format(sql.Literal(",".join(self.listen))))
@@ -111,7 +111,7 @@ class Server:
         embedded.stop(home=self.home)
 
     def start(self) -> None:
-        self.socket_url = embedded.ensure_running(home=self.home)
+        self.socket_url = embedded.ensure_running(home=self.home, admin=True)
         _wait_port("127.0.0.1", self.port)
 
     def restart(self) -> None:

@@ -28,6 +28,7 @@ SMALL = Thresholds(
     null_fraction=0.8,
     seq_scan_min_bytes=64 * 1024,
     min_seq_scans=8,
+    shape_min_rows=50,
 )
 
 SCHEMA_SQL = """

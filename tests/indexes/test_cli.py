@@ -10,7 +10,7 @@ import pytest
 from pgsteady.cli import main
 
 SMALL_FLAGS = ["--unused-min-size", "200kB", "--bloat-min-size", "200kB", "--seq-scan-min-size", "64kB",
-               "--min-seq-scans", "8"]
+               "--min-seq-scans", "8", "--shape-min-rows", "50"]
 
 
 def run(capsys, *args):

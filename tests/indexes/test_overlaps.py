@@ -89,3 +89,30 @@ def test_query_files_parse_by_name_and_drop_comments():
     assert parse(text) == {"one": "SELECT 1", "two": "SELECT %(z)s"}
     with pytest.raises(ValueError, match="defined twice"):
         parse("-- name: a\nSELECT 1\n-- name: a\nSELECT 2\n")
+
+
+@pytest.mark.parametrize("tail", [
+    "(a); COMMIT; CREATE TABLE escaped (x int)",
+    "(a) WHERE true; COMMIT; CREATE TABLE escaped (x int); --",
+])
+def test_commit_in_a_proposal_cannot_escape_the_rolled_back_transaction(doc_dsn, tail):
+    with pytest.raises(ConfigError):
+        find_overlaps(doc_dsn, "doc", tail)
+    with pytest.raises(ConfigError):
+        find_overlaps(doc_dsn, spec=f"CREATE INDEX p ON doc {tail}")
+    with psycopg.connect(doc_dsn) as conn:
+        assert conn.execute("SELECT to_regclass('escaped')").fetchone()[0] is None
+
+
+ESCAPE = "(a) WHERE email IN ('x\\', ') ; COMMIT; CREATE TABLE escaped (x int); -- ')"
+
+
+def test_a_proposal_is_lexed_as_the_parser_read_it_even_with_standard_conforming_strings_off(doc_dsn):
+    # pglast reads two string literals; a server with standard_conforming_strings off
+    # would read 'x\', ' as one, end the statement at the ')' and run the COMMIT and the
+    # CREATE TABLE hidden in the second (the regex-and-simple-protocol version did).
+    with psycopg.connect(doc_dsn, autocommit=True) as conn:
+        conn.execute("SET standard_conforming_strings = off")
+        assert find_overlaps(conn, "doc", ESCAPE) == []
+        assert conn.execute("SHOW standard_conforming_strings").fetchone()[0] == "off"  # pinned locally only
+        assert conn.execute("SELECT to_regclass('escaped')").fetchone()[0] is None

@@ -34,7 +34,7 @@ def test_dead_invalid_index_is_an_error_with_drop_and_rebuild(report):
     assert f.evidence["state"] == "dead"
     assert f.evidence["is_valid"] is False
     assert f.fix_statements == ['DROP INDEX CONCURRENTLY "public"."inv_dead_idx";']
-    assert f.undo_statements == ["CREATE INDEX CONCURRENTLY inv_dead_idx ON public.inv USING btree (id);"]
+    assert f.undo_statements == ["CREATE INDEX CONCURRENTLY inv_dead_idx ON public.inv (id);"]
 
 
 def test_reindex_leftovers_are_recognised_and_name_the_intact_original(report):
@@ -107,7 +107,7 @@ def test_bloat_is_an_estimate_with_its_numbers(report):
 def test_shape_findings(report):
     null = one(report, "mostly_null_index", "public.nul_a_idx")
     assert null.evidence["null_frac"] == pytest.approx(0.95, abs=0.01)
-    assert "WHERE \"a\" IS NOT NULL" in null.fix_statements[0]
+    assert null.fix_statements[0].endswith(" WHERE a IS NOT NULL;")
     arr = one(report, "array_btree_index", "public.arr_tags_idx")
     assert arr.evidence["columns"] == ["tags"]
     assert 'USING gin ("tags")' in arr.fix_statements[0]
@@ -217,8 +217,8 @@ def test_partitioned_tables_are_judged_at_the_parent_without_unsafe_fixes(server
             """)
         report = check(dsn, unused_min_bytes=0)
         found = {(f.check, f.objects[0]): f for f in report.findings}
-        assert set(found) == {("duplicate_index", "public.ev_at_copy"), ("fk_without_index", "public.ev"),
-                              ("boolean_index", "public.ev_flag")}
+        # ev_flag is a boolean index on an empty table: no shape advice for tiny tables.
+        assert set(found) == {("duplicate_index", "public.ev_at_copy"), ("fk_without_index", "public.ev")}
         # Nothing on a partitioned table can be built or dropped CONCURRENTLY.
         assert all(f.fix_statements == [] for f in found.values())
         assert "cannot be dropped concurrently" in found[("duplicate_index", "public.ev_at_copy")].message

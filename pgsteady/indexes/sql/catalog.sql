@@ -6,14 +6,6 @@
 -- non-system schema) and %(table_oid)s (NULL = every table). Names come back
 -- already passed through quote_ident() where they end up in generated SQL.
 
--- name: resolve_table
--- to_regclass() parses the name the way PostgreSQL does (quotes, case,
--- search_path) and returns NULL instead of failing when it does not exist.
-SELECT c.oid, c.relkind::text AS relkind,
-       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified
-  FROM pg_class c
-  JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.oid = to_regclass(%(name)s)
 
 -- name: schema_exists
 SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %(schema)s) AS found
@@ -159,3 +151,96 @@ SELECT c.relname::text AS name
 SELECT s.indexrelid AS oid, to_jsonb(s) ->> 'last_idx_scan' AS last_idx_scan
   FROM pg_stat_all_indexes s
  WHERE s.indexrelid = ANY(%(oids)s::oid[])
+
+-- name: own_schemas
+-- Schemas that hold a pgsteady install (its migrations and jobs tables):
+-- their indexes are deliberate designs, not tuning advice for the user.
+SELECT n.nspname::text AS schema
+  FROM pg_namespace n
+ WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid AND c.relname = 'migrations' AND c.relkind = 'r')
+   AND EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid AND c.relname = 'change_steps' AND c.relkind = 'r')
+   AND EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid AND c.relname = 'jobs' AND c.relkind IN ('r', 'p'))
+
+-- name: unattached_partitions
+-- For a partitioned index, the partitions of its table that have no index
+-- attached to it: each keeps the parent INVALID until one is built and attached.
+SELECT p.oid,
+       pn.nspname::text AS schema,
+       p.relname::text AS name,
+       quote_ident(pn.nspname) || '.' || quote_ident(p.relname) AS qualified,
+       p.relkind::text AS relkind
+  FROM pg_index pi
+  JOIN pg_inherits h ON h.inhparent = pi.indrelid
+  JOIN pg_class p ON p.oid = h.inhrelid
+  JOIN pg_namespace pn ON pn.oid = p.relnamespace
+ WHERE pi.indexrelid = %(index_oid)s
+   AND NOT EXISTS (SELECT 1 FROM pg_inherits hi JOIN pg_index ci ON ci.indexrelid = hi.inhrelid
+                    WHERE hi.inhparent = pi.indexrelid AND ci.indrelid = p.oid)
+ ORDER BY p.relname
+
+-- name: partitions
+-- The partitions of a partitioned table, in name order.
+SELECT p.oid,
+       pn.nspname::text AS schema,
+       p.relname::text AS name,
+       quote_ident(pn.nspname) || '.' || quote_ident(p.relname) AS qualified,
+       p.relkind::text AS relkind
+  FROM pg_inherits h
+  JOIN pg_class p ON p.oid = h.inhrelid
+  JOIN pg_namespace pn ON pn.oid = p.relnamespace
+ WHERE h.inhparent = %(table_oid)s
+ ORDER BY p.relname
+
+-- The probes of one relation that the change workflow makes (by name once,
+-- through to_regclass, then by oid): the same reader as the health checks.
+
+-- name: server_facts
+SELECT current_setting('server_version_num')::int AS version_num,
+       current_setting('server_version') AS version,
+       current_database() AS database,
+       pg_backend_pid() AS pid;
+
+-- name: resolve_relation
+-- A name as SQL would resolve it (search_path, quoting) to the relation.
+SELECT c.oid, c.relkind::text AS relkind, n.nspname AS schema, c.relname AS name,
+       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = to_regclass(%(name)s);
+
+-- name: index_state
+-- One index by oid: is it usable, is it unique, what is its definition.
+SELECT i.indexrelid AS oid, i.indrelid AS table_oid, i.indisvalid AS is_valid, i.indisready AS is_ready,
+       i.indisunique AS is_unique, n.nspname AS schema, c.relname AS name,
+       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified,
+       pg_get_indexdef(i.indexrelid) AS indexdef, pg_relation_size(i.indexrelid) AS bytes
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE i.indexrelid = %(oid)s;
+
+-- name: table_facts
+SELECT c.oid, c.relkind::text AS relkind, n.nspname AS schema, c.relname AS name,
+       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified,
+       pg_relation_size(c.oid) AS heap_bytes, pg_total_relation_size(c.oid) AS total_bytes,
+       pg_indexes_size(c.oid) AS index_bytes,
+       greatest(c.reltuples, 0)::bigint AS estimated_rows, s.n_live_tup AS live_rows,
+       greatest(s.last_analyze, s.last_autoanalyze) AS last_analyzed
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
+WHERE c.oid = %(oid)s;
+
+-- name: table_indexes
+SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS indexdef, pg_relation_size(i.indexrelid) AS bytes,
+       i.indisvalid AS is_valid, i.indisunique AS is_unique, s.idx_scan
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+LEFT JOIN pg_stat_all_indexes s ON s.indexrelid = i.indexrelid
+WHERE i.indrelid = %(oid)s
+ORDER BY c.relname;
+
+-- name: key_widths
+-- Average widths of the indexed columns, for the size estimate.
+SELECT coalesce(sum(s.avg_width), 0)::int AS width
+FROM pg_stats s
+WHERE s.schemaname = %(schema)s AND s.tablename = %(table)s AND s.attname = ANY(%(columns)s);
+
+
+-- name: relation_size
+SELECT pg_relation_size(%(oid)s) AS bytes;

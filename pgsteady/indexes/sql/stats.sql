@@ -65,3 +65,15 @@ SELECT s.schemaname::text AS schema, s.indexrelname::text AS name, s.idx_scan,
   FROM pg_stat_all_indexes s
  WHERE s.schemaname NOT IN ('pg_catalog', 'information_schema')
    AND s.schemaname !~ '^pg_(toast|temp_|toast_temp_)'
+
+-- name: pgstattuple_extension
+SELECT n.nspname::text AS schema
+  FROM pg_extension e
+  JOIN pg_namespace n ON n.oid = e.extnamespace
+ WHERE e.extname = 'pgstattuple'
+
+-- name: pgstatindex
+-- {pgst} is the extension's schema, filled in with sql.Identifier. Reads every
+-- page of the index: only asked for indexes that have no statistics to estimate from.
+SELECT leaf_pages, empty_pages, deleted_pages, avg_leaf_density
+  FROM {pgst}.pgstatindex(%(oid)s::regclass)
