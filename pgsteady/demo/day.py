@@ -8,6 +8,7 @@ site's own (site.sql) and two catalogue probes that check a claim.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import threading
@@ -109,7 +110,12 @@ def the_import(day: Day) -> None:
 # -- 3 ---------------------------------------------------------------------------
 
 def cron_and_retries(day: Day) -> None:
+    from ..schedule_admin import UnknownSchedule, resume
+
     app = tasks.app
+    with connect(day.dsn, autocommit=True) as conn:
+        with contextlib.suppress(UnknownSchedule):  # an earlier demo paused it at the end of its day
+            resume(conn, app.queries, tasks.SITEMAP)
     since = datetime.now(timezone.utc)
     ref = app.enqueue(tasks.send_digest.name, {"week": "2026-W49"}, key=f"demo:{day.stamp}:digest")
     q = app.queries
@@ -382,7 +388,7 @@ def end_of_day(day: Day) -> None:
 
     q = tasks.app.queries
     with connect(day.dsn, autocommit=True) as conn:
-        pause(conn, q, "demo.sitemap")  # a 2-second cron is the demo's, not something to leave running
+        pause(conn, q, tasks.SITEMAP)  # a 2-second cron is the demo's, not something to leave running
     day.say("the demo's 2-second sitemap schedule is paused now (`pgsteady schedules resume demo.sitemap`)")
     result = status.check(day.dsn, day.schema)
     snap, th = result.snapshot, questions.Thresholds()
