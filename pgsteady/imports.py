@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable
 
 import psycopg
 
+from .security.settings import MAX_JSONL_LINE_BYTES
 from .errors import ConfigError, PgsteadyError
 from .payloads import job_row
 from .tasks import Context
@@ -104,6 +105,11 @@ def parse_line(app, text: str) -> dict:
 def _numbered(lines: Iterable[bytes | str]):
     """(line number, text) of the non-empty lines; a line that is not UTF-8 comes back as a ValueError."""
     for lineno, raw in enumerate(lines, 1):
+        size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
+        if size > MAX_JSONL_LINE_BYTES:
+            yield lineno, ValueError(f"the line is {size:,} bytes, over the {MAX_JSONL_LINE_BYTES:,}-byte limit "
+                                     "of one job; store large data in a table and pass its id")
+            continue
         if isinstance(raw, bytes):
             try:
                 raw = raw.decode("utf-8")

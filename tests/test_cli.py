@@ -273,6 +273,18 @@ def test_a_line_that_is_not_utf8_is_reported_by_number_before_anything_is_writte
     assert scalar(dsn, "SELECT count(*) FROM pgsteady.jobs") == 0
 
 
+def test_a_line_longer_than_any_job_is_refused_by_number_before_it_is_parsed(dsn, tmp_path):
+    from pgsteady.security.settings import MAX_JSONL_LINE_BYTES
+
+    path = tmp_path / "jobs.jsonl"
+    good = json.dumps({"task": "nap", "args": {"seconds": 0}})
+    huge = json.dumps({"task": "nap", "args": {"blob": "x" * MAX_JSONL_LINE_BYTES}})
+    path.write_text(f"{good}\n{huge}\n{good}\n")
+    r = pgsteady("--app", APP, "enqueue", "--from-file", str(path), "--all-or-nothing", dsn=dsn)
+    assert r.returncode == 2 and f"{path}:2: the line is" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert scalar(dsn, "SELECT count(*) FROM pgsteady.jobs") == 0
+
+
 @pytest.mark.parametrize("name", ["-", "/dev/stdin"])
 def test_from_file_reads_stdin(dsn, tmp_path, name):
     path = _jsonl(tmp_path / "jobs.jsonl", 3)

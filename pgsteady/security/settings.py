@@ -36,6 +36,9 @@ SECURITY_CHECK_SAMPLE = 1000
 MAX_PAYLOAD_BYTES = 256 * 1024
 """Largest encoded job arguments accepted by enqueue (App(max_payload_bytes=...))."""
 
+MAX_JSONL_LINE_BYTES = 4 * MAX_PAYLOAD_BYTES
+"""Longest line `pgsteady enqueue --from-file` reads (task, key and arguments of one job, as JSON)."""
+
 MAX_JSON_DEPTH = 64
 """Deepest nesting accepted in job arguments; deeper input is refused before encoding."""
 
@@ -146,6 +149,9 @@ SETTINGS: tuple[Setting, ...] = (
             "not as the superuser postgres, which could run programs (COPY ... TO PROGRAM) as the server's OS user."),
     Setting("App(max_payload_bytes=...)", MAX_PAYLOAD_BYTES, "upload limits",
             "Job arguments live in a row that every claim reads; a large payload slows every worker and can fill the table."),
+    Setting("longest JSONL line of enqueue --from-file", MAX_JSONL_LINE_BYTES, "upload limits",
+            "A file users hand us is read line by line; a line longer than any job could be is refused with its "
+            "number before anything is written, instead of being parsed."),
     Setting("max JSON depth of job arguments", MAX_JSON_DEPTH, "upload limits",
             "Deeply nested JSON can exhaust the recursion of encoders and decoders on the way in and out."),
     Setting("max idempotency key bytes", MAX_KEY_BYTES, "upload limits",
