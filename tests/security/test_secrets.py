@@ -34,9 +34,13 @@ def test_password_in_this_command_line_fails_and_is_not_repeated(dsn, tmp_path):
 
 
 def test_running_pgsteady_process_with_a_password_in_its_argv_is_found_by_pid(dsn, tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", "pgsteady", "worker",
-                             "--dsn", f"postgresql://app:{PASSWORD}@db.example/prod"], stdin=subprocess.PIPE)
+    # The child says "ready" once it runs: before its exec, /proc shows the
+    # parent's command line, and a scan in that moment would find nothing.
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; print('ready', flush=True); sys.stdin.read()",
+                             "pgsteady", "worker", "--dsn", f"postgresql://app:{PASSWORD}@db.example/prod"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
+        assert proc.stdout.readline().strip() == "ready"
         report = checked(dsn, tmp_path, scan_processes=True)
     finally:
         proc.stdin.close()
