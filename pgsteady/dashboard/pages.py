@@ -80,11 +80,12 @@ def routes(dash: Dashboard) -> list[Route]:
 
     def workers_page(request: Request) -> Response:
         with dash.conn() as conn:
-            rows = reads.workers(conn, dash.q)
             snap = snapshots.read(conn, dash.q, windows=False, rule=None)
+            running = reads.running_by_worker(conn, dash.q)
         th = Thresholds()
         alive = {w.id: worker_alive(w, th) for w in snap.workers}
-        return dash.render(request, "workers.html", rows=rows, alive=alive, leader=snap.leader(),
+        return dash.render(request, "workers.html", rows=snap.workers, running=running, alive=alive,
+                           leader=snap.leader(),
                            live_count=len(live_workers(snap, th)), live=True)
 
     def schedules_page(request: Request) -> Response:

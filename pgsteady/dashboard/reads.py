@@ -1,5 +1,5 @@
 """What the dashboard reads beyond the domain modules: the job list with its
-filters, the workers with their running jobs, the per-minute series of the
+filters, the running jobs per worker, the per-minute series of the
 charts, index builds in progress. The SQL is in sql/dashboard.sql, with the
 plan reasoning where it reads pgsteady.jobs.
 """
@@ -120,23 +120,10 @@ def jobs(conn: psycopg.Connection, q: Queries, f: JobFilter, *, limit: int = PAG
     return JobPage(rows, None, scanned_to=last_id, scanned=scanned)
 
 
-@dataclass(frozen=True)
-class WorkerRow:
-    id: str
-    host: str
-    pid: int
-    queues: list[str] | None
-    concurrency: int
-    release: str | None
-    started_at: datetime
-    heartbeat_at: datetime
-    heartbeat_age: float
-    running: int
-
-
-def workers(conn: psycopg.Connection, q: Queries) -> list[WorkerRow]:
-    with conn.cursor(row_factory=class_row(WorkerRow)) as cur:
-        return cur.execute(q.dashboard_workers).fetchall()
+def running_by_worker(conn: psycopg.Connection, q: Queries) -> dict[str, int]:
+    """How many jobs each worker runs now. The workers themselves are the
+    monitoring snapshot's (snapshot.WorkerRow): one owner for that row."""
+    return dict(conn.execute(q.dashboard_running_by_worker).fetchall())
 
 
 @dataclass

@@ -54,13 +54,15 @@ WHERE state = %(state)s::{schema}.job_state
 ORDER BY id DESC
 LIMIT %(limit)s;
 
--- name: dashboard_workers
--- The workers table is small (one row per live or recently dead process).
-SELECT w.id, w.host, w.pid, w.queues, w.concurrency, w.release, w.started_at, w.heartbeat_at,
-       extract(epoch FROM now() - w.heartbeat_at)::float8 AS heartbeat_age,
-       (SELECT count(*) FROM {schema}.jobs j WHERE j.state = 'running' AND j.worker_id = w.id)::int AS running
-FROM {schema}.workers w
-ORDER BY w.heartbeat_at DESC, w.id;
+-- name: dashboard_running_by_worker
+-- The running jobs per worker, for the Workers page (the workers are the
+-- status snapshot's). Plan: a scan of a partial index on state = 'running'
+-- (jobs_lease_idx or jobs_running_queue_idx: a few hundred entries, never
+-- the finished history) and a hash aggregate by worker_id.
+SELECT worker_id, count(*)::int AS running
+FROM {schema}.jobs
+WHERE state = 'running' AND worker_id IS NOT NULL
+GROUP BY worker_id;
 
 -- name: dashboard_index_builds
 -- Index builds in progress anywhere in this database (a system view, no table scan).
