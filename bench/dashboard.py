@@ -213,7 +213,7 @@ def built(server: str, name: str, a: argparse.Namespace) -> datetime | None:
     return row[0] if row else None
 
 
-def time_pages(dsn: str, runs: int, only: list[str] | None) -> dict:
+def time_pages(dsn: str, runs: int, only: list[str] | None, profile: bool = False) -> dict:
     from starlette.testclient import TestClient
 
     from pgsteady.dashboard import create_app
@@ -231,15 +231,27 @@ def time_pages(dsn: str, runs: int, only: list[str] | None) -> dict:
                 timings[label] = {"status": r.status_code}
                 continue
             seconds = []
+            profiler = _profiler() if profile else None
             for _ in range(runs):
                 t0 = time.perf_counter()
                 client.get(path)
                 seconds.append(time.perf_counter() - t0)
+            if profiler is not None:
+                profiler.stop()
+                print(profiler.output_text(unicode=False, show_all=False), file=sys.stderr)
             timings[label] = {"median_ms": round(statistics.median(seconds) * 1000, 1),
                               "max_ms": round(max(seconds) * 1000, 1)}
             print(f"  {label}: {timings[label]}", file=sys.stderr)
     app.dashboard.close()
     return timings
+
+
+def _profiler():
+    # pyinstrument is a tool of this probe, not a dependency: `pip install pyinstrument` into the venv.
+    from pyinstrument import Profiler
+    profiler = Profiler(async_mode="disabled")
+    profiler.start()
+    return profiler
 
 
 def main() -> None:
@@ -253,6 +265,7 @@ def main() -> None:
     p.add_argument("--tables", type=int, default=500, help="x 10 indexes each")
     p.add_argument("--runs", type=int, default=7)
     p.add_argument("--page", action="append", help="time only this page (its label); repeatable")
+    p.add_argument("--profile", action="store_true", help="print a pyinstrument profile of each page's loads")
     a = p.parse_args()
     server = with_dbname(resolve_dsn(a.dsn), "postgres")
     dsn = with_dbname(server, a.db)
@@ -266,7 +279,7 @@ def main() -> None:
         out["server"] = conn.execute("SHOW server_version").fetchone()[0]
     out["built_minutes_ago"] = round((datetime.now(timezone.utc) - built_at).total_seconds() / 60)
     out["load_average"] = [round(x, 2) for x in os.getloadavg()]
-    out["pages"] = time_pages(dsn, a.runs, a.page)
+    out["pages"] = time_pages(dsn, a.runs, a.page, a.profile)
     out["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(out, indent=2))
 

@@ -38,14 +38,10 @@ def routes(dash: Dashboard) -> list[Route]:
             hour = day = None
             if snap is not None and snap.schema_current:
                 hour = charts.charts(reads.series(conn, dash.q, until=snap.until, span=timedelta(hours=1)))
-                day = charts.charts(reads.series(conn, dash.q, until=snap.until, span=timedelta(hours=24)))
-        by_question = {}
-        if snap is not None:
-            for q in QUESTIONS:
-                if snap.schema_current or q.name in ("database", "schema"):
-                    by_question[q.name] = [f.text for f in q.ask(snap, Thresholds())]
+                day = charts.charts(reads.series(conn, dash.q, until=snap.until, span=timedelta(hours=24),
+                                                  step=reads.DAY_STEP))
         return dash.render(request, "overview.html", status=200, s=status, sections=status.sections,
-                           questions=QUESTIONS, answers=by_question, hour=hour, day=day, live=True)
+                           questions=QUESTIONS, answers=status.answers, hour=hour, day=day, day_step=reads.DAY_STEP, live=True)
 
     def queues_page(request: Request) -> Response:
         with dash.conn() as conn:

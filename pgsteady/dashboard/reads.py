@@ -18,6 +18,7 @@ from ..queries import Queries
 
 PAGE = 50
 SCAN = 20_000  # jobs looked at per page of a filtered list
+DAY_STEP = timedelta(minutes=5)  # the day chart's points
 MAX_TEXT = 200
 WINDOWS = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "24h": timedelta(hours=24),
            "7d": timedelta(days=7), "all": None}
@@ -128,29 +129,34 @@ def running_by_worker(conn: psycopg.Connection, q: Queries) -> dict[str, int]:
 
 @dataclass
 class Series:
-    """Per-minute points of one window, oldest first, with the deploy marks in it."""
+    """Points of one window, oldest first, ``step`` apart, with the deploy marks in it."""
 
     since: datetime
     until: datetime
+    step: timedelta = timedelta(minutes=1)
     minutes: list[datetime] = field(default_factory=list)
     counts: list[Counts] = field(default_factory=list)
     deploys: list[tuple[datetime, str]] = field(default_factory=list)
 
 
-def series(conn: psycopg.Connection, q: Queries, *, until: datetime, span: timedelta) -> Series:
+def series(conn: psycopg.Connection, q: Queries, *, until: datetime, span: timedelta,
+           step: timedelta = timedelta(minutes=1)) -> Series:
+    """The counters of [until - span, until) per ``step`` (whole minutes):
+    per minute from job_stats_all, longer steps summed by the server."""
     until = until.replace(second=0, microsecond=0)
     since = until - span
-    out = Series(since, until)
+    out = Series(since, until, step)
+    query, params = (q.minute_series, dict(since=since, until=until)) if step == timedelta(minutes=1) else \
+        (q.step_series, dict(since=since, until=until, step=step))
     with conn.cursor(row_factory=dict_row) as cur:
-        by_minute = {r["minute"]: Counts.from_row(r) for r in cur.execute(q.minute_series, dict(
-            since=since, until=until)).fetchall()}
+        by_point = {r["minute"]: Counts.from_row(r) for r in cur.execute(query, params).fetchall()}
         out.deploys = [(r["marked_at"], r["version"]) for r in cur.execute(
             q.dashboard_deploys_between, dict(since=since, until=until)).fetchall()]
-    minute = since
-    while minute < until:
-        out.minutes.append(minute)
-        out.counts.append(by_minute.get(minute, Counts()))
-        minute += timedelta(minutes=1)
+    point = since
+    while point < until:
+        out.minutes.append(point)
+        out.counts.append(by_point.get(point, Counts()))
+        point += step
     return out
 
 
