@@ -12,8 +12,8 @@ name first, unless --reuse finds one already built with the same --jobs):
   tasks, 96% succeeded, 3% failed after three attempts (with their errors
   and events, and a burst of failures of one task in the last hour), 1%
   cancelled; one job in ten has an idempotency key; then a backlog of
-  20,000 waiting jobs, 200 running ones, 20 workers, a leader and two
-  deploy marks. It is planted with generate_series in a few statements, in
+  20,000 waiting jobs, 200 running ones, 20 workers, a leader and a
+  deploy mark every two hours. It is planted with generate_series in a few statements, in
   one transaction with the jobs table's secondary indexes dropped and
   rebuilt at the end (as a restore would), then analysed;
 - the counter pass over the last 24 hours, as the maintenance leader runs it;
@@ -56,6 +56,14 @@ ERROR = ("jsonb_build_object('attempt', {k}, 'at', s.f - interval '{m} minutes',
          "'worker', 'w' || mod(g, 20), 'release', 'v1')")
 QUEUES = "CASE WHEN mod(g, 20) < 10 THEN 'default' WHEN mod(g, 20) < 16 THEN 'emails' WHEN mod(g, 20) < 19 THEN 'reports' " \
          "ELSE 'webhooks' END"
+
+
+# A deploy every two hours of the day (v1.1 ... v1.11), the last, v2, an hour ago.
+DEPLOYS = """
+    INSERT INTO pgsteady.deploys (version, marked_at, marked_by)
+    SELECT CASE WHEN h = 1 THEN 'v2' ELSE 'v1.' || (12 - h / 2) END, now() - make_interval(hours => h), 'bench'
+    FROM generate_series(1, 23, 2) AS h
+"""
 
 
 def plant(conn: psycopg.Connection, jobs: int, days: int) -> dict[str, float]:
@@ -146,8 +154,7 @@ def plant(conn: psycopg.Connection, jobs: int, days: int) -> dict[str, float]:
             FROM generate_series(0, 19) AS g
             """)
         conn.execute("INSERT INTO pgsteady.leader (name, worker_id) VALUES ('maintenance', 'w0')")
-        conn.execute("INSERT INTO pgsteady.deploys (version, marked_at, marked_by) VALUES "
-                     "('v1', now() - interval '20 hours', 'bench'), ('v2', now() - interval '1 hour', 'bench')")
+        conn.execute(DEPLOYS)
     planted = time.perf_counter() - t0
     conn.execute("VACUUM ANALYZE pgsteady.jobs")
     conn.execute("VACUUM ANALYZE pgsteady.events")

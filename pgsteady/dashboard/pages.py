@@ -126,12 +126,26 @@ def routes(dash: Dashboard) -> list[Route]:
                        if s["status"] in ("queued", "running") and s["job_id"] is not None]
         return dash.render(request, "change.html", c=rec, running=running, live=bool(running))
 
+    settled: dict[tuple[int, object], dict] = {}
+
     def deploys_page(request: Request) -> Response:
+        # Each comparison reads two hours of per-minute counters (tens of
+        # milliseconds); one whose windows are fully counted can no longer
+        # change (deploys.settled), so it is kept for as long as its mark is
+        # listed, and a load compares only the marks still inside their window.
         with dash.conn() as conn:
             marks = deploys.list_deploys(conn, dash.q, limit=20)
             until = snapshots.read(conn, dash.q, windows=False, rule=None).until
-            compared = [(m, deploys.compare(conn, dash.q, until=until, deploy_id=m["id"])) for m in marks] \
-                if until is not None else []
+            compared = []
+            for m in marks if until is not None else []:
+                key = (m["id"], m["marked_at"])
+                result = settled.get(key) or deploys.compare(conn, dash.q, until=until, deploy_id=m["id"])
+                if key not in settled and result is not None and deploys.settled(result, until=until):
+                    settled[key] = result
+                compared.append((m, result))
+        listed = {(m["id"], m["marked_at"]) for m in marks}
+        for key in [k for k in settled if k not in listed]:
+            settled.pop(key, None)
         return dash.render(request, "deploys.html", compared=compared)
 
     def login_page(request: Request) -> Response:

@@ -141,6 +141,13 @@ def compare(conn: psycopg.Connection, q: Queries, *, until: datetime, rule: Rule
     return {**result, "verdict": verdict, "why": why, "tasks": tasks}
 
 
+def settled(result: dict[str, Any], *, until: datetime, rule: Rule = Rule()) -> bool:
+    """Whether more counting can no longer change a comparison of ``compare``:
+    its after window is as long as the rule allows and counted before
+    ``until`` (the counters of a counted minute do not change)."""
+    return result["after"]["from"] + rule.window <= _floor(until)
+
+
 def judge_task(task: str, before: Counts, after: Counts, rule: Rule) -> dict[str, Any]:
     metrics = [judge_failure_rate(before, after, rule), judge_p95(before, after, rule),
                judge_count("throughput", before.succeeded, after.succeeded, rule, higher_is_better=True),

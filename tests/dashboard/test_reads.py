@@ -60,3 +60,21 @@ def test_status_keeps_each_questions_findings_and_the_overview_shows_them(seeded
     for q in QUESTIONS:
         row = re.search(rf"<tr><td>{re.escape(str(escape(q.doc)))}</td><td>(.*?)</td>", page).group(1)
         assert ("fine" in row) == (not s.answers[q.name]), (q.name, row)
+
+
+def test_a_deploy_comparison_is_settled_once_its_after_window_is_counted(seeded, client_for):
+    from datetime import timedelta
+
+    from pgsteady.monitoring import deploys
+
+    with psycopg.connect(seeded.dsn, autocommit=True) as conn:
+        until = snapshot.read(conn, Q, windows=False, rule=None).until
+        recent = deploys.compare(conn, Q, until=until)  # v42, marked 30 minutes ago
+        marked = recent["deploy"]["marked_at"]
+        later = deploys.compare(conn, Q, until=marked + timedelta(minutes=62))
+    assert not deploys.settled(recent, until=until)  # its after window is still being counted
+    assert deploys.settled(later, until=marked + timedelta(minutes=62))
+    assert not deploys.settled(later, until=marked + timedelta(minutes=60))
+    c = client_for(seeded.dsn)
+    first, second = c.get("/deploys").text, c.get("/deploys").text
+    assert "v42" in first and "v42" in second
