@@ -100,25 +100,32 @@ class JobPage:
 
 def jobs(conn: psycopg.Connection, q: Queries, f: JobFilter, *, limit: int = PAGE, scan: int = SCAN,
          now: datetime | None = None) -> JobPage:
-    """One page of jobs matching ``f``. Finished history is looked at ``scan``
-    jobs at a time (see dashboard_jobs in sql/dashboard.sql), so a page never
-    costs more than that; waiting and running jobs come from their indexes."""
+    """One page of jobs matching ``f``, by the query whose index fits the
+    filter (see sql/dashboard.sql): a key's jobs and waiting or running jobs
+    come from their indexes; failed or cancelled jobs and the rest of the
+    history are looked at ``scan`` jobs at a time, so a page never costs more."""
     span = WINDOWS[f.window]
     since = (now or datetime.now(timezone.utc)) - span if span else None
     params = dict(before=f.before, state=f.state, queue=f.queue, task=f.task, key=f.key, since=since,
                   text=f.text, limit=limit + 1, scan=scan)
-    query = q.dashboard_active_jobs if f.state in ("waiting", "running") else q.dashboard_jobs
+    if f.key is not None:
+        query, scanned = q.dashboard_key_jobs, None
+    elif f.state in ("waiting", "running"):
+        query, scanned = q.dashboard_active_jobs, None
+    elif f.state in ("failed", "cancelled"):
+        query, scanned = q.dashboard_ended_badly_jobs, q.dashboard_ended_badly_jobs_scanned
+    else:
+        query, scanned = q.dashboard_jobs, q.dashboard_jobs_scanned
     with conn.cursor(row_factory=class_row(JobRow)) as cur:
         rows = cur.execute(query, params).fetchall()
     if len(rows) > limit:
         return JobPage(rows[:limit], rows[limit - 1].id)
-    if query is q.dashboard_active_jobs or not f.active:
+    if scanned is None or not f.active:
         return JobPage(rows, None)
-    edge = conn.execute(q.dashboard_jobs_scanned, dict(before=f.before, scan=scan)).fetchone()
-    last_id, scanned, last_created = edge
-    if scanned < scan or (since is not None and last_created is not None and last_created < since):
-        return JobPage(rows, None, scanned=scanned)  # the scan reached the oldest job, or left the window
-    return JobPage(rows, None, scanned_to=last_id, scanned=scanned)
+    last_id, seen, last_created = conn.execute(scanned, dict(before=f.before, state=f.state, scan=scan)).fetchone()
+    if seen < scan or (since is not None and last_created is not None and last_created < since):
+        return JobPage(rows, None, scanned=seen)  # the scan reached the oldest job, or left the window
+    return JobPage(rows, None, scanned_to=last_id, scanned=seen)
 
 
 def running_by_worker(conn: psycopg.Connection, q: Queries) -> dict[str, int]:

@@ -573,3 +573,10 @@ ALTER TABLE {schema}.changes ADD CONSTRAINT changes_status_check CHECK (status I
     'new', 'linted', 'refused', 'planned', 'rehearsed', 'applying', 'applied', 'rolling back',
     'rolled back', 'verified', 'lint failed', 'plan failed', 'rehearse failed', 'apply failed',
     'rollback failed', 'verify failed'));
+
+-- 009 dashboard job indexes
+
+-- The dashboard's job list (sql/dashboard.sql): failed and cancelled jobs
+-- newest first, and every job that was given a key, by key.
+CREATE INDEX jobs_ended_badly_idx ON {schema}.jobs (state, id) WHERE state IN ('failed', 'cancelled');
+CREATE INDEX jobs_key_history_idx ON {schema}.jobs (key, id) WHERE key IS NOT NULL;

@@ -78,3 +78,31 @@ def test_a_deploy_comparison_is_settled_once_its_after_window_is_counted(seeded,
     c = client_for(seeded.dsn)
     first, second = c.get("/deploys").text, c.get("/deploys").text
     assert "v42" in first and "v42" in second
+
+
+def _plan(conn: psycopg.Connection, query: str, params: dict) -> str:
+    # The seeded tables are small enough for a sequential scan to win; with
+    # it off, the plan shows which index the query can walk.
+    with conn.transaction():
+        conn.execute("SET LOCAL enable_seqscan = off")
+        return str(conn.execute("EXPLAIN (FORMAT JSON) " + query, params).fetchone()[0])
+
+
+def test_failed_and_keyed_jobs_are_found_past_a_backlog_by_their_own_indexes(seeded):
+    with psycopg.connect(seeded.dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO pgsteady.jobs (queue, task, args, max_attempts) "
+                     "SELECT 'mail', 'mail.send', '{}', 3 FROM generate_series(1, 30)")  # newer than every failure
+        failed = [r[0] for r in conn.execute("SELECT id FROM pgsteady.jobs WHERE state = 'failed' ORDER BY id DESC")]
+        succeeded = [r[0] for r in conn.execute(
+            "SELECT id FROM pgsteady.jobs WHERE state = 'succeeded' ORDER BY id DESC LIMIT 5")]
+        page = reads.jobs(conn, Q, reads.JobFilter(state="failed"), limit=50, scan=10)
+        assert [r.id for r in page.rows] == failed[:10] and page.scanned_to == failed[9]
+        page = reads.jobs(conn, Q, reads.JobFilter(state="succeeded"), limit=5, scan=10)
+        assert [r.id for r in page.rows] == succeeded  # the 30 waiting jobs are stepped over, not counted
+        page = reads.jobs(conn, Q, reads.JobFilter(key="user:7"), limit=50, scan=10)
+        assert [r.id for r in page.rows] == [seeded.secret_id] and page.scanned_to is None
+        base = dict(before=None, queue=None, task=None, since=None, text=None, limit=51, scan=20000)
+        assert "jobs_ended_badly_idx" in _plan(conn, Q.dashboard_ended_badly_jobs, {**base, "state": "failed",
+                                                                                     "key": None})
+        assert "jobs_key_history_idx" in _plan(conn, Q.dashboard_key_jobs, {**base, "state": None, "key": "user:7"})
+        assert "jobs_pkey" in _plan(conn, Q.dashboard_jobs, {**base, "state": None, "key": None})
