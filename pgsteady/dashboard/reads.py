@@ -116,13 +116,15 @@ def jobs(conn: psycopg.Connection, q: Queries, f: JobFilter, *, limit: int = PAG
         query, scanned = q.dashboard_ended_badly_jobs, q.dashboard_ended_badly_jobs_scanned
     else:
         query, scanned = q.dashboard_jobs, q.dashboard_jobs_scanned
+    custom = query is q.dashboard_ended_badly_jobs  # its plan needs the state's value (see its comment)
     with conn.cursor(row_factory=class_row(JobRow)) as cur:
-        rows = cur.execute(query, params).fetchall()
+        rows = cur.execute(query, params, prepare=False if custom else None).fetchall()
     if len(rows) > limit:
         return JobPage(rows[:limit], rows[limit - 1].id)
     if scanned is None or not f.active:
         return JobPage(rows, None)
-    last_id, seen, last_created = conn.execute(scanned, dict(before=f.before, state=f.state, scan=scan)).fetchone()
+    last_id, seen, last_created = conn.execute(scanned, dict(before=f.before, state=f.state, scan=scan),
+                                               prepare=False if custom else None).fetchone()
     if seen < scan or (since is not None and last_created is not None and last_created < since):
         return JobPage(rows, None, scanned=seen)  # the scan reached the oldest job, or left the window
     return JobPage(rows, None, scanned_to=last_id, scanned=seen)
