@@ -54,8 +54,8 @@ CHUNK = 2_000_000
 ERROR = ("jsonb_build_object('attempt', {k}, 'at', s.f - interval '{m} minutes', 'error', s.message, "
          "'traceback', 'Traceback (most recent call last):\\n  File \"app/tasks.py\", line 42\\n' || s.message, "
          "'worker', 'w' || mod(g, 20), 'release', 'v1')")
-QUEUES = "CASE WHEN mod(g, 20) < 10 THEN 'default' WHEN mod(g, 20) < 16 THEN 'emails' WHEN mod(g, 20) < 19 THEN 'reports' " \
-         "ELSE 'webhooks' END"
+QUEUES = ("CASE WHEN mod(g, 20) < 10 THEN 'default' WHEN mod(g, 20) < 16 THEN 'emails' "
+          "WHEN mod(g, 20) < 19 THEN 'reports' ELSE 'webhooks' END")
 
 
 # A deploy every two hours of the day (v1.1 ... v1.11), the last, v2, an hour ago.
@@ -91,8 +91,8 @@ def plant(conn: psycopg.Connection, jobs: int, days: int) -> dict[str, float]:
                 INSERT INTO pgsteady.jobs (queue, task, args, key, state, attempt, max_attempts, run_at,
                                            created_at, started_at, finished_at, release, worker_id, errors)
                 SELECT {QUEUES}, s.task,
-                       jsonb_build_object('n', g, 'user_id', mod(g, 100003), 'email', 'user' || (mod(g, 100003)) || '@example.com',
-                                          'token', md5(g::text)),
+                       jsonb_build_object('n', g, 'user_id', mod(g, 100003),
+                                          'email', 'user' || mod(g, 100003) || '@example.com', 'token', md5(g::text)),
                        CASE WHEN mod(g, 10) = 0 THEN 'order-' || g END,
                        s.state::pgsteady.job_state, CASE WHEN s.state = 'failed' THEN 3 ELSE 1 END, 3,
                        s.f - s.w - s.r, s.f - s.w - s.r, s.f - s.r, s.f,

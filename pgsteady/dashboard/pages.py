@@ -41,7 +41,8 @@ def routes(dash: Dashboard) -> list[Route]:
                 day = charts.charts(reads.series(conn, dash.q, until=snap.until, span=timedelta(hours=24),
                                                   step=reads.DAY_STEP))
         return dash.render(request, "overview.html", status=200, s=status, sections=status.sections,
-                           questions=QUESTIONS, answers=status.answers, hour=hour, day=day, day_step=reads.DAY_STEP, live=True)
+                           questions=QUESTIONS, answers=status.answers, hour=hour, day=day,
+                           day_step=reads.DAY_STEP, live=True)
 
     def queues_page(request: Request) -> Response:
         with dash.conn() as conn:
