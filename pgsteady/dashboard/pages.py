@@ -31,9 +31,15 @@ INDEX_REPORT_SECONDS = 60.0
 
 
 def routes(dash: Dashboard) -> list[Route]:
+    # Deploy comparisons that can no longer change (deploys.settled): each
+    # reads two hours of per-minute counters, tens of milliseconds at scale,
+    # so the Overview (the last mark) and Deploys (twenty) keep them here and
+    # compare only the marks still inside their window.
+    settled: dict[tuple, dict] = {}
+
     def overview(request: Request) -> Response:
         with dash.conn() as conn:
-            status = collect(conn, dash.q.schema)
+            status = collect(conn, dash.q.schema, settled_cache=settled)
             snap = status.snapshot
             hour = day = None
             if snap is not None and snap.schema_current:
@@ -127,25 +133,14 @@ def routes(dash: Dashboard) -> list[Route]:
                        if s["status"] in ("queued", "running") and s["job_id"] is not None]
         return dash.render(request, "change.html", c=rec, running=running, live=bool(running))
 
-    settled: dict[tuple[int, object], dict] = {}
-
     def deploys_page(request: Request) -> Response:
-        # Each comparison reads two hours of per-minute counters (tens of
-        # milliseconds); one whose windows are fully counted can no longer
-        # change (deploys.settled), so it is kept for as long as its mark is
-        # listed, and a load compares only the marks still inside their window.
         with dash.conn() as conn:
             marks = deploys.list_deploys(conn, dash.q, limit=20)
             until = snapshots.read(conn, dash.q, windows=False, rule=None).until
-            compared = []
-            for m in marks if until is not None else []:
-                key = (m["id"], m["marked_at"])
-                result = settled.get(key) or deploys.compare(conn, dash.q, until=until, deploy_id=m["id"])
-                if key not in settled and result is not None and deploys.settled(result, until=until):
-                    settled[key] = result
-                compared.append((m, result))
-        listed = {(m["id"], m["marked_at"]) for m in marks}
-        for key in [k for k in settled if k not in listed]:
+            compared = [(m, deploys.compare(conn, dash.q, until=until, deploy_id=m["id"], settled_cache=settled))
+                        for m in marks] if until is not None else []
+        listed = {m["id"] for m in marks}
+        for key in [k for k in settled if k[0] not in listed]:
             settled.pop(key, None)
         return dash.render(request, "deploys.html", compared=compared)
 

@@ -145,10 +145,11 @@ def unreachable(schema: str, error: str) -> Snapshot:
 
 
 def read(conn: psycopg.Connection, q: Queries, *, queue: str | None = None, windows: bool = True,
-         totals: bool = False, rule: Rule | None = Rule()) -> Snapshot:
+         totals: bool = False, rule: Rule | None = Rule(), settled_cache: dict | None = None) -> Snapshot:
     """Read one snapshot. ``windows``: the day of counters and top errors
     (status, dashboard); ``totals``: the counters since the beginning
-    (metrics); ``rule``: compare the last deploy (None: skip)."""
+    (metrics); ``rule``: compare the last deploy (None: skip), answered from
+    ``settled_cache`` when it holds that comparison (deploys.compare)."""
     snap = Snapshot(q.schema, queue=queue)
     clock = conn.execute(q.status_clock).fetchone()
     snap.now, snap.server_version = clock[0], clock[1]
@@ -176,7 +177,7 @@ def read(conn: psycopg.Connection, q: Queries, *, queue: str | None = None, wind
     if windows:
         _read_windows(conn, q, snap)
     if rule is not None:
-        snap.deploy = compare(conn, q, until=snap.until, rule=rule, queue=queue)
+        snap.deploy = compare(conn, q, until=snap.until, rule=rule, queue=queue, settled_cache=settled_cache)
     return snap
 
 

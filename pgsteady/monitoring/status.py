@@ -72,9 +72,10 @@ def check(dsn: str, schema: str = "pgsteady", *, thresholds: Thresholds = Thresh
 
 
 def collect(conn: psycopg.Connection, schema: str = "pgsteady", *, thresholds: Thresholds = Thresholds(),
-            rule: Rule = Rule(), queue: str | None = None, started: float | None = None) -> Status:
+            rule: Rule = Rule(), queue: str | None = None, started: float | None = None,
+            settled_cache: dict | None = None) -> Status:
     started = started if started is not None else time.perf_counter()
-    snap = snapshots.read(conn, for_schema(schema), queue=queue, rule=rule)
+    snap = snapshots.read(conn, for_schema(schema), queue=queue, rule=rule, settled_cache=settled_cache)
     return judge(snap, thresholds, started=started)
 
 

@@ -72,6 +72,13 @@ def test_a_deploy_comparison_is_settled_once_its_after_window_is_counted(seeded,
         recent = deploys.compare(conn, Q, until=until)  # v42, marked 30 minutes ago
         marked = recent["deploy"]["marked_at"]
         later = deploys.compare(conn, Q, until=marked + timedelta(minutes=62))
+        kept: dict = {}
+        first = deploys.compare(conn, Q, until=marked + timedelta(minutes=62), settled_cache=kept)
+        assert deploys.compare(conn, Q, until=marked + timedelta(minutes=62), settled_cache=kept) is first
+        assert first == later and len(kept) == 1
+        unsettled: dict = {}
+        deploys.compare(conn, Q, until=until, settled_cache=unsettled)
+        assert unsettled == {}  # still being counted: compared again next time
     assert not deploys.settled(recent, until=until)  # its after window is still being counted
     assert deploys.settled(later, until=marked + timedelta(minutes=62))
     assert not deploys.settled(later, until=marked + timedelta(minutes=60))
