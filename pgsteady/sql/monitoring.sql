@@ -251,7 +251,10 @@ FROM {schema}.workers
 ORDER BY heartbeat_at DESC, id;
 
 -- name: status_leader
-SELECT name, worker_id, elected_at, renewed_at, extract(epoch FROM now() - renewed_at)::float8 AS renewed_age
+-- The lease row is the leadership (maintenance/leader.py): alive while expires_at lies ahead.
+SELECT name, worker_id, elected_at, renewed_at, expires_at,
+       extract(epoch FROM now() - renewed_at)::float8 AS renewed_age,
+       extract(epoch FROM expires_at - now())::float8 AS expires_in
 FROM {schema}.leader
 ORDER BY name;
 
