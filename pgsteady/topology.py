@@ -53,11 +53,6 @@ POOLERS = (AUTO, NONE, SESSION, TRANSACTION)
 # the App's enqueue pool): notice a dead server within about a minute.
 DEFAULT_LEASH = 60.0
 
-# A --read-dsn session: PostgreSQL refuses any write in it, even on a primary
-# named by mistake. (Behind a transaction pooler it holds inside
-# Link.transaction only; a replica refuses writes by itself.)
-READ_ONLY = {"default_transaction_read_only": "on"}
-
 
 @functools.cache
 def _q():
