@@ -111,6 +111,16 @@ async def behind_pooler_async(conn: psycopg.AsyncConnection) -> bool:
     return (await (await conn.execute(_q().backend_pid)).fetchone())[0] != conn.info.backend_pid
 
 
+def session_lasts(conn: psycopg.Connection, pooler: str | None = None) -> bool:
+    """Whether a session SET on ``conn`` holds for its next statements: not
+    behind a transaction pooler (nor behind any pooler under ``auto``), where
+    it would land on a server session that other clients get next."""
+    mode = pooler_setting(pooler)
+    if mode == AUTO:
+        return not behind_pooler(conn)
+    return mode != TRANSACTION
+
+
 @dataclass
 class Link:
     """How one kind of session reaches one DSN, and the settings it needs.

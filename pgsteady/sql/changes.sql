@@ -89,19 +89,37 @@ SELECT count(*) FILTER (WHERE state = 'failed') AS failed,
 FROM {schema}.jobs
 WHERE finished_at >= %(since)s AND finished_at < %(until)s;
 
--- name: try_build_lock
--- One build per table: a session advisory lock keyed on the table's oid,
--- held on the build connection until the build and its cleanup are over.
-SELECT pg_try_advisory_lock(%(space)s, %(table_oid)s::oid::int) AS got;
+-- name: take_build_slot
+-- One build per table: the slot row (changes/slots.py). Won when nobody
+-- holds it or the holder's lease has passed; every win increments the
+-- fencing token. Returns nothing while another build's lease runs.
+INSERT INTO {schema}.build_slots AS s (table_oid, holder, job_id, fencing_token, taken_at, renewed_at, expires_at)
+VALUES (%(table_oid)s::oid, %(holder)s, %(job_id)s, 1, now(), now(), now() + %(lease)s::interval)
+ON CONFLICT (table_oid) DO UPDATE SET
+    holder = EXCLUDED.holder, job_id = EXCLUDED.job_id, taken_at = now(), renewed_at = now(),
+    expires_at = EXCLUDED.expires_at, fencing_token = s.fencing_token + 1
+WHERE s.expires_at <= now()
+RETURNING fencing_token;
 
--- name: release_build_lock
-SELECT pg_advisory_unlock(%(space)s, %(table_oid)s::oid::int) AS released;
+-- name: renew_build_slot
+-- Matches nothing once the lease has passed or another build holds the slot.
+UPDATE {schema}.build_slots SET renewed_at = now(), expires_at = now() + %(lease)s::interval
+WHERE table_oid = %(table_oid)s::oid AND holder = %(holder)s AND fencing_token = %(fencing_token)s
+  AND expires_at > now()
+RETURNING fencing_token;
 
--- name: build_lock_holder
-SELECT l.pid, a.application_name, a.query, a.state
-FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
-WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND l.classid = %(space)s::int::oid AND l.objid = %(table_oid)s::oid AND l.objsubid = 2;
+-- name: release_build_slot
+-- Ends the lease at once, so a waiting build takes the slot at its next try;
+-- the row (and its fencing token) stays.
+UPDATE {schema}.build_slots SET expires_at = now()
+WHERE table_oid = %(table_oid)s::oid AND holder = %(holder)s AND fencing_token = %(fencing_token)s
+  AND expires_at > now();
+
+-- name: build_slot_holder
+-- Who holds the table's slot now, if anyone.
+SELECT holder, job_id, fencing_token, extract(epoch FROM expires_at - now())::float8 AS expires_in
+FROM {schema}.build_slots
+WHERE table_oid = %(table_oid)s::oid AND expires_at > now();
 
 -- name: build_progress
 SELECT p.pid, p.relid AS table_oid, p.index_relid AS index_oid, p.command, p.phase,
