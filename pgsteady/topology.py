@@ -14,7 +14,8 @@ Three topologies are supported, each tested through a real PgBouncer
                   statements (another client's ``_pg3_1`` would answer ours),
                   every setting SET LOCAL inside the transaction that needs it,
                   no LISTEN (a direct ``listen_dsn`` or polling), and no
-                  session advisory locks (the leader holds a lease row).
+                  session advisory locks (the leader and each index build hold
+                  lease rows).
 
 The mode comes from ``pooler=`` (App, Worker) or PGSTEADY_POOLER, else
 ``auto``: the first connection compares the backend pid the server announced
