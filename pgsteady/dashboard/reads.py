@@ -1,7 +1,8 @@
 """What the dashboard reads beyond the domain modules: the job list with its
 filters, the workers with their running jobs, the per-minute series of the
-charts, index builds in progress. The SQL is in sql/dashboard.sql, with the
-plan reasoning where it reads pgsteady.jobs.
+charts, index builds in progress. The SQL lives with its tables (the
+dashboard_* queries of sql/jobs.sql and sql/workers.sql), with the plan
+reasoning where it reads pgsteady.jobs.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class JobPage:
 def jobs(conn: psycopg.Connection, q: Queries, f: JobFilter, *, limit: int = PAGE, scan: int = SCAN,
          now: datetime | None = None) -> JobPage:
     """One page of jobs matching ``f``. Finished history is looked at ``scan``
-    jobs at a time (see dashboard_jobs in sql/dashboard.sql), so a page never
+    jobs at a time (see dashboard_jobs in sql/jobs.sql), so a page never
     costs more than that; waiting and running jobs come from their indexes."""
     span = WINDOWS[f.window]
     since = (now or datetime.now(timezone.utc)) - span if span else None

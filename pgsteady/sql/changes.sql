@@ -77,18 +77,6 @@ ORDER BY id;
 SELECT id, change_id, step, status, file_sha FROM {schema}.change_steps
 WHERE job_id = %(job_id)s ORDER BY id DESC LIMIT 1;
 
--- name: job_outcome
-SELECT state::text AS state, attempt, max_attempts, errors -> -1 ->> 'error' AS last_error, finished_at
-FROM {schema}.jobs WHERE id = %(id)s;
-
--- name: job_failure_window
--- Finished jobs in a time window, for the watch after a release.
-SELECT count(*) FILTER (WHERE state = 'failed') AS failed,
-       count(*) FILTER (WHERE state = 'succeeded') AS succeeded,
-       count(*) AS finished
-FROM {schema}.jobs
-WHERE finished_at >= %(since)s AND finished_at < %(until)s;
-
 -- name: try_build_lock
 -- One build per table: a session advisory lock keyed on the table's oid,
 -- held on the build connection until the build and its cleanup are over.
