@@ -35,8 +35,7 @@ _FRAGMENT = re.compile(r"\{(_\w+)\}")
 # By table (each file's first lines say what it owns); a name is defined once
 # across all of them, so callers name a query and never a file.
 QUERY_FILES = ("jobs.sql", "attempts.sql", "events.sql", "workers.sql", "queues.sql", "schedules.sql",
-               "leader.sql", "monitoring.sql", "changes.sql", "migration_checks.sql", "topology.sql",
-               "dashboard.sql")
+               "leader.sql", "monitoring.sql", "changes.sql", "topology.sql")
 
 
 def validate_schema(schema: str) -> str:

@@ -29,7 +29,7 @@ def test_every_query_name_is_defined_in_one_file_only():
     not change which text a name means, so no name may be defined twice,
     neither in two files of one folder nor once in each folder."""
     found = _definitions()
-    assert len(found) > 150
+    assert len(found) > 100
     twice = {name: files for name, files in found.items() if len(files) > 1}
     assert not twice, twice
 

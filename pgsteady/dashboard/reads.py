@@ -13,6 +13,8 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 from psycopg.rows import class_row, dict_row
 
+from ..indexes import probes
+from ..indexes.probes import IndexBuild
 from ..jobs import STATES
 from ..monitoring.counts import Counts
 from ..queries import Queries
@@ -168,9 +170,9 @@ def series(conn: psycopg.Connection, q: Queries, *, until: datetime, span: timed
     return out
 
 
-def index_builds(conn: psycopg.Connection, q: Queries) -> list[dict]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(q.dashboard_index_builds).fetchall()
+def index_builds(conn: psycopg.Connection) -> list[IndexBuild]:
+    # The one reader of builds in progress, as the health checks and `change apply --wait` read them.
+    return probes.index_builds(conn)
 
 
 def changes(conn: psycopg.Connection, q: Queries, *, limit: int = 100) -> list[dict]:
