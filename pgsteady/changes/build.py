@@ -52,14 +52,15 @@ from ..database import connect
 from ..topology import session_lasts
 from ..indexes import find_overlaps
 from ..indexes import invalid, sandbox
-from ..indexes.catalog import PROBES, load as load_catalog
+from ..indexes import probes
+from ..indexes.catalog import load as load_catalog
 from ..indexes.report import Thresholds
 from ..retries import Retry
 from ..tasks import Discard
 from . import partitions, slots, states, statements
 from .statements import IndexChange
 from .authority import TASK, authorise
-from .targets import Target, jsonb, resolve, row, rows
+from .targets import Target, jsonb, resolve, row
 
 QUEUE = "maintenance"
 
@@ -221,7 +222,7 @@ class Build:
                 self.timeline.append({"ran": text, "seconds": round(time.monotonic() - began, 3)})
                 return
             except errors.LockNotAvailable:
-                blockers = watcher.stop() or rows(self.conn, self.q.table_lockers, {"table_oid": target.table_oid})
+                blockers = watcher.stop() or probes.table_lockers(self.conn, target.table_oid)
                 if cleanup:
                     cleanup()
                 who = _describe_blockers(blockers)
@@ -251,7 +252,7 @@ class Build:
 
     def drop_leftover(self, target: Target, qualified: str, quiet: bool = False) -> None:
         """Drop an INVALID index left by an interrupted build, concurrently, under the same lock rules."""
-        found = row(self.conn, PROBES.resolve_relation, {"name": qualified})
+        found = probes.resolve_relation(self.conn, qualified)
         if found is None:
             return  # nothing was created before the failure
         schema, name = found["schema"], found["name"]
@@ -263,8 +264,8 @@ class Build:
     # -- inspection -------------------------------------------------------------
 
     def state(self, target: Target) -> dict[str, Any] | None:
-        found = row(self.conn, PROBES.resolve_relation, {"name": target.index}) if target.index else None
-        return row(self.conn, PROBES.index_state, {"oid": found["oid"]}) if found else None
+        found = probes.resolve_relation(self.conn, target.index) if target.index else None
+        return probes.index_state(self.conn, found["oid"]) if found else None
 
     def identical(self, target: Target, state: dict[str, Any]) -> bool:
         same = [o for o in find_overlaps(self.conn, target.table, self.change.node)
@@ -351,7 +352,7 @@ class _Blockers:
         try:
             with connect(dsn, autocommit=True) as conn:
                 while not self._stop.wait(0.05):
-                    found = rows(conn, q.blockers, {"pid": pid})
+                    found = probes.blockers(conn, pid)
                     if found:
                         self.seen = found
         except Exception:  # watching is best effort; the lock query after the timeout remains

@@ -327,3 +327,8 @@ FROM {schema}.deploys d
 WHERE %(id)s::bigint IS NULL OR d.id = %(id)s
 ORDER BY d.marked_at DESC, d.id DESC
 LIMIT 1;
+
+-- name: dashboard_deploys_between
+SELECT id, version, marked_at FROM {schema}.deploys
+WHERE marked_at >= %(since)s AND marked_at < %(until)s
+ORDER BY marked_at;
