@@ -1,4 +1,4 @@
--- 009: two partial indexes for the dashboard's job list (sql/dashboard.sql).
+-- 010: two partial indexes for the dashboard's job list (sql/jobs.sql).
 -- Failed and cancelled jobs newest first: a few percent of the history, so
 -- a page of them is a short backward walk of this index rather than a scan
 -- of the newest jobs that may hold none. Only a job that ends failed or
