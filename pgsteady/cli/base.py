@@ -83,12 +83,15 @@ class State:
         return self._app
 
 
-def connect(state: State, *, schema: bool = True, reading: bool = False) -> psycopg.Connection:
+def connect(state: State, *, schema: bool = True, reading: bool = False,
+            connect_timeout: int | None = None) -> psycopg.Connection:
     """The one way a command opens a connection: autocommit, and (by default) refusing
     a schema that is missing or at another version with the one-line fix. With
-    ``reading``, a read-only command's: the --read-dsn when one is given."""
+    ``reading``, a read-only command's: the --read-dsn when one is given (opened
+    read-only); without it, never the --read-dsn."""
     dsn, read_only = state.reading_dsn() if reading else (state.resolved_dsn(), False)
-    conn = _connect(dsn, autocommit=True, read_only=read_only)
+    extra = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
+    conn = _connect(dsn, autocommit=True, read_only=read_only, **extra)
     if schema:
         try:
             check_current(conn, state.schema)

@@ -14,9 +14,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..database import connect
 from ..indexes import SEVERITIES, Report, Thresholds, check as run_check
-from .base import echo_json, json_option
+from .base import answer_no, connect, echo_json, json_option
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|bytes|k|kb|m|mb|g|gb|t|tb)?\s*$", re.IGNORECASE)
 _UNITS = {"b": 1, "bytes": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2,
@@ -166,17 +165,15 @@ def register(cli: click.Group) -> None:
             null_fraction=null_fraction, seq_scan_min_bytes=seq_scan_min_size, min_seq_scans=min_seq_scans,
             unused_min_history_seconds=unused_min_history, shape_min_rows=shape_min_rows,
         )
-        dsn, from_replica = ctx.obj.reading_dsn()
-        if from_replica:
+        state = ctx.obj
+        if state.read_dsn:
             # The catalogue comes from the replica; the primary's own scans still count.
-            also = (ctx.obj.resolved_dsn(), *also)
-            with connect(dsn, autocommit=True, read_only=True) as conn:
-                report = run_check(conn, schema=scope_schema, table=table, also=also, thresholds=thresholds)
-        else:
-            report = run_check(dsn, schema=scope_schema, table=table, also=also, thresholds=thresholds)
+            also = (state.resolved_dsn(), *also)
+        with connect(state, reading=True, schema=False) as conn:  # the indexes of any database, pgsteady's or not
+            report = run_check(conn, schema=scope_schema, table=table, also=also, thresholds=thresholds)
         if as_json:
             echo_json(report.to_dict())
         else:
             render(report, Console())
         if report.reaches(fail_on):
-            ctx.exit(1)
+            answer_no()
