@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import difflib
 import logging
 import os
 import threading
@@ -16,7 +15,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from . import _writes_async, _writes_sync, database, queues
-from .errors import ConfigError, UnknownTask, check_options
+from .errors import ConfigError, UnknownTask, check_options, did_you_mean
 from .jobs import user_at_host
 from .payloads import JobRef, check_int, job_row
 from .queries import Queries, for_schema, validate_schema
@@ -175,8 +174,7 @@ class App:
         try:
             return self.tasks[name]
         except KeyError:
-            close = difflib.get_close_matches(name, self.tasks, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"known tasks: {', '.join(sorted(self.tasks)) or 'none'}"
+            hint = did_you_mean(name, self.tasks, none="this App registers no tasks")
             raise UnknownTask(f"unknown task {name!r}; {hint}") from None
 
     # -- connections --------------------------------------------------------

@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .. import durations
+from ..errors import ConfigError
 from ..indexes import SEVERITIES, Report, Thresholds, check as run_check
 from .base import answer_no, connect, echo_json, json_option
 
@@ -36,10 +38,6 @@ class Size(click.ParamType):
         return int(float(match.group(1)) * _UNITS[(match.group(2) or "b").lower()])
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
 class Duration(click.ParamType):
     """A duration like 90s, 30m, 12h or 7d (a plain number is seconds)."""
 
@@ -48,10 +46,10 @@ class Duration(click.ParamType):
     def convert(self, value, param, ctx):
         if isinstance(value, int):
             return value
-        match = _DURATION.match(str(value))
-        if not match:
-            self.fail(f"{value!r} is not a duration; use 90s, 30m, 12h or 7d", param, ctx)
-        return int(float(match.group(1)) * _SECONDS[match.group(2) or "s"])
+        try:
+            return int(durations.seconds(value, param.opts[0] if param else "duration"))
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 class Fraction(click.ParamType):
