@@ -23,15 +23,18 @@ EXAMPLES = "500ms, 30s, 10m, 2h or 7d"
 def seconds(value: Any, where: str, *, maximum: float | None = None, whole: bool = False,
             exc: type[Exception] = ConfigError) -> float:
     """The seconds ``value`` stands for (a str with an optional unit, or a
-    number), at least 0 and at most ``maximum``; with ``whole``, a whole
-    number of seconds (returned as an int). ``where`` names the field in the
+    number), at least 0 and at most ``maximum``; with ``whole``, written as a
+    whole number of its unit (``90m``, not ``1.5h``) and a whole number of
+    seconds (returned as an int). ``where`` names the field in the
     error, which is raised as ``exc``."""
     found = _parse(value)
+    if found is not None and whole and isinstance(value, str) and "." in value:
+        found = None
     if found is not None and whole:
         found = round(found, 6)  # 3000ms is 3.0000000000000004 s in floating point
         found = found if found.is_integer() else None
     if found is None or (maximum is not None and found > maximum):
-        notes = ["a plain number is seconds"] + (["whole seconds"] if whole else []) + (
+        notes = ["a plain number is seconds"] + (["whole numbers"] if whole else []) + (
             [f"at most {_spell(maximum)}"] if maximum is not None else [])
         shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
         raise exc(f"{where} = {shown} is not a duration; write {EXAMPLES} ({'; '.join(notes)})")
