@@ -22,7 +22,6 @@ from ..security.settings import mask_secrets
 from .base import answer_no, cell, clean, connect, echo_json, json_option, parse_time
 
 
-
 def _ago(value) -> str:
     return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
 
