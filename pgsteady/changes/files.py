@@ -23,7 +23,7 @@ from . import statements
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _TOP = {"id", "title", "owner", "reason", "ddl", "rollback", "files", "watch", "build", "rehearse", "queries"}
 _QUERY = {"name", "sql", "params", "repeat", "expect_max_ms", "expect_index"}
-_BUILD = {"lock_timeout", "lock_retries", "retry_backoff", "wait_for_other_build"}
+_BUILD = {"lock_timeout", "lock_retries", "retry_backoff", "wait_for_other_build", "slot_lease"}
 _REHEARSE = {"sample", "skip"}
 
 
@@ -61,6 +61,7 @@ class ChangeFile:
     lock_retries: int = 5
     retry_backoff: float = 2.0
     wait_for_other_build: float = 600.0
+    slot_lease: float = 30.0
     sample: float = 1.0
     skip_rehearsal: bool = False
     queries: list[Query] = field(default_factory=list)
@@ -116,10 +117,13 @@ def load(path: str | Path) -> ChangeFile:
         lock_timeout=seconds(build.get("lock_timeout", "2s"), "build.lock_timeout"), lock_retries=retries,
         retry_backoff=seconds(build.get("retry_backoff", "2s"), "build.retry_backoff"),
         wait_for_other_build=seconds(build.get("wait_for_other_build", "10m"), "build.wait_for_other_build"),
+        slot_lease=seconds(build.get("slot_lease", "30s"), "build.slot_lease"),
         sample=float(sample), skip_rehearsal=bool(rehearse.get("skip", False)),
         queries=[_query(q, i, where) for i, q in enumerate(data.get("queries", []))],
         sha=hashlib.sha256(raw).hexdigest()[:16],
     )
+    if change.slot_lease < 1:
+        raise ChangeFileError(f"{where}: build.slot_lease must be at least 1s (the build renews it four times a lease)")
     if change.lock_timeout <= 0:
         raise ChangeFileError(f"{where}: build.lock_timeout must be above 0 (a build must never wait forever)")
     names = [q.name for q in change.queries]
@@ -260,6 +264,7 @@ lock_timeout = "2s"        # never queue other sessions behind the DDL for longe
 lock_retries = 5           # lock timeouts retried this many times, with backoff
 retry_backoff = "2s"       # doubles after each lock timeout
 wait_for_other_build = "10m"
+slot_lease = "30s"         # a dead builder's hold on the table ends this long after its last renewal
 
 [rehearse]
 sample = 1.0               # fraction of rows copied to the scratch schema

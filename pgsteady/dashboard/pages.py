@@ -106,7 +106,7 @@ def routes(dash: Dashboard) -> list[Route]:
                 report = runner.check(conn)
                 checked_at = time.monotonic()
                 cache["report"] = (checked_at, report)
-            builds = reads.index_builds(conn, dash.q)
+            builds = reads.index_builds(conn)
         return dash.render(request, "indexes.html", report=report, builds=builds,
                            age=time.monotonic() - checked_at, live=bool(builds))
 

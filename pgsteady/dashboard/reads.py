@@ -1,7 +1,8 @@
 """What the dashboard reads beyond the domain modules: the job list with its
 filters, the workers with their running jobs, the per-minute series of the
-charts, index builds in progress. The SQL is in sql/dashboard.sql, with the
-plan reasoning where it reads pgsteady.jobs.
+charts, index builds in progress. The SQL lives with its tables (the
+dashboard_* queries of sql/jobs.sql and sql/workers.sql), with the plan
+reasoning where it reads pgsteady.jobs.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 from psycopg.rows import class_row, dict_row
 
+from ..indexes import probes
+from ..indexes.probes import IndexBuild
 from ..jobs import STATES
 from ..monitoring.counts import Counts
 from ..queries import Queries
@@ -100,7 +103,7 @@ class JobPage:
 def jobs(conn: psycopg.Connection, q: Queries, f: JobFilter, *, limit: int = PAGE, scan: int = SCAN,
          now: datetime | None = None) -> JobPage:
     """One page of jobs matching ``f``. Finished history is looked at ``scan``
-    jobs at a time (see dashboard_jobs in sql/dashboard.sql), so a page never
+    jobs at a time (see dashboard_jobs in sql/jobs.sql), so a page never
     costs more than that; waiting and running jobs come from their indexes."""
     span = WINDOWS[f.window]
     since = (now or datetime.now(timezone.utc)) - span if span else None
@@ -167,9 +170,9 @@ def series(conn: psycopg.Connection, q: Queries, *, until: datetime, span: timed
     return out
 
 
-def index_builds(conn: psycopg.Connection, q: Queries) -> list[dict]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(q.dashboard_index_builds).fetchall()
+def index_builds(conn: psycopg.Connection) -> list[IndexBuild]:
+    # The one reader of builds in progress, as the health checks and `change apply --wait` read them.
+    return probes.index_builds(conn)
 
 
 def changes(conn: psycopg.Connection, q: Queries, *, limit: int = 100) -> list[dict]:

@@ -66,9 +66,10 @@ def live_workers(snap: Snapshot, th: Thresholds) -> list[WorkerRow]:
 
 
 def leader_alive(snap: Snapshot, th: Thresholds) -> bool | None:
-    """True/False for the maintenance leader; None when there is none (or no leader table)."""
+    """True/False for the maintenance leader; None when there is none (or no leader table).
+    The lease row's expiry decides, as it does for the workers that would take over."""
     current = snap.leader()
-    return None if current is None else current.renewed_age <= th.worker_timeout
+    return None if current is None else current.expires_in > 0
 
 
 def queue_slow(q: QueueRow, th: Thresholds) -> bool:

@@ -51,7 +51,9 @@ class LeaderRow:
     worker_id: str
     elected_at: datetime
     renewed_at: datetime
+    expires_at: datetime
     renewed_age: float
+    expires_in: float  # seconds until the lease ends; negative once it has
 
 
 @dataclass(frozen=True)

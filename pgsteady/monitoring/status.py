@@ -118,6 +118,7 @@ def _up(snap: Snapshot, th: Thresholds) -> dict[str, Any]:
     current = snap.leader()
     if current is not None:
         leader.update(worker_id=current.worker_id, elected_at=current.elected_at, renewed_at=current.renewed_at,
+                      expires_at=current.expires_at,
                       alive=leader_alive(snap, th))
     return {"workers": workers, "live_workers": live, "dead_workers": len(workers) - live, "leader": leader}
 

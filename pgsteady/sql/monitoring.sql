@@ -251,7 +251,10 @@ FROM {schema}.workers
 ORDER BY heartbeat_at DESC, id;
 
 -- name: status_leader
-SELECT name, worker_id, elected_at, renewed_at, extract(epoch FROM now() - renewed_at)::float8 AS renewed_age
+-- The lease row is the leadership (maintenance/leader.py): alive while expires_at lies ahead.
+SELECT name, worker_id, elected_at, renewed_at, expires_at,
+       extract(epoch FROM now() - renewed_at)::float8 AS renewed_age,
+       extract(epoch FROM expires_at - now())::float8 AS expires_in
 FROM {schema}.leader
 ORDER BY name;
 
@@ -324,3 +327,8 @@ FROM {schema}.deploys d
 WHERE %(id)s::bigint IS NULL OR d.id = %(id)s
 ORDER BY d.marked_at DESC, d.id DESC
 LIMIT 1;
+
+-- name: dashboard_deploys_between
+SELECT id, version, marked_at FROM {schema}.deploys
+WHERE marked_at >= %(since)s AND marked_at < %(until)s
+ORDER BY marked_at;

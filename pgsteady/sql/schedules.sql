@@ -84,3 +84,6 @@ SELECT s.name, s.cron, s.tz, s.task, s.queue, s.on_missed, s.paused,
 FROM {schema}.schedules s LEFT JOIN {schema}.jobs j ON j.id = s.last_job_id
 WHERE %(name)s::text IS NULL OR s.name = %(name)s
 ORDER BY s.name;
+
+-- name: prune_schedule_runs
+DELETE FROM {schema}.schedule_runs WHERE enqueued_at < now() - %(retention)s::interval;
