@@ -90,4 +90,4 @@ def test_the_change_workflow_reads_the_catalogue_only_through_the_one_reader():
         assert CATALOGUE_READ.search(QUERIES[name]) and SQL_SHAPED.search(QUERIES[name]), name
     assert _catalogue_reads_in_code('x = "SELECT oid FROM pg_class"\ny = f"SELECT * FROM pg_locks WHERE {z}"') \
         and not _catalogue_reads_in_code('"""Reads pg_locks from a second connection."""')
-    assert not CATALOGUE_READ.search(raw["try_build_lock"])  # an advisory lock is not a catalogue read
+    assert not CATALOGUE_READ.search(raw["take_build_slot"])  # the slot row is the workflow's own table
