@@ -31,7 +31,6 @@ cannot hold row locks for longer than about a lease: TCP keepalives and
 
 from __future__ import annotations
 
-import difflib
 import functools
 import logging
 import math
@@ -43,7 +42,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 
 log = logging.getLogger("pgsteady.topology")
 
@@ -68,9 +67,8 @@ def pooler_setting(value: str | None = None) -> str:
     """The pooler mode: ``value``, else PGSTEADY_POOLER, else auto; checked."""
     chosen = (value or os.environ.get("PGSTEADY_POOLER") or AUTO).strip().lower()
     if chosen not in POOLERS:
-        close = difflib.get_close_matches(chosen, POOLERS, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(POOLERS)}"
-        raise ConfigError(f"pooler {chosen!r} is not known; {hint} (PGSTEADY_POOLER or pooler=...)")
+        raise ConfigError(f"pooler {chosen!r} is not known; {did_you_mean(chosen, POOLERS)} "
+                          "(PGSTEADY_POOLER or pooler=...)")
     return chosen
 
 

@@ -20,7 +20,8 @@ from typing import Callable
 
 from .counts import Counts
 from .deploys import WORSE
-from .snapshot import PastLease, QueueRow, Snapshot, WorkerRow
+from ..queues import QueueRow
+from .snapshot import PastLease, Snapshot, WorkerRow
 
 DOWN, DEGRADED = "down", "degraded"
 

@@ -24,6 +24,7 @@ from psycopg.rows import class_row, dict_row
 
 from ..migrations import applied_version, latest_version
 from ..queries import Queries
+from ..queues import QueueRow, list_queues
 from .counts import Counts
 from .deploys import Rule, compare
 
@@ -53,18 +54,6 @@ class LeaderRow:
     expires_at: datetime
     renewed_age: float
     expires_in: float  # seconds until the lease ends; negative once it has
-
-
-@dataclass(frozen=True)
-class QueueRow:
-    queue: str
-    waiting: int
-    scheduled: int
-    running: int
-    oldest_age: float
-    paused: bool
-    max_running: int | None
-    max_per_second: int | None
 
 
 @dataclass(frozen=True)
@@ -166,8 +155,7 @@ def read(conn: psycopg.Connection, q: Queries, *, queue: str | None = None, wind
             snap.leaders = cur.execute(q.status_leader).fetchall()
     except psycopg.errors.UndefinedTable:
         snap.leaders = None
-    with conn.cursor(row_factory=class_row(QueueRow)) as cur:
-        snap.queues = cur.execute(q.queue_depths, dict(queue=queue)).fetchall()
+    snap.queues = list_queues(conn, q, queue=queue)
     with conn.cursor(row_factory=class_row(PastLease)) as cur:
         snap.past_lease = cur.execute(q.past_lease, dict(queue=queue)).fetchone()
     with conn.cursor(row_factory=class_row(Progress)) as cur:

@@ -35,9 +35,6 @@ SET status = %(to)s,
 WHERE id = %(id)s AND status = ANY(%(allowed)s::text[])
 RETURNING status;
 
--- name: set_change_rollback
-UPDATE {schema}.changes SET rollback = %(rollback)s, updated_at = now() WHERE id = %(id)s;
-
 -- name: set_change_plan
 UPDATE {schema}.changes SET plan = %(figures)s, updated_at = now() WHERE id = %(id)s;
 
