@@ -103,7 +103,9 @@ def validate_dsn(dsn: str) -> str:
     if any("@" in h for h in (params.get("host") or "").split(",")):
         raise ConfigError(f"the DSN's host contains '@': a password with '@' must be percent-encoded (%40); {keep_out}")
     m = _URL_AUTHORITY[0].match(dsn)
-    if m and "@" in (params.get("dbname") or "") and "@" in dsn[m.end():].split("?", 1)[0]:
+    # libpq ends the user info at the first "@" (a "?" before it does not end it),
+    # so a raw "@" in the database name is a password's second "@" or its "/".
+    if m and "@" in (params.get("dbname") or "") and dsn.count("@") > 1:
         raise ConfigError("the DSN's database name contains '@': a '/' or '@' in the password must be "
                           f"percent-encoded; {keep_out}")
     if any(p and not p.strip().isdigit() for p in (params.get("port") or "").split(",")):
