@@ -21,13 +21,19 @@ KEY_ATTEMPTS = 3
 # From this many jobs without keys, enqueue_many uses COPY (two round trips,
 # then far less work per row than an INSERT).
 COPY_MIN = 100
-INSERT_CHUNK = 5000
 
 
-def insert(conn: psycopg.Connection, q: Queries, rows: list[JobRow], retention: timedelta) -> list[JobRef]:
+def insert(
+    conn: psycopg.Connection, q: Queries, rows: list[JobRow], retention: timedelta, *, own: bool = False,
+) -> list[JobRef]:
     """Insert rows; a row whose key is held by an active job is not inserted
-    and gets that job's id instead. The unique index decides, not a read."""
-    refs: list[JobRef | None] = [None] * len(rows)
+    and gets that job's id instead. The unique index decides, not a read.
+
+    ``own``: ``conn`` is an autocommit connection lent for this call alone.
+    Work that one statement does then commits with that statement (one job:
+    one round trip; jobs without keys: one COPY), and only a batch that may
+    need more than one write (keys, or a COPY with some run_at given) opens
+    a transaction, so a batch is still all or nothing."""
     first_of_key: dict[str, int] = {}
     todo: list[int] = []
     for i, row in enumerate(rows):  # one job per key within a batch
@@ -37,14 +43,29 @@ def insert(conn: psycopg.Connection, q: Queries, rows: list[JobRow], retention: 
             first_of_key[row.key] = i
         todo.append(i)
     if len(rows) >= COPY_MIN and not first_of_key:
-        return [JobRef(job_id, True) for job_id in _copy(conn, q, rows)]
+        timed = any(r.run_at is not None for r in rows)
+        if own and timed:
+            with conn.transaction():
+                return _copy(conn, q, rows, timed)
+        return _copy(conn, q, rows, timed)
+    if own and first_of_key and len(todo) > 1:
+        with conn.transaction():
+            return _insert(conn, q, rows, todo, first_of_key, retention)
+    return _insert(conn, q, rows, todo, first_of_key, retention)
+
+
+def _insert(
+    conn: psycopg.Connection, q: Queries, rows: list[JobRow], todo: list[int],
+    first_of_key: dict[str, int], retention: timedelta,
+) -> list[JobRef]:
+    """One INSERT of every row (``todo``: the first of each key), then the
+    keys it found held, settled."""
+    refs: list[JobRef | None] = [None] * len(rows)
     for _ in range(KEY_ATTEMPTS):
-        for start in range(0, len(todo), INSERT_CHUNK):
-            chunk = todo[start:start + INSERT_CHUNK]
-            inserted = _insert_chunk(conn, q, [rows[i] for i in chunk])
-            for i, job_id in zip(chunk, inserted):
-                if job_id is not None:
-                    refs[i] = JobRef(job_id, True, rows[i].key)
+        inserted = _insert_rows(conn, q, [rows[i] for i in todo])
+        for i, job_id in zip(todo, inserted):
+            if job_id is not None:
+                refs[i] = JobRef(job_id, True, rows[i].key)
         todo = [i for i in todo if refs[i] is None]
         if not todo:
             break
@@ -59,6 +80,8 @@ def insert(conn: psycopg.Connection, q: Queries, rows: list[JobRow], retention: 
             if rows[i].key in holders:
                 refs[i] = JobRef(holders[rows[i].key], False, rows[i].key)
         todo = [i for i in todo if refs[i] is None]
+        if not todo:
+            break
     if todo:
         raise RuntimeError(f"could not settle idempotency keys {[rows[i].key for i in todo][:5]} after {KEY_ATTEMPTS} tries")
     for i, row in enumerate(rows):
@@ -68,19 +91,28 @@ def insert(conn: psycopg.Connection, q: Queries, rows: list[JobRow], retention: 
     return refs  # type: ignore[return-value]
 
 
-def _copy(conn: psycopg.Connection, q: Queries, rows: list[JobRow]) -> list[int]:
+def _copy(conn: psycopg.Connection, q: Queries, rows: list[JobRow], timed: bool) -> list[JobRef]:
     """Many jobs without keys, by COPY; their ids ascend in input order, as
-    the INSERT path's do, so a batch runs in the order it was given."""
+    the INSERT path's do, so a batch runs in the order it was given. Unless
+    some job has a run_at (``timed``), run_at is left to its default, the
+    COPY's own now(), and the COPY commits by itself on an autocommit
+    connection."""
     cur = conn.execute(q.reserve_job_ids, {"n": len(rows)})
     ids, now = cur.fetchone()
-    with conn.cursor().copy(q.copy_jobs) as copy:
-        for job_id, r in zip(ids, rows):
-            copy.write_row((job_id, r.queue, r.task, r.args, r.priority, r.run_at or now, r.max_attempts))
-    return ids
+    if timed:
+        with conn.cursor().copy(q.copy_jobs_at) as copy:
+            for job_id, r in zip(ids, rows):
+                copy.write_row((job_id, r.queue, r.task, r.args, r.priority, r.run_at or now, r.max_attempts))
+    else:
+        with conn.cursor().copy(q.copy_jobs) as copy:
+            for job_id, r in zip(ids, rows):
+                copy.write_row((job_id, r.queue, r.task, r.args, r.priority, r.max_attempts))
+    return [JobRef(job_id, True) for job_id in ids]
 
 
-def _insert_chunk(conn: psycopg.Connection, q: Queries, rows: list[JobRow]) -> list[int | None]:
-    """Ids for the rows inserted, None where an active key blocked the row."""
+def _insert_rows(conn: psycopg.Connection, q: Queries, rows: list[JobRow]) -> list[int | None]:
+    """Ids for the rows inserted, None where an active key blocked the row:
+    one statement, whatever the number of rows."""
     if len(rows) == 1:
         r = rows[0]
         cur = conn.execute(q.insert_job, dict(queue=r.queue, task=r.task, args=r.args, key=r.key,

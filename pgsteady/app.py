@@ -233,8 +233,8 @@ class App:
         )[0]
 
     def enqueue_many(self, jobs: Iterable[Mapping[str, Any] | tuple], *, conn: psycopg.Connection | None = None) -> list[JobRef]:
-        """Enqueue many jobs in one transaction (by COPY when none has a key,
-        else one INSERT per 5,000); returns one JobRef per job, in order, with
+        """Enqueue many jobs in one transaction (by COPY from 100 jobs when
+        none has a key, else one INSERT); returns one JobRef per job, in order, with
         ids ascending in input order. Items are ``(task, args)`` tuples or
         dicts with ``task``, ``args`` and optionally ``key``, ``queue``,
         ``priority``, ``run_at``.
@@ -251,8 +251,8 @@ class App:
             self._warned_loop = True  # once: the call works, it only stalls the loop meanwhile
             log.warning("app.enqueue()/enqueue_many() called on a running event loop blocks it until the "
                         "database answers; in async code use `await app.enqueue_async(...)`")
-        with self.pool().connection() as own, own.transaction():
-            return _writes_sync.insert(own, self.queries, rows, self.key_retention)
+        with self.pool().connection() as own:  # autocommit: insert() opens a transaction only where one is needed
+            return _writes_sync.insert(own, self.queries, rows, self.key_retention, own=True)
 
     async def enqueue_async(
         self,
@@ -281,5 +281,5 @@ class App:
             if not isinstance(conn, psycopg.AsyncConnection):
                 raise ConfigError("conn= must be a psycopg 3 AsyncConnection here; with a sync one use app.enqueue_many")
             return await _writes_async.insert(conn, self.queries, rows, self.key_retention)
-        async with (await self.async_pool()).connection() as own, own.transaction():
-            return await _writes_async.insert(own, self.queries, rows, self.key_retention)
+        async with (await self.async_pool()).connection() as own:
+            return await _writes_async.insert(own, self.queries, rows, self.key_retention, own=True)

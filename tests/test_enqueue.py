@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -145,6 +146,73 @@ def test_enqueue_many_in_chunks(app, dsn):
     assert len({r.id for r in refs}) == 12_001
     assert [r.id for r in refs] == sorted(r.id for r in refs)
     assert _count(dsn) == 12_001
+
+
+def _wire(dsn: str, path, write) -> list[str]:
+    """What ``write(conn)`` sent on an autocommit connection, from libpq's
+    trace: one line per message the client sent (Parse, Sync, Query, ...)."""
+    from psycopg import pq
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.pgconn.trace(fd)
+            conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+            write(conn)
+            conn.pgconn.untrace()
+    finally:
+        os.close(fd)
+    return [" ".join(line.split("\t")[2:]) for line in path.read_text().splitlines() if line.startswith("F\t")]
+
+
+def _round_trips(sent: list[str]) -> int:
+    # An extended-protocol statement ends with Sync, a simple one is a Query.
+    return sum(1 for m in sent if m == "Sync" or m.startswith("Query"))
+
+
+def _transactions(sent: list[str]) -> list[str]:
+    return [m for m in sent if m.startswith("Query") and ("BEGIN" in m or "COMMIT" in m)]
+
+
+@pytest.mark.parametrize("items,round_trips,in_transaction", [
+    ([("import_post", {"post_id": 1})], 1, False),
+    ([{"task": "import_post", "args": {"post_id": 1}, "key": "post:1"}], 1, False),
+    ([("import_post", {"post_id": i}) for i in range(150)], 2, False),  # ids reserved, then one COPY
+    ([("import_post", {"post_id": i}) for i in range(40)], 1, False),
+    ([{"task": "import_post", "args": {"post_id": i}, "key": f"post:{i}"} for i in range(40)], 3, True),
+    ([{"task": "import_post", "args": {}, "run_at": timedelta(hours=1)}]
+     + [("import_post", {"post_id": i}) for i in range(150)], 4, True),
+])
+def test_on_its_own_connection_a_write_of_one_statement_takes_one_round_trip(app, dsn, tmp_path, items,
+                                                                              round_trips, in_transaction):
+    """With no connection given, enqueue writes on an autocommit connection
+    of its own: one job is one statement and one round trip, without BEGIN
+    or COMMIT; only a batch that may need more than one write (keys, or a
+    COPY with some run_at) runs in a transaction, so it stays all or nothing."""
+    from pgsteady import _writes_sync
+    from pgsteady.payloads import job_row
+
+    _register(app)
+    rows = [job_row(app, item) for item in items]
+    refs: list = []
+    sent = _wire(dsn, tmp_path / "trace", lambda conn: refs.extend(
+        _writes_sync.insert(conn, app.queries, rows, app.key_retention, own=True)))
+    assert _round_trips(sent) == round_trips, sent
+    assert bool(_transactions(sent)) == in_transaction, sent
+    assert [r.id for r in refs] == sorted(r.id for r in refs) and all(r.created for r in refs)
+    assert _count(dsn) == len(items)
+
+
+def test_a_keyed_batch_of_any_size_is_one_insert_and_settles_every_key(app, dsn, tmp_path):
+    """Past the old 5,000-row chunks: 6,000 keyed jobs go in with one INSERT,
+    and the same batch again returns the same jobs without writing any."""
+    _register(app)
+    items = [{"task": "import_post", "args": {"post_id": i}, "key": f"post:{i}"} for i in range(6000)]
+    first = app.enqueue_many(items)
+    again = app.enqueue_many(items)
+    assert all(r.created for r in first) and not any(r.created for r in again)
+    assert [r.id for r in again] == [r.id for r in first] == sorted(r.id for r in first)
+    assert _count(dsn) == 6000
 
 
 def test_a_big_batch_without_keys_goes_in_by_copy_with_every_option_kept(app, dsn):

@@ -40,15 +40,20 @@ RETURNING key;
 
 -- name: reserve_job_ids
 -- Ids for a COPY of many jobs without keys (see copy_jobs), ascending in the
--- order the jobs were given, and the transaction's now(), which stands in for
--- run_at's default.
+-- order the jobs were given, and now(), which stands in for run_at's default
+-- in copy_jobs_at (run in the COPY's transaction).
 SELECT ARRAY(SELECT nextval('{schema}.jobs_id_seq') FROM generate_series(1, %(n)s) ORDER BY 1), now();
 
 -- name: copy_jobs
 -- COPY is the cheapest way into a table: no executor work per row beyond
 -- the indexes. Only for jobs without keys, which cannot conflict. COPY
 -- writes the given ids into the identity column and fires the notify trigger
--- like an INSERT.
+-- like an INSERT. run_at and created_at take their default, the COPY's now().
+COPY {schema}.jobs (id, queue, task, args, priority, max_attempts) FROM STDIN
+
+-- name: copy_jobs_at
+-- copy_jobs for a batch where some job has its own run_at: the others get
+-- reserve_job_ids' now(), the transaction's.
 COPY {schema}.jobs (id, queue, task, args, priority, run_at, max_attempts) FROM STDIN
 
 -- Reading jobs: `jobs list/show` (pgsteady/jobs.py), the change workflow's
