@@ -39,6 +39,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("pgsteady.worker")
 T = TypeVar("T")
 
+# A slot task gives the loop a turn after this many attempts that ended in
+# their first step, so that a claimer lane woken meanwhile sends its round
+# while the worker runs the rest (rounds and jobs overlap, as they did when
+# every attempt was a task of its own).
+SLOT_BURST = 20
+
 
 class TimedOut(Exception):
     """The task ran past its timeout (kept apart from a TimeoutError the task raises itself)."""
@@ -165,7 +171,13 @@ class Runner:
         slot task, as a thread-local stays for the next job of a thread."""
         me = asyncio.current_task()
         pending = self._pending
+        ran = 0
         while pending:
+            ran += 1
+            if ran % SLOT_BURST == 0:
+                await asyncio.sleep(0)  # let the claimer send its round while the rest wait their turn
+                if not pending:
+                    break
             att = pending.popleft()
             if att.lost:  # its lease went before it began: another worker owns the job now
                 self.running -= 1
