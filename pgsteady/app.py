@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import difflib
 import logging
 import os
 import threading
@@ -15,9 +14,10 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from . import _writes_async, _writes_sync, database, notifications
-from .errors import ConfigError, UnknownTask, check_options
-from .payloads import INT_MAX, JobRef, check_int, check_queue, job_row
+from . import _writes_async, _writes_sync, database, queues
+from .errors import ConfigError, UnknownTask, check_options, did_you_mean
+from .jobs import user_at_host
+from .payloads import JobRef, check_int, job_row
 from .queries import Queries, for_schema, validate_schema
 from .retries import DEFAULT, Retries, RetryPolicy
 from .schedules import Schedule
@@ -152,28 +152,29 @@ class App:
         return register
 
     def set_queue_limits(self, queue: str, *, max_running: int | None = None, max_per_second: int | None = None,
-                         conn: psycopg.Connection | None = None) -> None:
+                         conn: psycopg.Connection | None = None, actor: str | None = None) -> None:
         """Limit a queue across all workers: at most ``max_running`` of its jobs
         at once, at most ``max_per_second`` started per second (None: no limit).
-        Stored in the database at once; every worker obeys it from its next claim."""
-        check_queue(queue, exc=ConfigError)
-        for label, value in (("max_running", max_running), ("max_per_second", max_per_second)):
-            if value is not None:
-                check_int(value, label, 1, INT_MAX, exc=ConfigError)
-        params = dict(queue=queue, max_running=max_running, max_per_second=max_per_second,
-                      **notifications.encode(self.schema, notifications.QueuesChanged()))
+        Stored in the database at once; every worker obeys it from its next claim.
+        The same call as `pgsteady queues limit` and the dashboard (``queues.set_limits``):
+        checked by the same rule and recorded in the queue's history with ``actor``
+        (default ``app:user@host:pid``)."""
+        actor = actor or f"app:{user_at_host()}:{os.getpid()}"
         if conn is not None:
-            conn.execute(self.queries.set_queue_limits, params)
+            queues.set_limits(conn, self.queries, queue, max_running=max_running, max_per_second=max_per_second,
+                              actor=actor)
             return
+        queues.validate_name(queue)  # bad input is refused before a connection is taken
+        queues.validate_limits(max_running, max_per_second)
         with self.pool().connection() as own:
-            own.execute(self.queries.set_queue_limits, params)
+            queues.set_limits(own, self.queries, queue, max_running=max_running, max_per_second=max_per_second,
+                              actor=actor)
 
     def get_task(self, name: str) -> Task:
         try:
             return self.tasks[name]
         except KeyError:
-            close = difflib.get_close_matches(name, self.tasks, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"known tasks: {', '.join(sorted(self.tasks)) or 'none'}"
+            hint = did_you_mean(name, self.tasks, none="this App registers no tasks")
             raise UnknownTask(f"unknown task {name!r}; {hint}") from None
 
     # -- connections --------------------------------------------------------

@@ -355,6 +355,12 @@ class Runner:
             raise RuntimeError("the worker is not running")
         return self._sync_pool.connection()
 
+    def transaction(self, conn: psycopg.Connection):
+        """A task's own transaction on a connection of this worker, on the worker's leash."""
+        if self.link is None:
+            raise RuntimeError("the worker is not running")
+        return self.link.transaction(conn)
+
     def open_sync_pool(self, link: Link, worker_id: str) -> None:
         self.link = link
         self._sync_pool = ConnectionPool(self.app.dsn, min_size=0, max_size=self.concurrency, open=True,

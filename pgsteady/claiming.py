@@ -1,6 +1,6 @@
 """The Claimer: when a worker claims, how much, and on which connection.
 
-A round is one statement (complete_and_claim in sql/worker.sql): it records
+A round is one statement (complete_and_claim in sql/attempts.sql): it records
 the successes waiting in the Completer and claims the next jobs. The Claimer
 owns what a round needs: the lanes and their connections, the jobs claimed
 ahead of free slots (``ready``), how many it may claim beyond the free slots

@@ -23,7 +23,8 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .errors import ConfigError, DatabaseUnavailable
-from .topology import READ_ONLY, Link
+from .security.settings import read_session_settings
+from .topology import Link
 
 _PASSWORD_IN_URL = re.compile(r"(postgres(?:ql)?://[^:/@\s]*:)([^@\s]*)(@)")
 _PASSWORD_KV = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
@@ -102,7 +103,9 @@ def validate_dsn(dsn: str) -> str:
     if any("@" in h for h in (params.get("host") or "").split(",")):
         raise ConfigError(f"the DSN's host contains '@': a password with '@' must be percent-encoded (%40); {keep_out}")
     m = _URL_AUTHORITY[0].match(dsn)
-    if m and "@" in (params.get("dbname") or "") and "@" in dsn[m.end():].split("?", 1)[0]:
+    # libpq ends the user info at the first "@" (a "?" before it does not end it),
+    # so a raw "@" in the database name is a password's second "@" or its "/".
+    if m and "@" in (params.get("dbname") or "") and dsn.count("@") > 1:
         raise ConfigError("the DSN's database name contains '@': a '/' or '@' in the password must be "
                           f"percent-encoded; {keep_out}")
     if any(p and not p.strip().isdigit() for p in (params.get("port") or "").split(",")):
@@ -141,13 +144,20 @@ def connect(dsn: str, *, autocommit: bool = False, pooler: str | None = None, re
     Set up for what stands in front of the server (topology.py): keepalives
     that notice a dead link, and no prepared statements behind a
     transaction pooler (``pooler``, else PGSTEADY_POOLER, else detected).
-    ``read_only`` (a --read-dsn): every transaction of the session is read-only."""
+    ``read_only`` (a --read-dsn): the session carries the read settings of
+    security/settings.py (read-only, a statement timeout), and every
+    transaction psycopg opens on it begins READ ONLY. Behind a transaction
+    pooler the settings hold inside transactions only (docs/deployment.md)."""
+    settings = read_session_settings() if read_only else {}
     try:
-        return Link(dsn, pooler, settings=READ_ONLY if read_only else {}).connect(autocommit=autocommit, **kwargs)
+        conn = Link(dsn, pooler, settings=settings).connect(autocommit=autocommit, **kwargs)
     except psycopg.OperationalError as exc:
         raise unavailable(dsn, exc) from None
     except psycopg.ProgrammingError as exc:
         raise _unparsable(dsn, exc) from None
+    if read_only:
+        conn.read_only = True  # BEGIN READ ONLY: holds per transaction, whatever the pooler
+    return conn
 
 
 async def connect_async(dsn: str, *, autocommit: bool = False, pooler: str | None = None,

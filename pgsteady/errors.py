@@ -7,6 +7,8 @@ exits non-zero; nothing else is printed (no traceback, no DSN password).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class PgsteadyError(Exception):
     """Base class: a problem the user can fix; str() is the one-line message."""
@@ -46,17 +48,23 @@ class EmbeddedError(PgsteadyError):
     """The embedded PostgreSQL could not be started, stopped or found."""
 
 
-def did_you_mean(name: object, choices: "list[str] | tuple[str, ...] | frozenset[str] | set[str]") -> str:
-    """``did you mean 'x'?`` for the closest choice, else the list of choices."""
+def did_you_mean(name: object, choices: Iterable[str], *, none: str | None = None) -> str:
+    """The one did-you-mean of the package: ``did you mean 'x'?`` for the
+    closest choice, else the list of choices (``none`` when there are none)."""
     import difflib
 
-    close = difflib.get_close_matches(str(name), sorted(choices), n=1)
-    return f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(sorted(choices))}"
+    known = sorted(choices)
+    if not known and none is not None:
+        return none
+    close = difflib.get_close_matches(str(name), known, n=1)
+    return f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(known)}"
 
 
-def check_options(given: "dict[str, object]", allowed: "list[str] | tuple[str, ...] | frozenset[str] | set[str]",
-                  where: str) -> None:
-    """Refuse unknown option names with one line and a did-you-mean."""
+def check_options(given: Iterable[str], allowed: Iterable[str], where: str, *, what: str = "option",
+                  exc: type[Exception] = ConfigError) -> None:
+    """Refuse the first unknown name (of an option, a field, a threshold) with
+    one line and a did-you-mean: ``where: unknown option 'x'; did you mean 'y'?``."""
+    allowed = set(allowed)
     for name in given:
         if name not in allowed:
-            raise ConfigError(f"{where}: unknown option {name!r}; {did_you_mean(name, allowed)}")
+            raise exc(f"{where}: unknown {what} {name!r}; {did_you_mean(name, allowed)}")

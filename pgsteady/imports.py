@@ -38,7 +38,8 @@ def run_chunks(ctx: Context, items: Iterable[Any], handle: Callable[[psycopg.Con
 
     ``handle`` writes through ``conn``; its writes and the checkpoint
     ``{"position": n, "total": total}`` commit together. Use it from a sync,
-    non-transactional task (each chunk is its own transaction)."""
+    non-transactional task (each chunk is its own transaction, opened with
+    ``ctx.transaction`` so it carries the worker's leash behind any pooler)."""
     if ctx.conn is not None:
         raise ConfigError("run_chunks commits one transaction per chunk; use it in a task without transactional=True")
     if chunk_size < 1:
@@ -53,7 +54,7 @@ def run_chunks(ctx: Context, items: Iterable[Any], handle: Callable[[psycopg.Con
             chunk = list(islice(it, chunk_size))
             if not chunk:
                 break
-            with conn.transaction():
+            with ctx.transaction(conn):  # on the worker's leash, whatever the pooler
                 handle(conn, chunk)
                 position += len(chunk)
                 # Raises LeaseLost, rolling this chunk back, when another attempt owns the job.

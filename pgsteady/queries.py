@@ -10,7 +10,7 @@ its parameters (always by name) to psycopg, which can prepare it.
 
 A name starting with ``_`` is a fragment, not a query: other queries of the
 same files include it as ``{_name}``. The claim UPDATE is one, so that both
-claim queries share one text (see sql/worker.sql).
+claim queries share one text (see sql/attempts.sql).
 
 This is the one loader of the package: the index checks' files
 (pgsteady/indexes/sql) are read with ``parse`` too.
@@ -32,8 +32,10 @@ from .notifications import MAX_SCHEMA_LEN
 _HEADER = re.compile(r"^--\s*name:\s*(\w+)\s*$")
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _FRAGMENT = re.compile(r"\{(_\w+)\}")
-QUERY_FILES = ("jobs.sql", "worker.sql", "queues.sql", "schedules.sql", "admin.sql", "maintenance.sql",
-               "monitoring.sql", "changes.sql", "migration_checks.sql", "topology.sql", "dashboard.sql")
+# By table (each file's first lines say what it owns); a name is defined once
+# across all of them, so callers name a query and never a file.
+QUERY_FILES = ("jobs.sql", "attempts.sql", "events.sql", "workers.sql", "queues.sql", "schedules.sql",
+               "leader.sql", "monitoring.sql", "changes.sql", "topology.sql")
 
 
 def validate_schema(schema: str) -> str:

@@ -10,8 +10,9 @@ The Python API behind `pgsteady queues ...` and the dashboard's Queues page:
 A pause or a limit is a row in ``queues``, stored at once and obeyed by every
 worker from its next claim (a notification wakes them). Every change is
 recorded in the queue's history (an event without a job) with who made it.
-Depth comes from the same read as `pgsteady status` (monitoring.snapshot's
-``queue_depths``), so the two never disagree.
+Depth is read here once (``list_queues``, the ``queue_depths`` query), and
+monitoring's snapshot reads it through this function, so status and
+`queues list` never disagree.
 """
 
 from __future__ import annotations
@@ -27,9 +28,22 @@ from psycopg.rows import class_row
 from . import notifications
 from .errors import ConfigError
 from .jobs import actor as default_actor
-from .monitoring.snapshot import QueueRow
 from .payloads import INT_MAX, check_int, check_queue
 from .queries import Queries
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    """A queue's depth and controls: what status, /readyz, metrics, `queues list` and the dashboard show."""
+
+    queue: str
+    waiting: int
+    scheduled: int
+    running: int
+    oldest_age: float
+    paused: bool
+    max_running: int | None
+    max_per_second: int | None
 
 
 @dataclass(frozen=True)
@@ -42,8 +56,7 @@ class QueueEvent:
 
 
 def validate_limits(max_running: Any, max_per_second: Any) -> None:
-    """Queue limits are whole numbers from 1 (None: no limit), checked by the
-    rule App.set_queue_limits uses too (payloads.check_int)."""
+    """Queue limits are whole numbers from 1 (None: no limit), by payloads.check_int."""
     for label, value in (("max_running", max_running), ("max_per_second", max_per_second)):
         if value is not None:
             check_int(value, label, 1, INT_MAX, exc=ConfigError)

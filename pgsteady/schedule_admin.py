@@ -13,14 +13,13 @@ a new schedule starts counting, which is not a run).
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
 from psycopg.rows import class_row
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 from .jobs import actor as default_actor
 from .queries import Queries
 
@@ -89,7 +88,5 @@ def _set_paused(conn: psycopg.Connection, q: Queries, name: str, paused: bool) -
 
 def _unknown(conn: psycopg.Connection, q: Queries, name: str) -> UnknownSchedule:
     names = [r.name for r in list_schedules(conn, q)]
-    close = difflib.get_close_matches(name, names, n=1)
-    hint = f"did you mean {close[0]!r}?" if close else (
-        f"known: {', '.join(names)}" if names else "no schedules yet (a worker records them when it starts)")
+    hint = did_you_mean(name, names, none="no schedules yet (a worker records them when it starts)")
     return UnknownSchedule(f"no schedule named {name!r}; {hint}")

@@ -137,6 +137,10 @@ class JobRuntime(Protocol):
 
     def sync_connection(self) -> AbstractContextManager[psycopg.Connection]: ...
 
+    def transaction(self, conn: psycopg.Connection) -> AbstractContextManager[psycopg.Transaction]:
+        """``conn.transaction()`` with the worker's session settings (its leash) in force."""
+        ...
+
 
 class Context:
     """What a running job knows about itself; the ``ctx`` of a task.
@@ -224,8 +228,15 @@ class Context:
         self.last_checkpoint = value
 
     def connection(self) -> AbstractContextManager[psycopg.Connection]:
-        """A pooled sync connection (autocommit) of the worker, for sync tasks."""
+        """A pooled sync connection (autocommit) of the worker, for sync tasks.
+        Open its transactions with ``ctx.transaction(conn)``."""
         return self._runtime.sync_connection()
+
+    def transaction(self, conn: psycopg.Connection) -> AbstractContextManager[psycopg.Transaction]:
+        """A transaction on ``conn`` (from ``ctx.connection()``) on the worker's leash: behind a
+        transaction pooler its settings (``idle_in_transaction_session_timeout`` of one lease, ...)
+        are SET LOCAL in it, so the server ends it if this worker is cut off mid-transaction."""
+        return self._runtime.transaction(conn)
 
     def __repr__(self) -> str:
         return f"<Context job={self.id} task={self.task} attempt={self.attempt}>"

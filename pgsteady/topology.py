@@ -14,7 +14,8 @@ Three topologies are supported, each tested through a real PgBouncer
                   statements (another client's ``_pg3_1`` would answer ours),
                   every setting SET LOCAL inside the transaction that needs it,
                   no LISTEN (a direct ``listen_dsn`` or polling), and no
-                  session advisory locks (the leader holds a lease row).
+                  session advisory locks (the leader and each index build hold
+                  lease rows).
 
 The mode comes from ``pooler=`` (App, Worker) or PGSTEADY_POOLER, else
 ``auto``: the first connection compares the backend pid the server announced
@@ -30,7 +31,6 @@ cannot hold row locks for longer than about a lease: TCP keepalives and
 
 from __future__ import annotations
 
-import difflib
 import functools
 import logging
 import math
@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 
 log = logging.getLogger("pgsteady.topology")
 
@@ -52,11 +52,6 @@ POOLERS = (AUTO, NONE, SESSION, TRANSACTION)
 # Client-side TCP settings for sessions without a lease to fit (CLI commands,
 # the App's enqueue pool): notice a dead server within about a minute.
 DEFAULT_LEASH = 60.0
-
-# A --read-dsn session: PostgreSQL refuses any write in it, even on a primary
-# named by mistake. (Behind a transaction pooler it holds inside
-# Link.transaction only; a replica refuses writes by itself.)
-READ_ONLY = {"default_transaction_read_only": "on"}
 
 
 @functools.cache
@@ -72,9 +67,8 @@ def pooler_setting(value: str | None = None) -> str:
     """The pooler mode: ``value``, else PGSTEADY_POOLER, else auto; checked."""
     chosen = (value or os.environ.get("PGSTEADY_POOLER") or AUTO).strip().lower()
     if chosen not in POOLERS:
-        close = difflib.get_close_matches(chosen, POOLERS, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(POOLERS)}"
-        raise ConfigError(f"pooler {chosen!r} is not known; {hint} (PGSTEADY_POOLER or pooler=...)")
+        raise ConfigError(f"pooler {chosen!r} is not known; {did_you_mean(chosen, POOLERS)} "
+                          "(PGSTEADY_POOLER or pooler=...)")
     return chosen
 
 
@@ -114,6 +108,16 @@ def behind_pooler(conn: psycopg.Connection) -> bool:
 
 async def behind_pooler_async(conn: psycopg.AsyncConnection) -> bool:
     return (await (await conn.execute(_q().backend_pid)).fetchone())[0] != conn.info.backend_pid
+
+
+def session_lasts(conn: psycopg.Connection, pooler: str | None = None) -> bool:
+    """Whether a session SET on ``conn`` holds for its next statements: not
+    behind a transaction pooler (nor behind any pooler under ``auto``), where
+    it would land on a server session that other clients get next."""
+    mode = pooler_setting(pooler)
+    if mode == AUTO:
+        return not behind_pooler(conn)
+    return mode != TRANSACTION
 
 
 @dataclass

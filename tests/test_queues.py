@@ -28,6 +28,25 @@ def test_pause_resume_and_limits_are_recorded_with_who(conn):
     assert history[0].actor.startswith("cli:")
 
 
+def test_limits_set_from_python_are_in_the_queue_history_like_the_cli_s(app, conn):
+    app.set_queue_limits("mail", max_running=2, actor="deploy:release-42")
+    app.set_queue_limits("mail", max_per_second=5, conn=conn)  # in the caller's transaction too
+    [row] = queues.list_queues(conn, Q)
+    assert (row.max_running, row.max_per_second) == (None, 5)
+    history = queues.history(conn, Q, "mail")
+    assert [e.kind for e in history] == ["queue_limits", "queue_limits"]
+    assert history[1].actor == "deploy:release-42" and history[1].data == {"queue": "mail", "max_running": 2,
+                                                                         "max_per_second": None}
+    assert history[0].actor.startswith("app:") and history[0].data["max_per_second"] == 5
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, "3", 2**40, 1.5])
+def test_app_refuses_bad_limits_by_the_same_rule(app, conn, bad):
+    with pytest.raises(ConfigError, match="max_running must be an integer between 1 and"):
+        app.set_queue_limits("mail", max_running=bad)
+    assert queues.list_queues(conn, Q) == [] and queues.history(conn, Q, "mail") == []
+
+
 @pytest.mark.parametrize("bad", [0, -1, True, "3", 2**40, 1.5])
 def test_bad_limits_are_refused_before_anything_is_stored(conn, bad):
     with pytest.raises(ConfigError, match="max_running must be an integer between 1 and"):

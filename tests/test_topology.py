@@ -43,6 +43,43 @@ def test_a_read_only_session_refuses_writes(dsn):
         conn.execute("CREATE TABLE nope (id int)")
 
 
+def test_a_read_dsn_commands_connection_refuses_writes_in_and_out_of_transactions(dsn):
+    import psycopg
+
+    from pgsteady.cli.base import State, connect as command_connect
+
+    state = State(dsn="postgresql://nobody@127.0.0.1:1/unreachable", app_path=None, schema_option=None, read_dsn=dsn)
+    with command_connect(state, reading=True) as conn:
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("INSERT INTO pgsteady.deploys (version, marked_by) VALUES ('v', 'x')")
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction), conn.transaction():
+            conn.execute("SET LOCAL default_transaction_read_only = off")  # too late: this one began READ ONLY
+            conn.execute("INSERT INTO pgsteady.deploys (version, marked_by) VALUES ('v', 'x')")
+        assert conn.execute("SHOW statement_timeout").fetchone()[0] == "1min"
+    assert scalar(dsn, "SELECT count(*) FROM pgsteady.deploys") == 0
+
+
+def test_a_read_dsn_command_times_out_as_configured(dsn):
+    import psycopg
+
+    from .test_cli import one_line_error, pgsteady
+
+    # A read that would wait forever (behind a lock here; a replica conflict or a huge scan elsewhere).
+    with psycopg.connect(dsn) as blocker:
+        blocker.execute("LOCK TABLE pgsteady.workers IN ACCESS EXCLUSIVE MODE")
+        r = pgsteady("--dsn", "postgresql://nobody@127.0.0.1:1/x", "--read-dsn", dsn, "status", "--json",
+                     env={"PGSTEADY_READ_STATEMENT_TIMEOUT": "0.2"})
+        blocker.rollback()
+    one_line_error(r, "statement timeout")
+
+
+def test_a_bad_read_statement_timeout_is_one_line(dsn):
+    from .test_cli import one_line_error, pgsteady
+
+    r = pgsteady("--read-dsn", dsn, "jobs", "list", env={"PGSTEADY_READ_STATEMENT_TIMEOUT": "soon"})
+    one_line_error(r, "PGSTEADY_READ_STATEMENT_TIMEOUT='soon' is not a number of seconds")
+
+
 def test_pooler_settings_are_checked_with_a_suggestion():
     assert pooler_setting("Transaction") == "transaction"
     with pytest.raises(ConfigError, match="did you mean 'session'"):

@@ -553,10 +553,10 @@ def test_quick_attempts_share_slot_tasks_and_one_that_awaits_keeps_its_own(app, 
 
 def test_a_job_keeps_its_page_through_claim_and_completion(app, dsn):
     """The two updates of a job's life write their row versions on the job's
-    own page (fillfactor 50, migration 009): an update that finds its page
+    own page (fillfactor 50, migration 011): an update that finds its page
     full must also lock the old version in a WAL record of its own and
     extend the table, which made every round slower. On full pages (as
-    before 009) 99% of jobs move; here about 40% still do, because a page
+    before 011) 99% of jobs move; here about 40% still do, because a page
     is pruned of its old versions only once no snapshot (the other claim
     lane's round) can see them, so the bound is two thirds."""
 

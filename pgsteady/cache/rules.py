@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..changes.files import ChangeFileError, _known
-from ..errors import ConfigError
+from .. import durations
+from ..errors import ConfigError, check_options
 
 
 class RulesError(ConfigError):
@@ -34,8 +34,6 @@ _VALUE = re.compile(r"^[A-Za-z0-9 ._/+:=,@*-]{1,200}$")  # no quotes, ; { } $ \ 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 STORABLE = ("GET", "HEAD")  # what HTTP caches (and nginx's proxy_cache_methods) ever store
 _ONE_LINE = re.compile(r"^[^\x00-\x1f\x7f]{0,1000}$")
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)?\s*$")
-_UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_TTL = 365 * 86400
 BYPASS_KINDS = ("cookie", "header", "query", "path", "methods_other_than")
 
@@ -49,14 +47,8 @@ _EXAMPLE = {"url", "method", "cookies", "headers", "note"}
 
 
 def ttl(value: Any, where: str) -> int:
-    """Whole seconds from ``"30s"``, ``"10m"``, ``"1h"``, ``"7d"``, ``"2w"`` or a number."""
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TTL:
-        return value
-    m = _DURATION.match(value) if isinstance(value, str) else None
-    seconds = int(m.group(1)) * _UNITS[m.group(2)] if m else -1
-    if not 0 <= seconds <= MAX_TTL:
-        raise RulesError(f"{where} = {value!r} is not a duration; write 30s, 10m, 1h or 7d (at most 365d)")
-    return seconds
+    """Whole seconds from ``"30s"``, ``"10m"``, ``"1h"``, ``"7d"``, ``"2w"`` or a number (durations.seconds)."""
+    return int(durations.seconds(value, where, maximum=MAX_TTL, whole=True, exc=RulesError))
 
 
 def glob_regex(pattern: str) -> str:
@@ -190,11 +182,7 @@ def parse(text: str, path: Path = Path("cache-rules.toml")) -> Rules:
 
 
 def _fields(data: dict, allowed: set[str], where: str) -> None:
-    # One did-you-mean for every TOML file pgsteady reads: the change files' own.
-    try:
-        _known(data, allowed, where)
-    except ChangeFileError as exc:
-        raise RulesError(str(exc)) from None
+    check_options(data, allowed, where, what="field", exc=RulesError)  # the package's one did-you-mean
 
 
 def _table(data: dict, key: str, where: str) -> dict:

@@ -4,8 +4,9 @@ One attempt of the job walks this state machine. Every arrow is safe to
 repeat, so a killed worker, a lost connection or a rerun of
 ``pgsteady change apply`` all resume at *slot*:
 
-    slot:   session advisory lock on the table's oid (one build per table);
-            while another backend holds it, wait (never touch its index)
+    slot:   the table's lease row (changes/slots.py: one build per table, renewed
+            while the build runs, taken over once a dead builder's lease passed);
+            while another build holds it, wait (never touch its index)
       |
     inspect (by index name, in the catalogue)
       |-- valid, identical definition ............................ done (nothing to do)
@@ -28,6 +29,14 @@ queues behind the DDL for longer, ``statement_timeout = 0`` so the build itself
 is never cut short, and ``client_connection_check_interval`` so that when the
 worker dies the server ends the build within a second instead of finishing it
 for nobody: the next attempt then finds an INVALID leftover and cleans it up.
+
+Behind a transaction pooler a session SET would land on whichever server
+session ran it, and stay there for other clients, while CONCURRENTLY cannot
+run inside the transaction that SET LOCAL needs. There the build sends none
+of these settings and says so in the job's history: its DDL runs with the
+server's defaults (no lock timeout of its own), and the slot row, not the
+session, still keeps it alone on its table. Give the worker a direct DSN
+(docs/deployment.md) to keep the settings.
 """
 
 from __future__ import annotations
@@ -40,19 +49,20 @@ import psycopg
 from psycopg import errors, sql
 
 from ..database import connect
+from ..topology import session_lasts
 from ..indexes import find_overlaps
 from ..indexes import invalid, sandbox
-from ..indexes.catalog import PROBES, load as load_catalog
+from ..indexes import probes
+from ..indexes.catalog import load as load_catalog
 from ..indexes.report import Thresholds
 from ..retries import Retry
 from ..tasks import Discard
-from . import partitions, states, statements
+from . import partitions, slots, states, statements
 from .statements import IndexChange
 from .authority import TASK, authorise
-from .targets import Target, jsonb, resolve, row, rows
+from .targets import Target, jsonb, resolve, row
 
 QUEUE = "maintenance"
-LOCK_SPACE = 0x5067_7331  # advisory lock key space of index builds ("Pgs1")
 
 
 class OtherBuildRunning(Exception):
@@ -74,6 +84,8 @@ class Build:
         self.retries = int(args.get("lock_retries", 5))
         self.backoff = float(args.get("retry_backoff", 2.0))
         self.wait_other = float(args.get("wait_for_other_build", 600.0))
+        self.slot_lease = float(args.get("slot_lease", slots.DEFAULT_LEASE))
+        self.slot: slots.Slot | None = None
         self.step_id: int | None = None
         self.timeline: list[dict[str, Any]] = []
 
@@ -81,7 +93,7 @@ class Build:
 
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
-        with connect(self.app.dsn, autocommit=True) as conn:
+        with connect(self.app.dsn, autocommit=True, pooler=self.app.pooler) as conn:
             self.conn = conn
             self._configure(conn)
             self.pid = conn.info.backend_pid
@@ -100,10 +112,16 @@ class Build:
             try:
                 outcome = {"create": self._create, "drop": self._drop, "reindex": self._reindex}[self.change.kind](target)
             finally:
-                conn.execute(self.q.release_build_lock, {"space": LOCK_SPACE, "table_oid": target.table_oid})
+                self.slot.release(conn)
         return self._done(outcome, started, target)
 
     def _configure(self, conn: psycopg.Connection) -> None:
+        self.session_settings = session_lasts(conn, self.app.pooler)
+        if not self.session_settings:
+            sandbox.pin(conn)  # the lexing pins are PgBouncer's tracked parameters, restored per client
+            self.log("through a transaction pooler: the build runs without its session settings (lock_timeout, "
+                     "statement_timeout, client_connection_check_interval); give the worker a direct DSN to keep them")
+            return
         conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{int(self.lock_timeout * 1000)}ms")))
         conn.execute("SET statement_timeout = 0")
         conn.execute("SET idle_in_transaction_session_timeout = 0")
@@ -113,19 +131,33 @@ class Build:
         sandbox.pin(conn)
 
     def _take_slot(self, conn: psycopg.Connection, table_oid: int) -> None:
+        slot = self.slot = slots.Slot(self.app, table_oid, job_id=self.ctx.id, attempt=self.ctx.attempt,
+                                      lease=self.slot_lease)
         deadline = time.monotonic() + self.wait_other
         said = False
-        params = {"space": LOCK_SPACE, "table_oid": table_oid}
-        while not row(conn, self.q.try_build_lock, params)["got"]:
-            holder = row(conn, self.q.build_lock_holder, params)
+        while not slot.try_take(conn):
+            holder = slot.holder_now(conn)
             if not said:
-                who = f"pid {holder['pid']} ({holder['application_name'] or 'unknown'})" if holder else "another backend"
-                self.log(f"waiting: {who} is building on this table", holder=holder)
+                who = f"job {holder['job_id']} ({holder['holder']})" if holder else "another build"
+                self.log(f"waiting: {who} holds this table's build slot", holder=holder)
                 said = True
             if time.monotonic() > deadline:
-                raise OtherBuildRunning(f"another build on this table (pid {holder['pid'] if holder else '?'}) "
+                raise OtherBuildRunning(f"another build on this table ({holder['holder'] if holder else '?'}) "
                                         f"still runs after {self.wait_other:.0f}s; the job will try again")
             time.sleep(0.25)
+        self.note({"slot": {"holder": slot.holder, "fencing_token": slot.token, "lease": slot.lease}})
+        slot.keep(on_lost=self._slot_lost)
+
+    def _slot_lost(self, why: str) -> None:
+        """From the slot's renewal thread: stop our DDL, another build may own the table now."""
+        try:
+            self.conn.cancel_safe(timeout=5)
+        except Exception:
+            pass  # the DDL ends with the connection, or the next holds() refuses the next statement
+
+    def _check_slot(self) -> None:
+        if self.slot is not None and not self.slot.holds():
+            raise slots.SlotLost(f"this build lost its table's slot ({self.slot.lost}); the job will try again")
 
     # -- the three kinds --------------------------------------------------------
 
@@ -180,12 +212,17 @@ class Build:
             began = time.monotonic()
             self.log(f"running: {text}", attempt=attempt, pid=self.pid)
             try:
-                with self.conn.cursor() as cur:
-                    sandbox.execute_one(cur, text)  # one statement, as the parser read it
+                self._check_slot()
+                try:
+                    with self.conn.cursor() as cur:
+                        sandbox.execute_one(cur, text)  # one statement, as the parser read it
+                except psycopg.Error:
+                    self._check_slot()  # cancelled because the slot was lost: no cleanup, another build owns it
+                    raise
                 self.timeline.append({"ran": text, "seconds": round(time.monotonic() - began, 3)})
                 return
             except errors.LockNotAvailable:
-                blockers = watcher.stop() or rows(self.conn, self.q.table_lockers, {"table_oid": target.table_oid})
+                blockers = watcher.stop() or probes.table_lockers(self.conn, target.table_oid)
                 if cleanup:
                     cleanup()
                 who = _describe_blockers(blockers)
@@ -215,7 +252,7 @@ class Build:
 
     def drop_leftover(self, target: Target, qualified: str, quiet: bool = False) -> None:
         """Drop an INVALID index left by an interrupted build, concurrently, under the same lock rules."""
-        found = row(self.conn, PROBES.resolve_relation, {"name": qualified})
+        found = probes.resolve_relation(self.conn, qualified)
         if found is None:
             return  # nothing was created before the failure
         schema, name = found["schema"], found["name"]
@@ -227,8 +264,8 @@ class Build:
     # -- inspection -------------------------------------------------------------
 
     def state(self, target: Target) -> dict[str, Any] | None:
-        found = row(self.conn, PROBES.resolve_relation, {"name": target.index}) if target.index else None
-        return row(self.conn, PROBES.index_state, {"oid": found["oid"]}) if found else None
+        found = probes.resolve_relation(self.conn, target.index) if target.index else None
+        return probes.index_state(self.conn, found["oid"]) if found else None
 
     def identical(self, target: Target, state: dict[str, Any]) -> bool:
         same = [o for o in find_overlaps(self.conn, target.table, self.change.node)
@@ -315,7 +352,7 @@ class _Blockers:
         try:
             with connect(dsn, autocommit=True) as conn:
                 while not self._stop.wait(0.05):
-                    found = rows(conn, q.blockers, {"pid": pid})
+                    found = probes.blockers(conn, pid)
                     if found:
                         self.seen = found
         except Exception:  # watching is best effort; the lock query after the timeout remains

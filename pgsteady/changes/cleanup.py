@@ -23,6 +23,7 @@ import psycopg
 from psycopg import sql
 
 from ..queries import Queries
+from ..indexes import probes
 from . import record, states
 from .targets import rows
 
@@ -64,7 +65,7 @@ def _alive(conn: psycopg.Connection, q: Queries, owners: list[dict[str, Any]]) -
     pids = sorted({o["pid"] for o in owners if isinstance(o.get("pid"), int)})
     if not pids:
         return set()
-    live = rows(conn, q.live_backends, {"pids": pids})
+    live = probes.backends(conn, pids)
     # backend_start is hidden from other roles' sessions: then the pid alone decides.
     return {(r["pid"], r["backend_start"].isoformat() if r["backend_start"] else "*") for r in live}
 
@@ -78,7 +79,7 @@ def _is_alive(who: dict[str, Any] | None, alive: set[tuple[int, str]]) -> bool:
 def sweep(conn: psycopg.Connection, q: Queries) -> Swept:
     swept = Swept()
     schemas = []
-    for r in rows(conn, q.rehearsal_schemas, {}):
+    for r in probes.rehearsal_schemas(conn):
         try:
             who = json.loads(r["owner"] or "{}").get("pgsteady_rehearsal")
         except (ValueError, AttributeError):

@@ -16,15 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from .. import durations
+from ..errors import ConfigError, check_options
 from . import statements
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}
 _TOP = {"id", "title", "owner", "reason", "ddl", "rollback", "files", "watch", "build", "rehearse", "queries"}
 _QUERY = {"name", "sql", "params", "repeat", "expect_max_ms", "expect_index"}
-_BUILD = {"lock_timeout", "lock_retries", "retry_backoff", "wait_for_other_build"}
+_BUILD = {"lock_timeout", "lock_retries", "retry_backoff", "wait_for_other_build", "slot_lease"}
 _REHEARSE = {"sample", "skip"}
 
 
@@ -33,13 +32,8 @@ class ChangeFileError(ConfigError):
 
 
 def seconds(value: Any, where: str) -> float:
-    """``"2s"``, ``"500ms"``, ``"10m"``, ``"1h"`` or a number of seconds."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    m = _DURATION.match(str(value))
-    if not m:
-        raise ChangeFileError(f"{where} = {value!r} is not a duration; write 500ms, 2s, 10m or 1h")
-    return float(m.group(1)) * _UNITS[m.group(2)]
+    """``"2s"``, ``"500ms"``, ``"10m"``, ``"1h"``, ``"1d"`` or a number of seconds (durations.seconds)."""
+    return durations.seconds(value, where, exc=ChangeFileError)
 
 
 @dataclass
@@ -67,6 +61,7 @@ class ChangeFile:
     lock_retries: int = 5
     retry_backoff: float = 2.0
     wait_for_other_build: float = 600.0
+    slot_lease: float = 30.0
     sample: float = 1.0
     skip_rehearsal: bool = False
     queries: list[Query] = field(default_factory=list)
@@ -97,7 +92,7 @@ def load(path: str | Path) -> ChangeFile:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ChangeFileError(f"{path} is not valid TOML: {exc}") from None
     where = str(path)
-    _known(data, _TOP, where)
+    check_options(data, _TOP, where, what="field", exc=ChangeFileError)
     text = {k: _text(data, k, where) for k in ("id", "title", "owner", "reason", "ddl")}
     if not _ID.match(text["id"]):
         raise ChangeFileError(f"{where}: id {text['id']!r} must be letters, digits, '.', '_' or '-' (at most 100)")
@@ -122,26 +117,19 @@ def load(path: str | Path) -> ChangeFile:
         lock_timeout=seconds(build.get("lock_timeout", "2s"), "build.lock_timeout"), lock_retries=retries,
         retry_backoff=seconds(build.get("retry_backoff", "2s"), "build.retry_backoff"),
         wait_for_other_build=seconds(build.get("wait_for_other_build", "10m"), "build.wait_for_other_build"),
+        slot_lease=seconds(build.get("slot_lease", "30s"), "build.slot_lease"),
         sample=float(sample), skip_rehearsal=bool(rehearse.get("skip", False)),
         queries=[_query(q, i, where) for i, q in enumerate(data.get("queries", []))],
         sha=hashlib.sha256(raw).hexdigest()[:16],
     )
+    if change.slot_lease < 1:
+        raise ChangeFileError(f"{where}: build.slot_lease must be at least 1s (the build renews it four times a lease)")
     if change.lock_timeout <= 0:
         raise ChangeFileError(f"{where}: build.lock_timeout must be above 0 (a build must never wait forever)")
     names = [q.name for q in change.queries]
     if len(set(names)) != len(names):
         raise ChangeFileError(f"{where}: two queries share a name; give each [[queries]] its own name")
     return change
-
-
-def _known(data: dict, allowed: set[str], where: str) -> None:
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        import difflib
-
-        close = difflib.get_close_matches(unknown[0], allowed, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(allowed))}"
-        raise ChangeFileError(f"{where}: unknown field {unknown[0]!r}{hint}")
 
 
 def _text(data: dict, key: str, where: str) -> str:
@@ -155,7 +143,7 @@ def _table(data: dict, key: str, allowed: set[str], where: str) -> dict:
     value = data.get(key, {})
     if not isinstance(value, dict):
         raise ChangeFileError(f"{where}: [{key}] must be a table")
-    _known(value, allowed, f"{where} [{key}]")
+    check_options(value, allowed, f"{where} [{key}]", what="field", exc=ChangeFileError)
     return value
 
 
@@ -163,7 +151,7 @@ def _query(q: Any, i: int, where: str) -> Query:
     here = f"{where} [[queries]] #{i + 1}"
     if not isinstance(q, dict):
         raise ChangeFileError(f"{here} must be a table")
-    _known(q, _QUERY, here)
+    check_options(q, _QUERY, here, what="field", exc=ChangeFileError)
     name, text = q.get("name"), q.get("sql")
     if not isinstance(name, str) or not name or not isinstance(text, str) or not text.strip():
         raise ChangeFileError(f"{here} needs name and sql")
@@ -276,6 +264,7 @@ lock_timeout = "2s"        # never queue other sessions behind the DDL for longe
 lock_retries = 5           # lock timeouts retried this many times, with backoff
 retry_backoff = "2s"       # doubles after each lock timeout
 wait_for_other_build = "10m"
+slot_lease = "30s"         # a dead builder's hold on the table ends this long after its last renewal
 
 [rehearse]
 sample = 1.0               # fraction of rows copied to the scratch schema

@@ -15,12 +15,12 @@ import psycopg
 from pglast import ast
 
 from ..indexes import find_overlaps
-from ..indexes.catalog import PROBES
+from ..indexes import probes
 from ..queries import Queries
 from . import partitions, statements, writes
 from .files import ChangeFile
 from .statements import IndexChange, StatementError
-from .targets import Target, derive_rollback, resolve, row
+from .targets import Target, derive_rollback, resolve
 
 RULES = {
     "parse-error": "the DDL must parse as PostgreSQL SQL",
@@ -157,7 +157,7 @@ def _syntax(text: str, result: LintResult) -> IndexChange | None:
 
 
 def _catalogue(st: IndexChange, conn: psycopg.Connection, q: Queries, result: LintResult) -> None:
-    server = row(conn, PROBES.server_facts, {})
+    server = probes.server_facts(conn)
     result.server_version = server["version"]
     target = result.target = resolve(conn, q, st)
     if st.kind != "drop" and st.concurrent and concurrent_build_bug(server["version_num"]):
@@ -171,7 +171,7 @@ def _catalogue(st: IndexChange, conn: psycopg.Connection, q: Queries, result: Li
             if not partitions.lint_findings(st, target, conn, result):
                 return
         _overlaps(st, target, conn, result)
-        facts = row(conn, PROBES.table_facts, {"oid": target.table_oid})
+        facts = probes.table_facts(conn, target.table_oid)
         writes.hot_update_findings(conn, q, st, facts["schema"], facts["name"], result)
         return
     if not target.exists:

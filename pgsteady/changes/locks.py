@@ -29,7 +29,7 @@ import psycopg
 from ..database import connect
 from ..indexes import sandbox
 from ..queries import Queries
-from .targets import rows
+from ..indexes import probes
 
 # From weakest to strongest, with what each one makes other sessions wait for.
 MODES = {
@@ -74,7 +74,7 @@ class LockSampler:
                 self._ready.set()
                 while True:
                     now = time.monotonic()
-                    for lock in rows(conn, q.locks_of_backend, {"pid": pid}):
+                    for lock in probes.locks_of_backend(conn, pid):
                         if lock["granted"]:
                             span = self.seen.setdefault((lock["relation"], lock["mode"]), [now, now])
                             span[1] = now
@@ -94,7 +94,7 @@ def files(conn: psycopg.Connection, q: Queries, table_oids: list[int]) -> dict[s
     """schema.relname -> (filenode, relkind) of the tables, their TOAST tables and their indexes."""
     found: dict[str, tuple[int, str]] = {}
     for oid in table_oids:
-        for rel in rows(conn, q.relation_files, {"oid": oid}):
+        for rel in probes.relation_files(conn, oid):
             found[rel["relname"]] = (rel["filenode"], rel["relkind"])
     return found
 
@@ -119,7 +119,7 @@ def measure(conn: psycopg.Connection, dsn: str, q: Queries, text: str, *, transa
             with conn.transaction(), conn.cursor() as cur:
                 sandbox.execute_one(cur, text)  # one statement, as the parser read it
                 ran = time.monotonic() - began
-                held = rows(conn, q.locks_of_backend, {"pid": conn.info.backend_pid})
+                held = probes.locks_of_backend(conn, conn.info.backend_pid)
         else:
             with conn.cursor() as cur:
                 sandbox.execute_one(cur, text)

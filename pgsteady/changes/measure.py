@@ -25,11 +25,11 @@ import psycopg
 from ..database import connect
 from ..indexes import sandbox
 from ..queries import Queries
-from ..indexes.catalog import PROBES
+from ..indexes import probes
 from . import statements, writes
 from .files import ChangeFile, Query
 from .statements import IndexChange
-from .targets import Target, row, rows
+from .targets import Target
 
 HYPOPG_MISSING = ("HypoPG is not installed on this server, so the planner was not asked about the new index "
                   "(install it, e.g. apt-get install postgresql-15-hypopg, to get that answer before the build)")
@@ -104,8 +104,8 @@ def indexes_used(node: dict[str, Any]) -> list[str]:
 
 
 def table_facts(conn: psycopg.Connection, q: Queries, table_oid: int) -> dict[str, Any]:
-    facts = row(conn, PROBES.table_facts, {"oid": table_oid})
-    facts["indexes"] = rows(conn, PROBES.table_indexes, {"oid": table_oid})
+    facts = probes.table_facts(conn, table_oid)
+    facts["indexes"] = probes.table_indexes(conn, table_oid)
     return facts
 
 
@@ -115,7 +115,7 @@ def plan(change: ChangeFile, conn: psycopg.Connection, q: Queries, st: IndexChan
     started = time.monotonic()
     conn.execute("SET statement_timeout = '5min'")  # a runaway representative query must not hang the step
     figures: dict[str, Any] = {"captured_at": datetime.now(timezone.utc).isoformat(),
-                               "server_version": row(conn, PROBES.server_facts, {})["version"]}
+                               "server_version": probes.server_facts(conn)["version"]}
     if target.table_oid is not None:
         figures["table"] = table_facts(conn, q, target.table_oid)
     figures["queries"] = [explain(conn, query) for query in change.queries]
@@ -132,21 +132,21 @@ def plan(change: ChangeFile, conn: psycopg.Connection, q: Queries, st: IndexChan
 def hypothetical(dsn: str, q: Queries, st: IndexChange, target: Target, queries: list[Query]) -> dict[str, Any]:
     """Would the planner use the proposed index, and at what cost? (HypoPG)"""
     with connect(dsn, autocommit=True) as conn:
-        status = row(conn, q.hypopg_status, {})
+        status = probes.extension(conn, "hypopg")
         if not status["available"]:
             return {"available": False, "reason": HYPOPG_MISSING}
         try:
             with conn.transaction(force_rollback=True):
                 sandbox.pin(conn, local=True)
-                if not status["installed"]:
+                if status["schema"] is None:
                     # Created and rolled back with this transaction: nothing stays in the database.
                     conn.execute("CREATE EXTENSION hypopg")
                 before = {query.name: _cost(conn, query) for query in queries}
                 ddl = statements.on_schema(st, target.table_schema) if target.table_schema else \
                     statements.without_concurrently(st)
-                hypo = row(conn, q.hypopg_create, {"ddl": ddl})
-                size = row(conn, q.hypopg_size, {"oid": hypo["indexrelid"]})
-                result = {"available": True, "index_name": hypo["indexname"], "estimated_bytes": size["bytes"],
+                hypo = probes.hypopg_create(conn, ddl)
+                size = probes.hypopg_size(conn, hypo["indexrelid"])
+                result = {"available": True, "index_name": hypo["indexname"], "estimated_bytes": size,
                           "queries": {}}
                 for query in queries:
                     cost, used = _cost(conn, query)
@@ -177,8 +177,7 @@ def estimate(conn: psycopg.Connection, q: Queries, st: IndexChange, target: Targ
     table = figures["table"]
     columns = [p.name for p in st.node.indexParams if p.name]
     expressions = len(st.node.indexParams) - len(columns)
-    width = row(conn, PROBES.key_widths, {"schema": target.table_schema, "table": table["name"],
-                                     "columns": columns})["width"] + 8 * expressions
+    width = probes.key_width(conn, target.table_schema, table["name"], columns) + 8 * expressions
     # reltuples (set by VACUUM and ANALYZE) is steadier than the n_live_tup counter.
     rows_ = table["estimated_rows"] or table["live_rows"] or 0
     tuple_bytes = ((8 + width + 7) // 8) * 8 + 4

@@ -35,7 +35,7 @@ from psycopg import errors, sql
 from ..database import connect
 from ..indexes import sandbox
 from ..tasks import Discard
-from ..indexes.catalog import PROBES
+from ..indexes import probes
 from . import states
 from .authority import TASK as BUILD_TASK, Refused, authorise
 from .migration_lint import Statement, is_migration, split
@@ -157,12 +157,12 @@ class MigrationRun:
         node = st.node
         if not (isinstance(node, ast.IndexStmt) and node.concurrent and node.idxname):
             return
-        table = row(conn, PROBES.resolve_relation, {"name": table_of(node)})
+        table = probes.resolve_relation(conn, table_of(node))
         if table is None:
             return
         name = sql.Identifier(table["schema"], node.idxname)
-        index = row(conn, PROBES.resolve_relation, {"name": name.as_string(conn)})
-        state = row(conn, PROBES.index_state, {"oid": index["oid"]}) if index else None
+        index = probes.resolve_relation(conn, name.as_string(conn))
+        state = probes.index_state(conn, index["oid"]) if index else None
         if state is not None and not state["is_valid"]:
             self.ctx.log(f"dropping the INVALID leftover {state['qualified']}")
             conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(name))

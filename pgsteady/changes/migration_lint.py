@@ -26,13 +26,12 @@ from pglast.enums import AlterTableType as AT, ConstrType as CT
 from pglast.parser import ParseError, scan
 
 from ..queries import Queries
-from ..indexes.catalog import PROBES
+from ..indexes import probes
 from . import statements
 from .lint import RULES as INDEX_RULES, Finding, LintResult, _syntax, concurrent_build_bug
 from .migration_files import LOCKING, is_begin, is_end, not_null_check, setting, writes_rows
 from .migration_rules import RULES, SMALL_TABLE_BYTES, VOLATILE, added_constraints, cmds, table_of
 from .statements import StatementError
-from .targets import row
 
 _ALLOW = re.compile(r"pgsteady:\s*allow\s+([a-z0-9, -]+)", re.IGNORECASE)
 
@@ -114,25 +113,23 @@ class Catalogue:
 
     def __init__(self, conn: psycopg.Connection, q: Queries) -> None:
         self.conn, self.q = conn, q
-        self.version_num = row(conn, PROBES.server_facts, {})["version_num"]
+        self.version_num = probes.server_facts(conn)["version_num"]
 
     def column_type(self, table: str, column: str) -> tuple[str, int, str] | None:
-        found = row(self.conn, self.q.column_type, {"table": table, "column": column})
+        found = probes.column_type(self.conn, table, column)
         return (found["typname"], found["atttypmod"], found["shown"]) if found else None
 
     def column_checks(self, table: str, column: str) -> int:
-        return row(self.conn, self.q.column_checks, {"table": table, "column": column})["checks"]
+        return probes.column_checks(self.conn, table, column)
 
     def table_bytes(self, table: str) -> int | None:
-        found = row(self.conn, self.q.relation_bytes, {"table": table})
-        return found["bytes"] if found else None
+        return probes.relation_bytes(self.conn, table)
 
     def volatility(self, names: list[str]) -> dict[str, str]:
-        found = self.conn.execute(self.q.function_volatility, {"names": names}).fetchall()
-        return {name: volatility for name, volatility in found}
+        return probes.function_volatility(self.conn, names)
 
     def proven_not_null(self, table: str, column: str) -> bool:
-        return bool(row(self.conn, self.q.not_null_proven, {"table": table, "column": column})["proven"])
+        return probes.not_null_proven(self.conn, table, column)
 
 
 class Walk:
@@ -284,7 +281,7 @@ def lint_change(change, conn: psycopg.Connection | None, q: Queries | None) -> M
     catalogue = Catalogue(conn, q) if conn is not None and q is not None else None
     result = lint_text(change.ddl, "change", catalogue)
     if catalogue is not None:
-        result.server_version = row(conn, PROBES.server_facts, {})["version"]
+        result.server_version = probes.server_facts(conn)["version"]
     result.rollback = change.rollback
     if change.rollback:
         back = lint_text(change.rollback, "change")
@@ -321,5 +318,5 @@ def lint_file(path, dsn: str | None, schema: str, in_transaction: bool = False) 
         return lint_text(text, "sql", None, in_transaction)
     with connect(dsn, autocommit=True) as conn:
         result = lint_text(text, "sql", Catalogue(conn, for_schema(schema)), in_transaction)
-        result.server_version = row(conn, PROBES.server_facts, {})["version"]
+        result.server_version = probes.server_facts(conn)["version"]
         return result

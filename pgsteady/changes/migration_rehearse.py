@@ -25,7 +25,7 @@ from pglast.visitors import Visitor
 from psycopg import sql
 
 from ..queries import Queries
-from ..indexes.catalog import PROBES
+from ..indexes import probes
 from . import cleanup, locks, measure, statements
 from .files import ChangeFile
 from .migration_lint import Statement, split
@@ -84,9 +84,9 @@ def tables_named(conn: psycopg.Connection, q: Queries, steps: list[Statement]) -
         names = [statements._qualify(r.schemaname, r.relname) for r in _range_vars(st.node)]
         names += [".".join(statements.quote(p) for p in parts) for parts in _dropped(st.node)]
         for name in names:
-            rel = row(conn, PROBES.resolve_relation, {"name": name})
+            rel = probes.resolve_relation(conn, name)
             if rel is not None and rel["relkind"] == "r":
-                found[rel["oid"]] = row(conn, PROBES.table_facts, {"oid": rel["oid"]})
+                found[rel["oid"]] = probes.table_facts(conn, rel["oid"])
     return found
 
 
@@ -145,8 +145,8 @@ def _one(conn: psycopg.Connection, q: Queries, dsn: str, st: Statement, scratch:
     for rv in _range_vars(node):
         # A copied table's schema, or a qualified name that does not exist yet (a new table,
         # sequence or index is created among the copies, never next to the real ones).
-        if rv.schemaname in schemas or (rv.schemaname and rv.schemaname != scratch and row(
-                conn, PROBES.resolve_relation, {"name": statements._qualify(rv.schemaname, rv.relname)}) is None):
+        if rv.schemaname in schemas or (rv.schemaname and rv.schemaname != scratch and probes.resolve_relation(
+                conn, statements._qualify(rv.schemaname, rv.relname)) is None):
             rv.schemaname = scratch
     if isinstance(node, ast.DropStmt):
         node.objects = tuple(tuple([ast.String(sval=scratch), parts[-1]]) if len(parts) == 2 and
@@ -155,7 +155,7 @@ def _one(conn: psycopg.Connection, q: Queries, dsn: str, st: Statement, scratch:
     if outside:
         return {**base, "status": "not rehearsed", "why": f"it names {outside}, which is not copied"}
     text = RawStream()(node)
-    copies = [oid for (oid,) in conn.execute(q.schema_tables, {"schema": scratch}).fetchall()]
+    copies = probes.schema_tables(conn, scratch)
     try:
         figures = locks.measure(conn, dsn, q, text, transactional=st.transactional, table_oids=copies,
                                 schemas={scratch: home})
@@ -169,7 +169,7 @@ def _outside(conn: psycopg.Connection, q: Queries, node: Any, scratch: str) -> s
     names = [statements._qualify(r.schemaname, r.relname) for r in _range_vars(node)]
     names += [".".join(statements.quote(p) for p in parts) for parts in _dropped(node)]
     for name in names:
-        rel = row(conn, PROBES.resolve_relation, {"name": name})
+        rel = probes.resolve_relation(conn, name)
         if rel is not None and rel["schema"] != scratch:
             return rel["qualified"]
     return None

@@ -13,12 +13,12 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from ..indexes.catalog import PROBES
+from ..indexes import probes
 from . import measure, migration_rehearse, record
 from .migration_apply import TASK
 from .migration_lint import is_migration, lint_text
 from .steps import ChangeFailed, ChangeRefused, Session
-from .targets import jsonb, row
+from .targets import jsonb
 
 
 def open_session(dsn: str, schema: str, path, command: str, app: Any = None) -> Session:
@@ -57,7 +57,7 @@ class MigrationSession(Session):
             steps = lint_text(self.change.ddl, "change").steps
             tables = migration_rehearse.tables_named(self.conn, self.q, steps)
             figures = {"captured_at": datetime.now(timezone.utc).isoformat(),
-                       "server_version": row(self.conn, PROBES.server_facts, {})["version"],
+                       "server_version": probes.server_facts(self.conn)["version"],
                        "tables": [measure.table_facts(self.conn, self.q, oid) for oid in tables],
                        "statements": [{"index": s.index, "line": s.line, "sql": s.text} for s in steps],
                        "queries": [measure.explain(self.conn, query) for query in self.change.queries]}

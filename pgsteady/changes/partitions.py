@@ -32,10 +32,11 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from ..indexes import ddl
-from ..indexes.catalog import PROBES, partitions_of, truncate_name
+from ..indexes import probes
+from ..indexes.catalog import partitions_of, truncate_name
 from ..queries import Queries
 from ..tasks import Discard
-from .targets import Target, row
+from .targets import Target
 
 if TYPE_CHECKING:  # pragma: no cover
     from .build import Build
@@ -67,10 +68,10 @@ def partition_index_name(conn: psycopg.Connection, q: Queries, part: dict[str, A
     base = f"{part['name']}_{index}"
     for n in range(100):
         name = truncate_name(base, f"_{n}" if n else "")
-        found = row(conn, PROBES.resolve_relation, {"name": ddl.ident(part["schema"], name)})
+        found = probes.resolve_relation(conn, ddl.ident(part["schema"], name))
         if found is None:
             return name
-        state = row(conn, PROBES.index_state, {"oid": found["oid"]}) if found["relkind"] == "i" else None
+        state = probes.index_state(conn, found["oid"]) if found["relkind"] == "i" else None
         if state is not None and state["table_oid"] == part["oid"]:
             return name  # ours, from an earlier attempt
     raise RuntimeError(f"no free index name like {base!r} on {part['qualified']}")
@@ -100,8 +101,8 @@ def run_route(build: Build, target: Target) -> str:
         name = partition_index_name(conn, q, part, index_name)
         qualified = ddl.ident(part["schema"], name)
         build.note({"partitions": {"done": done, "total": total, "current": part["qualified"]}})
-        existing = row(conn, PROBES.resolve_relation, {"name": qualified})
-        existing_state = row(conn, PROBES.index_state, {"oid": existing["oid"]}) if existing else None
+        existing = probes.resolve_relation(conn, qualified)
+        existing_state = probes.index_state(conn, existing["oid"]) if existing else None
         if existing_state is not None and not existing_state["is_valid"]:
             build.log(f"{qualified} is an INVALID leftover of an interrupted build; dropping it")
             build.drop_leftover(target, qualified)

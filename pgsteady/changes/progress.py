@@ -15,7 +15,8 @@ import psycopg
 
 from ..errors import PgsteadyError
 from ..queries import Queries
-from .targets import row, rows
+from ..indexes import probes
+from .targets import row
 
 ENDED = ("succeeded", "failed", "cancelled")
 
@@ -68,7 +69,7 @@ def snapshot(conn: psycopg.Connection, q: Queries, job_id: int, step_id: int) ->
     if job["state"] != "running" or pid is None:
         return snap
     snap.pid = pid
-    progress = row(conn, q.build_progress, {"pid": pid})
+    progress = probes.index_build(conn, pid)
     if progress:
         snap.phase = progress["phase"]
         # The phase decides which counter moves: blocks while scanning, tuples while
@@ -78,10 +79,10 @@ def snapshot(conn: psycopg.Connection, q: Queries, job_id: int, step_id: int) ->
             if progress[total]:
                 snap.done, snap.total = progress[done], progress[total]
                 break
-    activity = row(conn, q.backend_activity, {"pid": pid})
+    activity = probes.backend(conn, pid)
     if activity and activity["wait_event_type"] == "Lock":
         snap.waiting_on = activity["wait_event"]
-        snap.blockers = rows(conn, q.blockers, {"pid": pid})
+        snap.blockers = probes.blockers(conn, pid)
         if not progress:
             snap.phase = "waiting for a lock on the table"
     elif not progress and activity:

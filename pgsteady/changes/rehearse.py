@@ -20,11 +20,11 @@ from psycopg import sql
 
 from ..indexes import sandbox
 from ..queries import Queries
-from ..indexes.catalog import PROBES
+from ..indexes import probes
 from . import cleanup, measure, statements
 from .files import ChangeFile
 from .statements import IndexChange
-from .targets import Target, row, rows
+from .targets import Target
 
 
 def rehearse(change: ChangeFile, conn: psycopg.Connection, q: Queries, st: IndexChange,
@@ -64,8 +64,8 @@ def rehearse(change: ChangeFile, conn: psycopg.Connection, q: Queries, st: Index
         for b, a in zip(before, after):
             figures["queries"].append({"name": b["name"], "before": b, "after": a})
         if st.kind == "create":
-            built = row(conn, PROBES.resolve_relation, {"name": statements._qualify(scratch, st.index)})
-            figures["index_bytes"] = row(conn, PROBES.relation_size, {"oid": built["oid"]})["bytes"]
+            built = probes.resolve_relation(conn, statements._qualify(scratch, st.index))
+            figures["index_bytes"] = probes.relation_size(conn, built["oid"])
     finally:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(scratch)))
         lap("drop")
@@ -82,15 +82,15 @@ def _tables(conn: psycopg.Connection, q: Queries, change: ChangeFile, target: Ta
     """Every ordinary table the change is on or a query reads, keyed as the queries name them."""
     found: dict[tuple, dict] = {}
     if target.table_oid is not None:
-        facts = row(conn, PROBES.table_facts, {"oid": target.table_oid})
+        facts = probes.table_facts(conn, target.table_oid)
         names = [(None, facts["name"]), (facts["schema"], facts["name"])]
         for key in names:
             found[key] = facts
     for query in change.queries:
         for schema, name in statements.parse_query(query.sql).relations:
-            rel = row(conn, PROBES.resolve_relation, {"name": statements._qualify(schema, name)})
+            rel = probes.resolve_relation(conn, statements._qualify(schema, name))
             if rel is not None and rel["relkind"] == "r":
-                found[(schema, name)] = row(conn, PROBES.table_facts, {"oid": rel["oid"]})
+                found[(schema, name)] = probes.table_facts(conn, rel["oid"])
     # Two keys may point at one table; copy it once.
     unique = {facts["oid"]: facts for facts in found.values()}
     return {key: unique[facts["oid"]] for key, facts in found.items()}
@@ -105,12 +105,12 @@ def copy_table(conn: psycopg.Connection, q: Queries, facts: dict[str, Any], scra
     where = sql.SQL(" TABLESAMPLE SYSTEM ({})").format(sql.Literal(sample * 100)) if sample < 1 else sql.SQL("")
     conn.execute(sql.SQL("INSERT INTO {} SELECT * FROM {}{}").format(copy, source, where))
     # Indexes after the rows: faster than maintaining them row by row.
-    for index in rows(conn, PROBES.table_indexes, {"oid": facts["oid"]}):
+    for index in probes.table_indexes(conn, facts["oid"]):
         if index["is_valid"]:
             conn.execute(statements.reschema_indexdef(index["indexdef"], scratch))
     conn.execute(sql.SQL("ANALYZE {}").format(copy))
-    copied = row(conn, PROBES.resolve_relation, {"name": statements._qualify(scratch, facts["name"])})
-    size = row(conn, PROBES.table_facts, {"oid": copied["oid"]})
+    copied = probes.resolve_relation(conn, statements._qualify(scratch, facts["name"]))
+    size = probes.table_facts(conn, copied["oid"])
     return {"table": facts["qualified"], "rows": size["estimated_rows"], "bytes": size["total_bytes"],
             "source_rows": facts["estimated_rows"] or facts["live_rows"] or 0,
             "seconds": round(time.monotonic() - started, 3)}

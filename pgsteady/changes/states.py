@@ -41,6 +41,7 @@ import psycopg
 
 from ..errors import PgsteadyError
 from ..queries import Queries
+from ..indexes import probes
 from .targets import jsonb, row
 
 
@@ -159,8 +160,8 @@ def start_step(conn: psycopg.Connection, q: Queries, change: Any, step: str, com
 
 
 def backend(conn: psycopg.Connection, q: Queries) -> dict[str, Any]:
-    found = row(conn, q.backend_self, {})
-    return {"pid": found["pid"], "backend_start": found["backend_start"].isoformat()}
+    pid, started = probes.backend_self(conn)
+    return {"pid": pid, "backend_start": started.isoformat()}
 
 
 def end_step(conn: psycopg.Connection, q: Queries, step_id: int, outcome: str, summary: str,

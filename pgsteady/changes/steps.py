@@ -204,7 +204,7 @@ class Session:
         key = f"change:{self.change.id}:{step}" + (f":{since[-1]}" if since else "")
         args = {"statement": statement, "change_id": self.change.id, "lock_timeout": self.change.lock_timeout,
                 "lock_retries": self.change.lock_retries, "retry_backoff": self.change.retry_backoff,
-                "wait_for_other_build": self.change.wait_for_other_build}
+                "wait_for_other_build": self.change.wait_for_other_build, "slot_lease": self.change.slot_lease}
         with self.conn.transaction():
             ref = self.app.enqueue(self.task, args, key=key, conn=self.conn)
             existing = [s for s in steps if s["job_id"] == ref.id]

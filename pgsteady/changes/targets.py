@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 from ..database import scrub
 from ..indexes.ddl import concurrently
 from ..queries import Queries
-from ..indexes.catalog import PROBES
+from ..indexes import probes
 from .statements import IndexChange, _qualify
 
 @dataclass
@@ -48,20 +48,20 @@ def resolve(conn: psycopg.Connection, q: Queries, change: IndexChange) -> Target
     """The table and index a change names; missing ones are None."""
     table = index = None
     if change.kind == "create":
-        table = row(conn, PROBES.resolve_relation, {"name": change.table_name})
+        table = probes.resolve_relation(conn, change.table_name)
         if table is not None:
             # An index always lives in its table's schema.
             index_name = _qualify(table["schema"], change.index) if change.index else None
-            index = row(conn, PROBES.resolve_relation, {"name": index_name}) if index_name else None
+            index = probes.resolve_relation(conn, index_name) if index_name else None
     elif change.index is not None:
-        index = row(conn, PROBES.resolve_relation, {"name": change.index_name})
+        index = probes.resolve_relation(conn, change.index_name)
     else:
-        table = row(conn, PROBES.resolve_relation, {"name": change.table_name})
+        table = probes.resolve_relation(conn, change.table_name)
     state = None
     if index is not None and index["relkind"] in ("i", "I"):
-        state = row(conn, PROBES.index_state, {"oid": index["oid"]})
+        state = probes.index_state(conn, index["oid"])
         if table is None:
-            table = row(conn, PROBES.table_facts, {"oid": state["table_oid"]})
+            table = probes.table_facts(conn, state["table_oid"])
     elif index is not None:
         state = {"not_an_index": True, "relkind": index["relkind"], "qualified": index["qualified"]}
     where = None

@@ -25,10 +25,10 @@ from typing import Any, Callable
 import psycopg
 
 from ..queries import Queries
-from ..indexes.catalog import statements_schema
+from ..indexes import probes
 from . import measure, writes
 from .files import ChangeFile
-from .targets import row, rows
+from .targets import row
 
 SLOWER = 1.2
 NOISE_MS = 0.1
@@ -121,16 +121,12 @@ def _watch(conn: psycopg.Connection, q: Queries, change: ChangeFile, applied_at:
 
 
 def _statements(conn: psycopg.Connection, q: Queries, change: ChangeFile) -> dict[int, dict] | None:
-    if statements_schema(conn) is None:
-        return None
     st = change.statement()  # None for a migration of several statements: every statement is watched
     table = (st.table or st.index or "") if st else ""
-    try:
-        with conn.transaction():
-            found = rows(conn, q.statements_for_table, {"pattern": f"%{table}%"})
-    except psycopg.Error:  # installed but not preloaded: the view refuses to be read
+    found = probes.statements_naming(conn, table)  # None: not installed, or not readable
+    if found is None:
         return None
-    return {r["queryid"]: r for r in found}
+    return {r["queryid"]: {**r, "query": r["query"][:200]} for r in found}
 
 
 def _statement_deltas(before: dict | None, after: dict | None) -> list[dict[str, Any]] | None:

@@ -31,9 +31,8 @@ from pglast import ast
 from pglast.visitors import Visitor
 
 from ..queries import Queries
-from ..indexes.catalog import statements_schema
+from ..indexes import probes
 from . import statements
-from .targets import row, rows
 
 HOT_DROP = 0.3  # the HOT share of updates falling by this much (absolute) is worse
 MIN_UPDATES = 20  # fewer updates after the apply say nothing about HOT
@@ -96,13 +95,7 @@ def _is(rel: Any, schema: str, table: str) -> bool:
 
 def write_statements(conn: psycopg.Connection, q: Queries, table: str) -> list[dict[str, Any]] | None:
     """The statements that write and name ``table``, or None when pg_stat_statements cannot be read."""
-    if statements_schema(conn) is None:
-        return None
-    try:
-        with conn.transaction():
-            return rows(conn, q.write_statements, {"pattern": f"%{table}%"})
-    except psycopg.Error:  # installed but not preloaded, or not readable by this role
-        return None
+    return probes.statements_naming(conn, table, writes=True, limit=200)
 
 
 def hot_update_warnings(conn: psycopg.Connection, q: Queries, st: Any, schema: str, table: str) -> list[str]:
@@ -134,8 +127,7 @@ def snapshot(conn: psycopg.Connection, q: Queries, table_oid: int | None, relkin
     """The write counters of one table now (summed over partitions for a partitioned table)."""
     if table_oid is None:
         return None
-    query = q.partition_write_counters if relkind == "p" else q.write_counters
-    figures = dict(row(conn, query, {"oid": table_oid}))
+    figures = dict(probes.write_counters(conn, table_oid, partitioned=relkind == "p"))
     figures["at"] = figures["at"].isoformat()
     stmts = write_statements(conn, q, (table or "").split(".")[-1].strip('"'))
     figures["statements"] = None if stmts is None else {

@@ -20,6 +20,7 @@ import click
 import psycopg
 from rich.text import Text
 
+from .. import durations
 from ..database import connect as _connect
 from ..database import has_password, resolve_dsn, validate_dsn
 from ..errors import ConfigError
@@ -83,12 +84,15 @@ class State:
         return self._app
 
 
-def connect(state: State, *, schema: bool = True, reading: bool = False) -> psycopg.Connection:
+def connect(state: State, *, schema: bool = True, reading: bool = False,
+            connect_timeout: int | None = None) -> psycopg.Connection:
     """The one way a command opens a connection: autocommit, and (by default) refusing
     a schema that is missing or at another version with the one-line fix. With
-    ``reading``, a read-only command's: the --read-dsn when one is given."""
+    ``reading``, a read-only command's: the --read-dsn when one is given (opened
+    read-only); without it, never the --read-dsn."""
     dsn, read_only = state.reading_dsn() if reading else (state.resolved_dsn(), False)
-    conn = _connect(dsn, autocommit=True, read_only=read_only)
+    extra = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
+    conn = _connect(dsn, autocommit=True, read_only=read_only, **extra)
     if schema:
         try:
             check_current(conn, state.schema)
@@ -172,19 +176,22 @@ def echo_json(data: Any) -> None:
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table.")
 
 
-_RELATIVE = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
 def parse_time(text: str, *, past: bool) -> datetime:
     """An ISO 8601 time (zone defaults to UTC) or a duration like 90s, 10m, 2h, 1d
-    (before now when ``past``, else after now)."""
+    (durations.seconds; before now when ``past``, else after now)."""
     text = text.strip()
-    if text and text[:-1].replace(".", "", 1).isdigit() and text[-1] in _RELATIVE:
-        delta = timedelta(seconds=float(text[:-1]) * _RELATIVE[text[-1]])
-        now = datetime.now(timezone.utc)
-        return now - delta if past else now + delta
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
+        pass
+    else:
+        return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    try:
+        delta = timedelta(seconds=durations.seconds(text, "time"))
+    except (ConfigError, OverflowError):
         raise click.BadParameter(f"{text!r} is not a time; use ISO 8601 (2026-11-28T09:00:00Z) or a duration like 10m, 2h, 1d") from None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    now = datetime.now(timezone.utc)
+    try:
+        return now - delta if past else now + delta
+    except OverflowError:
+        raise click.BadParameter(f"{text!r} is too far from now; use ISO 8601 (2026-11-28T09:00:00Z) or a shorter duration") from None

@@ -18,12 +18,10 @@ from ..changes import cleanup, files, migration_lint, progress, record, writes
 from ..changes.lint import lint as run_lint
 from ..changes.migration_session import open_session
 from ..changes.steps import ChangeFailed, ChangeRefused, Session, one_line
-from ..database import connect
 from ..errors import ConfigError
 from ..indexes.catalog import human_bytes
-from ..migrations import check_current
 from ..queries import for_schema
-from .base import echo_json, json_option
+from .base import answer_no, connect, echo_json, json_option
 
 FILE = click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 err = Console(stderr=True)
@@ -187,7 +185,7 @@ def register(cli: click.Group) -> None:
                                               in_transaction=in_transaction)
             _print_sql_lint(file, result, as_json)
             if result.refused:
-                raise SystemExit(1)
+                answer_no()
             return
         if offline:
             result = run_lint(files.load(file), None, None)
@@ -199,7 +197,7 @@ def register(cli: click.Group) -> None:
                     result = session.linted
         _print_lint(result, as_json)
         if result.refused:
-            raise SystemExit(1)
+            answer_no()
 
     @change_group.command("plan")
     @FILE
@@ -317,15 +315,14 @@ def register(cli: click.Group) -> None:
                     click.echo(plain(line))
             click.echo(f"verdict: {figures['verdict']} ({figures['why']})")
         if figures["verdict"] in ("worse", "not met", "mixed"):
-            raise SystemExit(1)
+            answer_no()
 
     @change_group.command("cleanup")
     @json_option
     @click.pass_obj
     def cleanup_cmd(state, as_json: bool) -> None:
         """Drop what killed commands left: rehearsal copies of dead sessions, steps left running."""
-        with connect(state.resolved_dsn(), autocommit=True) as conn:
-            check_current(conn, state.schema)
+        with connect(state) as conn:
             swept = cleanup.sweep(conn, for_schema(state.schema))
         if as_json:
             echo_json({"schemas": swept.schemas, "steps": swept.steps, "refused": swept.refused})
@@ -338,8 +335,7 @@ def register(cli: click.Group) -> None:
     @click.pass_obj
     def list_cmd(state, limit: int, as_json: bool) -> None:
         """Every recorded change, the newest first."""
-        with connect(state.resolved_dsn(), autocommit=True) as conn:
-            check_current(conn, state.schema)
+        with connect(state) as conn:
             found = conn.cursor(row_factory=psycopg.rows.dict_row).execute(
                 for_schema(state.schema).list_changes, {"limit": limit}).fetchall()
         if as_json:
@@ -360,8 +356,7 @@ def register(cli: click.Group) -> None:
     def show_cmd(state, change_id: str, as_json: bool) -> None:
         """One change with its timeline of steps."""
         q = for_schema(state.schema)
-        with connect(state.resolved_dsn(), autocommit=True) as conn:
-            check_current(conn, state.schema)
+        with connect(state) as conn:
             record.sync_with_jobs(conn, q, change_id)
             found = record.get(conn, q, change_id)
         if as_json:

@@ -14,9 +14,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..database import connect
+from .. import durations
+from ..errors import ConfigError
 from ..indexes import SEVERITIES, Report, Thresholds, check as run_check
-from .base import echo_json, json_option
+from .base import answer_no, connect, echo_json, json_option
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|bytes|k|kb|m|mb|g|gb|t|tb)?\s*$", re.IGNORECASE)
 _UNITS = {"b": 1, "bytes": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2,
@@ -37,10 +38,6 @@ class Size(click.ParamType):
         return int(float(match.group(1)) * _UNITS[(match.group(2) or "b").lower()])
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
 class Duration(click.ParamType):
     """A duration like 90s, 30m, 12h or 7d (a plain number is seconds)."""
 
@@ -49,10 +46,10 @@ class Duration(click.ParamType):
     def convert(self, value, param, ctx):
         if isinstance(value, int):
             return value
-        match = _DURATION.match(str(value))
-        if not match:
-            self.fail(f"{value!r} is not a duration; use 90s, 30m, 12h or 7d", param, ctx)
-        return int(float(match.group(1)) * _SECONDS[match.group(2) or "s"])
+        try:
+            return int(durations.seconds(value, param.opts[0] if param else "duration"))
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 class Fraction(click.ParamType):
@@ -166,17 +163,15 @@ def register(cli: click.Group) -> None:
             null_fraction=null_fraction, seq_scan_min_bytes=seq_scan_min_size, min_seq_scans=min_seq_scans,
             unused_min_history_seconds=unused_min_history, shape_min_rows=shape_min_rows,
         )
-        dsn, from_replica = ctx.obj.reading_dsn()
-        if from_replica:
+        state = ctx.obj
+        if state.read_dsn:
             # The catalogue comes from the replica; the primary's own scans still count.
-            also = (ctx.obj.resolved_dsn(), *also)
-            with connect(dsn, autocommit=True, read_only=True) as conn:
-                report = run_check(conn, schema=scope_schema, table=table, also=also, thresholds=thresholds)
-        else:
-            report = run_check(dsn, schema=scope_schema, table=table, also=also, thresholds=thresholds)
+            also = (state.resolved_dsn(), *also)
+        with connect(state, reading=True, schema=False) as conn:  # the indexes of any database, pgsteady's or not
+            report = run_check(conn, schema=scope_schema, table=table, also=also, thresholds=thresholds)
         if as_json:
             echo_json(report.to_dict())
         else:
             render(report, Console())
         if report.reaches(fail_on):
-            ctx.exit(1)
+            answer_no()

@@ -21,8 +21,6 @@ from ..queries import for_schema
 from ..security.settings import mask_secrets
 from .base import answer_no, cell, clean, connect, echo_json, json_option, parse_time
 
-_conn = connect  # the name cli/schedules.py imports
-
 
 def _ago(value) -> str:
     return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")

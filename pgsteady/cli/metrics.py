@@ -7,6 +7,7 @@ import signal
 import click
 
 from ..errors import ConfigError
+from .base import connect
 
 
 def register(cli: click.Group) -> None:
@@ -31,8 +32,10 @@ def register(cli: click.Group) -> None:
         """
         from ..monitoring import server  # prometheus-client loads only for this command
         from ..monitoring.questions import Thresholds
-        app = server.MetricsApp(state.resolved_dsn(), state.schema, thresholds=Thresholds(
-            max_wait=max_wait, worker_timeout=worker_timeout, min_workers=min_workers))
+        state.resolved_dsn()  # at once: a bad DSN is one line before serving, and threads share the answer
+        app = server.MetricsApp(None, state.schema, thresholds=Thresholds(
+            max_wait=max_wait, worker_timeout=worker_timeout, min_workers=min_workers),
+            connect=lambda: connect(state, schema=False, connect_timeout=5))  # a schema not current is a finding
         try:
             httpd = server.make(app, host, port)
         except OSError as exc:

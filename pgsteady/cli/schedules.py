@@ -7,24 +7,15 @@ pgsteady/queues.py) and print; no SQL here.
 from __future__ import annotations
 
 import dataclasses
-import re
 
 import click
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from .. import queues, schedule_admin
 from ..queries import for_schema
-from .base import echo_json, json_option
-from .jobs import _ago, _conn
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def _cell(value) -> str:
-    # Names and outcomes come from the database: no rich markup, no terminal escapes.
-    return "" if value is None else escape(_CONTROL.sub("?", str(value)))
+from .base import cell, connect, echo_json, json_option
+from .jobs import _ago
 
 
 def _table(columns: list[str], rows: list[list]) -> None:
@@ -32,7 +23,7 @@ def _table(columns: list[str], rows: list[list]) -> None:
     for col in columns:
         table.add_column(col, overflow="fold")
     for row in rows:
-        table.add_row(*[_cell(v) for v in row])
+        table.add_row(*[cell(v) for v in row])  # names and outcomes come from the database
     Console().print(table)
 
 
@@ -46,7 +37,7 @@ def register(cli: click.Group) -> None:
     @click.pass_obj
     def list_cmd(state, as_json) -> None:
         """Every schedule with its next run, last run and last outcome."""
-        with _conn(state) as conn:
+        with connect(state) as conn:
             rows = schedule_admin.list_schedules(conn, for_schema(state.schema))
         if as_json:
             echo_json([dataclasses.asdict(r) for r in rows])
@@ -56,7 +47,7 @@ def register(cli: click.Group) -> None:
                  _ago(r.next_run_at) or "-", _ago(r.last_run_at) or "never", r.last_outcome] for r in rows])
 
     def admin(state, action, name: str, done: str) -> None:
-        with _conn(state) as conn:
+        with connect(state) as conn:
             action(conn, for_schema(state.schema), name)
         click.echo(done)
 
@@ -79,7 +70,7 @@ def register(cli: click.Group) -> None:
     @click.pass_obj
     def run_cmd(state, name) -> None:
         """Enqueue one run of NAME now, outside its schedule."""
-        with _conn(state) as conn:
+        with connect(state) as conn:
             job_id = schedule_admin.run_now(conn, for_schema(state.schema), name)
         click.echo(f"enqueued job {job_id} for schedule {name}")
 
@@ -100,7 +91,7 @@ def register(cli: click.Group) -> None:
     @click.pass_obj
     def queues_list(state, as_json) -> None:
         """Queues with waiting and running counts, pause state and limits."""
-        with _conn(state) as conn:
+        with connect(state) as conn:
             rows = queues.list_queues(conn, for_schema(state.schema))
         if as_json:
             echo_json([dataclasses.asdict(r) for r in rows])
@@ -139,7 +130,7 @@ def register(cli: click.Group) -> None:
         if not clear and max_running is None and max_per_second is None:
             raise click.UsageError("give --max-running and/or --max-per-second, or --clear")
         queues.validate_limits(max_running, max_per_second)  # before connecting: bad input is exit 2 at once
-        with _conn(state) as conn:
+        with connect(state) as conn:
             queues.set_limits(conn, for_schema(state.schema), queue, max_running=max_running,
                               max_per_second=max_per_second)
         click.echo(f"queue {queue}: " + ("no limits" if clear else

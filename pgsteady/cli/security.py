@@ -19,7 +19,7 @@ from ..security import roles as security_roles
 from ..security import settings as security_settings
 from ..security.report import AREAS, FAIL, PASS, SKIP, WARN, Report
 from ..security.runner import check as run_check
-from .base import echo_json, json_option
+from .base import answer_no, echo_json, json_option
 
 _STYLE = {FAIL: "bold red", WARN: "yellow", PASS: "green", SKIP: "dim"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -115,7 +115,7 @@ def register(cli: click.Group) -> None:
         else:
             render(report, Console(highlight=False), verbose=verbose)
         if report.reaches(fail_on):
-            ctx.exit(1)
+            answer_no()
 
     @security.command("roles")
     @click.option("--prefix", metavar="P", help="Role names are P_migrate, P_worker, P_readonly [default: the schema name].")

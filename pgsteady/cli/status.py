@@ -6,6 +6,7 @@ reached is a "down" status (printed, in JSON too), not only an error line.
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import click
@@ -18,8 +19,8 @@ from ..errors import DatabaseUnavailable
 from ..monitoring.deploys import Rule
 from ..monitoring.questions import Thresholds
 from ..monitoring.snapshot import unreachable
-from ..monitoring.status import Status, check, judge
-from .base import echo_json, json_option
+from ..monitoring.status import Status, collect, judge
+from .base import connect, echo_json, json_option
 
 _HEALTH_STYLE = {"healthy": "bold green", "degraded": "bold yellow", "down": "bold red"}
 _VERDICT_STYLE = {"worse": "red", "better": "green", "no change": "", "not enough data": "dim"}
@@ -61,12 +62,15 @@ def register(cli: click.Group) -> None:
                                 max_failure_rate=max_failure_rate, min_attempts=min_attempts,
                                 max_counter_lag=max_counter_lag, max_past_lease=max_past_lease)
         rule = Rule(window=timedelta(minutes=deploy_window))
+        started = time.perf_counter()
         try:
-            dsn, read_only = state.reading_dsn()
-        except DatabaseUnavailable as exc:  # the embedded server would not start
-            result = judge(unreachable(state.schema, str(exc)), thresholds)
+            # No schema check here: a missing or old schema is one of the answers.
+            conn = connect(state, reading=True, schema=False, connect_timeout=5)
+        except DatabaseUnavailable as exc:  # unreachable, or the embedded server would not start
+            result = judge(unreachable(state.schema, str(exc)), thresholds, started=started)
         else:
-            result = check(dsn, state.schema, thresholds=thresholds, rule=rule, queue=queue, read_only=read_only)
+            with conn:
+                result = collect(conn, state.schema, thresholds=thresholds, rule=rule, queue=queue, started=started)
         if as_json:
             echo_json(result.to_dict())
         else:

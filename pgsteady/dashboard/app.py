@@ -29,7 +29,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from ..errors import ConfigError, PgsteadyError
+from ..errors import ConfigError, PgsteadyError, check_options
 from ..queries import Queries, for_schema
 from ..security.settings import (DASHBOARD_MASKED_KEYS, DASHBOARD_MAX_BODY_BYTES, DASHBOARD_SESSION_SECONDS,
                                  mask_secrets, secret_key_re)
@@ -133,10 +133,7 @@ def create_app(dsn: str | None = None, schema: str = "pgsteady", *, config: Conf
     if config is None:
         if dsn is None:
             raise ConfigError("create_app needs a DSN (or config=Config(...))")
-        unknown = sorted(set(options) - set(Config.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(f"unknown dashboard option {unknown[0]!r}; known: "
-                              f"{', '.join(sorted(Config.__dataclass_fields__))}")
+        check_options(options, Config.__dataclass_fields__, "create_app")
         config = Config(dsn=dsn, schema=schema, **options)
     dash = Dashboard(config)
     from . import actions, pages

@@ -37,16 +37,19 @@ class Chart:
     bottom: int = BOTTOM
 
 
-METRICS: tuple[tuple[str, str, Callable[[Counts], float | None]], ...] = (
-    ("Finished per minute", "jobs", lambda c: float(c.succeeded)),
-    ("Failures per minute", "attempts", lambda c: float(c.failures)),
-    ("Wait p95", "seconds", lambda c: c.wait_quantile(0.95)),
-    ("Run p95", "seconds", lambda c: c.run_quantile(0.95)),
+# Each metric of a point of `minutes` minutes: counts become a rate per
+# minute (a 5-minute point of the day chart shows its average minute).
+METRICS: tuple[tuple[str, str, Callable[[Counts, float], float | None]], ...] = (
+    ("Finished per minute", "jobs", lambda c, minutes: c.succeeded / minutes),
+    ("Failures per minute", "attempts", lambda c, minutes: c.failures / minutes),
+    ("Wait p95", "seconds", lambda c, minutes: c.wait_quantile(0.95)),
+    ("Run p95", "seconds", lambda c, minutes: c.run_quantile(0.95)),
 )
 
 
 def charts(s: Series) -> list[Chart]:
-    return [chart(title, unit, [value(c) for c in s.counts], s) for title, unit, value in METRICS]
+    minutes = s.step.total_seconds() / 60
+    return [chart(title, unit, [value(c, minutes) for c in s.counts], s) for title, unit, value in METRICS]
 
 
 def chart(title: str, unit: str, values: list[float | None], s: Series) -> Chart:

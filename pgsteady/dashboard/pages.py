@@ -31,21 +31,24 @@ INDEX_REPORT_SECONDS = 60.0
 
 
 def routes(dash: Dashboard) -> list[Route]:
+    # Deploy comparisons that can no longer change (deploys.settled): each
+    # reads two hours of per-minute counters, tens of milliseconds at scale,
+    # so the Overview (the last mark) and Deploys (twenty) keep them here and
+    # compare only the marks still inside their window.
+    settled: dict[tuple, dict] = {}
+
     def overview(request: Request) -> Response:
         with dash.conn() as conn:
-            status = collect(conn, dash.q.schema)
+            status = collect(conn, dash.q.schema, settled_cache=settled)
             snap = status.snapshot
             hour = day = None
             if snap is not None and snap.schema_current:
                 hour = charts.charts(reads.series(conn, dash.q, until=snap.until, span=timedelta(hours=1)))
-                day = charts.charts(reads.series(conn, dash.q, until=snap.until, span=timedelta(hours=24)))
-        by_question = {}
-        if snap is not None:
-            for q in QUESTIONS:
-                if snap.schema_current or q.name in ("database", "schema"):
-                    by_question[q.name] = [f.text for f in q.ask(snap, Thresholds())]
+                day = charts.charts(reads.series(conn, dash.q, until=snap.until, span=timedelta(hours=24),
+                                                  step=reads.DAY_STEP))
         return dash.render(request, "overview.html", status=200, s=status, sections=status.sections,
-                           questions=QUESTIONS, answers=by_question, hour=hour, day=day, live=True)
+                           questions=QUESTIONS, answers=status.answers, hour=hour, day=day,
+                           day_step=reads.DAY_STEP, live=True)
 
     def queues_page(request: Request) -> Response:
         with dash.conn() as conn:
@@ -80,11 +83,12 @@ def routes(dash: Dashboard) -> list[Route]:
 
     def workers_page(request: Request) -> Response:
         with dash.conn() as conn:
-            rows = reads.workers(conn, dash.q)
             snap = snapshots.read(conn, dash.q, windows=False, rule=None)
+            running = reads.running_by_worker(conn, dash.q)
         th = Thresholds()
         alive = {w.id: worker_alive(w, th) for w in snap.workers}
-        return dash.render(request, "workers.html", rows=rows, alive=alive, leader=snap.leader(),
+        return dash.render(request, "workers.html", rows=snap.workers, running=running, alive=alive,
+                           leader=snap.leader(),
                            live_count=len(live_workers(snap, th)), live=True)
 
     def schedules_page(request: Request) -> Response:
@@ -106,7 +110,7 @@ def routes(dash: Dashboard) -> list[Route]:
                 report = runner.check(conn)
                 checked_at = time.monotonic()
                 cache["report"] = (checked_at, report)
-            builds = reads.index_builds(conn, dash.q)
+            builds = reads.index_builds(conn)
         return dash.render(request, "indexes.html", report=report, builds=builds,
                            age=time.monotonic() - checked_at, live=bool(builds))
 
@@ -133,8 +137,11 @@ def routes(dash: Dashboard) -> list[Route]:
         with dash.conn() as conn:
             marks = deploys.list_deploys(conn, dash.q, limit=20)
             until = snapshots.read(conn, dash.q, windows=False, rule=None).until
-            compared = [(m, deploys.compare(conn, dash.q, until=until, deploy_id=m["id"])) for m in marks] \
-                if until is not None else []
+            compared = [(m, deploys.compare(conn, dash.q, until=until, deploy_id=m["id"], settled_cache=settled))
+                        for m in marks] if until is not None else []
+        listed = {m["id"] for m in marks}
+        for key in [k for k in settled if k[0] not in listed]:
+            settled.pop(key, None)
         return dash.render(request, "deploys.html", compared=compared)
 
     def login_page(request: Request) -> Response:

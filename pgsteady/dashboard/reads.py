@@ -1,7 +1,8 @@
 """What the dashboard reads beyond the domain modules: the job list with its
-filters, the workers with their running jobs, the per-minute series of the
-charts, index builds in progress. The SQL is in sql/dashboard.sql, with the
-plan reasoning where it reads pgsteady.jobs.
+filters, the running jobs per worker, the per-minute series of the
+charts, index builds in progress. The SQL lives with its tables (the
+dashboard_* queries of sql/jobs.sql and sql/workers.sql), with the plan
+reasoning where it reads pgsteady.jobs.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 from psycopg.rows import class_row, dict_row
 
+from ..indexes import probes
+from ..indexes.probes import IndexBuild
 from ..jobs import STATES
 from ..monitoring.counts import Counts
 from ..queries import Queries
 
 PAGE = 50
 SCAN = 20_000  # jobs looked at per page of a filtered list
+DAY_STEP = timedelta(minutes=5)  # the day chart's points
 MAX_TEXT = 200
 WINDOWS = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "24h": timedelta(hours=24),
            "7d": timedelta(days=7), "all": None}
@@ -99,77 +103,78 @@ class JobPage:
 
 def jobs(conn: psycopg.Connection, q: Queries, f: JobFilter, *, limit: int = PAGE, scan: int = SCAN,
          now: datetime | None = None) -> JobPage:
-    """One page of jobs matching ``f``. Finished history is looked at ``scan``
-    jobs at a time (see dashboard_jobs in sql/dashboard.sql), so a page never
-    costs more than that; waiting and running jobs come from their indexes."""
+    """One page of jobs matching ``f``, by the query whose index fits the
+    filter (see sql/jobs.sql): a key's jobs and waiting or running jobs
+    come from their indexes; failed or cancelled jobs and the rest of the
+    history are looked at ``scan`` jobs at a time, so a page never costs more."""
     span = WINDOWS[f.window]
     since = (now or datetime.now(timezone.utc)) - span if span else None
     params = dict(before=f.before, state=f.state, queue=f.queue, task=f.task, key=f.key, since=since,
                   text=f.text, limit=limit + 1, scan=scan)
-    query = q.dashboard_active_jobs if f.state in ("waiting", "running") else q.dashboard_jobs
+    if f.key is not None:
+        query, scanned = q.dashboard_key_jobs, None
+    elif f.state in ("waiting", "running"):
+        query, scanned = q.dashboard_active_jobs, None
+    elif f.state in ("failed", "cancelled"):
+        query, scanned = q.dashboard_ended_badly_jobs, q.dashboard_ended_badly_jobs_scanned
+    else:
+        query, scanned = q.dashboard_jobs, q.dashboard_jobs_scanned
+    custom = query is q.dashboard_ended_badly_jobs  # its plan needs the state's value (see its comment)
     with conn.cursor(row_factory=class_row(JobRow)) as cur:
-        rows = cur.execute(query, params).fetchall()
+        rows = cur.execute(query, params, prepare=False if custom else None).fetchall()
     if len(rows) > limit:
         return JobPage(rows[:limit], rows[limit - 1].id)
-    if query is q.dashboard_active_jobs or not f.active:
+    if scanned is None or not f.active:
         return JobPage(rows, None)
-    edge = conn.execute(q.dashboard_jobs_scanned, dict(before=f.before, scan=scan)).fetchone()
-    last_id, scanned, last_created = edge
-    if scanned < scan or (since is not None and last_created is not None and last_created < since):
-        return JobPage(rows, None, scanned=scanned)  # the scan reached the oldest job, or left the window
-    return JobPage(rows, None, scanned_to=last_id, scanned=scanned)
+    last_id, seen, last_created = conn.execute(scanned, dict(before=f.before, state=f.state, scan=scan),
+                                               prepare=False if custom else None).fetchone()
+    if seen < scan or (since is not None and last_created is not None and last_created < since):
+        return JobPage(rows, None, scanned=seen)  # the scan reached the oldest job, or left the window
+    return JobPage(rows, None, scanned_to=last_id, scanned=seen)
 
 
-@dataclass(frozen=True)
-class WorkerRow:
-    id: str
-    host: str
-    pid: int
-    queues: list[str] | None
-    concurrency: int
-    release: str | None
-    started_at: datetime
-    heartbeat_at: datetime
-    heartbeat_age: float
-    running: int
-
-
-def workers(conn: psycopg.Connection, q: Queries) -> list[WorkerRow]:
-    with conn.cursor(row_factory=class_row(WorkerRow)) as cur:
-        return cur.execute(q.dashboard_workers).fetchall()
+def running_by_worker(conn: psycopg.Connection, q: Queries) -> dict[str, int]:
+    """How many jobs each worker runs now. The workers themselves are the
+    monitoring snapshot's (snapshot.WorkerRow): one owner for that row."""
+    return dict(conn.execute(q.dashboard_running_by_worker).fetchall())
 
 
 @dataclass
 class Series:
-    """Per-minute points of one window, oldest first, with the deploy marks in it."""
+    """Points of one window, oldest first, ``step`` apart, with the deploy marks in it."""
 
     since: datetime
     until: datetime
+    step: timedelta = timedelta(minutes=1)
     minutes: list[datetime] = field(default_factory=list)
     counts: list[Counts] = field(default_factory=list)
     deploys: list[tuple[datetime, str]] = field(default_factory=list)
 
 
-def series(conn: psycopg.Connection, q: Queries, *, until: datetime, span: timedelta) -> Series:
+def series(conn: psycopg.Connection, q: Queries, *, until: datetime, span: timedelta,
+           step: timedelta = timedelta(minutes=1)) -> Series:
+    """The counters of [until - span, until) per ``step`` (whole minutes):
+    per minute from job_stats_all, longer steps summed by the server."""
     until = until.replace(second=0, microsecond=0)
     since = until - span
-    out = Series(since, until)
+    out = Series(since, until, step)
+    query, params = (q.minute_series, dict(since=since, until=until)) if step == timedelta(minutes=1) else \
+        (q.step_series, dict(since=since, until=until, step=step))
     with conn.cursor(row_factory=dict_row) as cur:
-        by_minute = {r["minute"]: Counts.from_row(r) for r in cur.execute(q.minute_series, dict(
-            since=since, until=until)).fetchall()}
+        by_point = {r["minute"]: Counts.from_row(r) for r in cur.execute(query, params).fetchall()}
         out.deploys = [(r["marked_at"], r["version"]) for r in cur.execute(
             q.dashboard_deploys_between, dict(since=since, until=until)).fetchall()]
-    minute = since
-    while minute < until:
-        out.minutes.append(minute)
-        out.counts.append(by_minute.get(minute, Counts()))
-        minute += timedelta(minutes=1)
+    point = since
+    while point < until:
+        out.minutes.append(point)
+        out.counts.append(by_point.get(point, Counts()))
+        point += step
     return out
 
 
-def index_builds(conn: psycopg.Connection, q: Queries) -> list[dict]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(q.dashboard_index_builds).fetchall()
+def index_builds(conn: psycopg.Connection) -> list[IndexBuild]:
+    # The one reader of builds in progress, as the health checks and `change apply --wait` read them.
+    return probes.index_builds(conn)
 
 
 def changes(conn: psycopg.Connection, q: Queries, *, limit: int = 100) -> list[dict]:

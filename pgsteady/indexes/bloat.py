@@ -29,7 +29,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from . import ddl
+from . import ddl, probes
 from .catalog import Index, Snapshot, human_bytes
 from .queries import QUERIES
 from .report import Finding
@@ -122,13 +122,13 @@ def _finding(index: Index, expected: float, block: int, threshold: float, fillfa
 def _measured(snap: Snapshot, indexes: list[Index], block: int) -> Iterator[Finding]:
     """Indexes of never-analysed tables: measured with pgstattuple when it is installed, else named as skipped."""
     names = ", ".join(i.qualified for i in indexes[:5]) + (f" and {len(indexes) - 5} more" if len(indexes) > 5 else "")
-    ext = snap.query("pgstattuple_extension")
-    if not ext:
+    schema = probes.extension(snap.conn, "pgstattuple")["schema"]
+    if schema is None:
         snap.skipped.append((CHECK, f"{len(indexes)} index(es) not estimated because their tables were never "
                              f"analysed: {names}; run ANALYZE on those tables, or CREATE EXTENSION pgstattuple "
                              "to have them measured"))
         return
-    query = sql.SQL(QUERIES["pgstatindex"]).format(pgst=sql.Identifier(ext[0]["schema"]))
+    query = sql.SQL(QUERIES["pgstatindex"]).format(pgst=sql.Identifier(schema))
     failed: list[str] = []
     for index in indexes:
         try:

@@ -1,6 +1,8 @@
 """One read of the catalogue, shared by every check.
 
-``load()`` runs a few set-based queries (indexes, foreign keys, builds in
+This module and ``probes`` (one object at a time, for the change workflow)
+are the package's one reader of the catalogue; their queries are in
+``indexes/sql``. ``load()`` runs a few set-based queries (indexes, foreign keys, builds in
 progress, server facts) and hands the checks a :class:`Snapshot`. Checks
 never query per index; what they need beyond the snapshot (planner
 statistics for chosen columns, free names for new indexes) they ask the
@@ -12,7 +14,6 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
-from types import SimpleNamespace
 from datetime import datetime
 from typing import Any, Iterable
 
@@ -20,23 +21,9 @@ import psycopg
 from psycopg.rows import dict_row
 
 from ..errors import ConfigError
+from . import probes
 from .queries import QUERIES
 from .report import Thresholds
-
-
-# The probes of one relation (by name through to_regclass, then by oid) that
-# the change workflow makes, from the same queries as the health checks:
-# ``row(conn, PROBES.index_state, {"oid": ...})``.
-PROBES = SimpleNamespace(**{name: QUERIES[name] for name in (
-    "server_facts", "resolve_relation", "index_state", "table_facts", "table_indexes", "key_widths",
-    "relation_size")})
-
-
-def statements_schema(conn: psycopg.Connection) -> str | None:
-    """The schema pg_stat_statements is installed in, None when it is not (the one way every part asks)."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        found = cur.execute(QUERIES["statements_extension"]).fetchone()
-    return found["schema"] if found else None
 
 
 @dataclass(eq=False)
@@ -138,7 +125,7 @@ class Snapshot:
     server: dict[str, Any]
     indexes: list[Index]
     foreign_keys: list[ForeignKey]
-    builds: list[dict[str, Any]]
+    builds: list[probes.IndexBuild]
     also: tuple[str, ...] = ()  # replica DSNs whose index scans count too
     own_schemas: frozenset[str] = frozenset()  # schemas of pgsteady installs
     skipped: list[tuple[str, str]] = field(default_factory=list)
@@ -231,8 +218,7 @@ def resolve_scope(conn: psycopg.Connection, schema: str | None, table: str | Non
         name = table
         if schema is not None and "." not in table:
             name = psycopg.sql.Identifier(schema).as_string(conn) + "." + table
-        cur.execute(QUERIES["resolve_relation"], {"name": name})
-        row = cur.fetchone()
+        row = probes.resolve_relation(conn, name)
     if row is None or row["relkind"] not in ("r", "p", "m"):
         where = f" in schema {schema!r}" if schema else " on the search_path"
         raise ConfigError(f"no table {table!r}{where}; check --table (use schema.table to be explicit)")
@@ -254,7 +240,7 @@ def load(
     snap.indexes = [Index(**row) for row in snap.query("indexes", {**scope, "index_oid": None})]
     _add_columns(conn, snap.indexes)
     snap.foreign_keys = [ForeignKey(**row) for row in snap.query("foreign_keys", scope)]
-    snap.builds = snap.query("builds_in_progress")
+    snap.builds = probes.index_builds(conn)
     snap.own_schemas = frozenset(r["schema"] for r in snap.query("own_schemas"))
     return snap
 

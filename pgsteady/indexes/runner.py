@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Iterator
 import psycopg
 
 from ..database import connect, describe, scrub, unavailable
-from ..errors import ConfigError, PgsteadyError
+from ..errors import PgsteadyError, check_options
 from . import bloat, catalog, foreign_keys, invalid, overlaps, shape, usage
 from .report import Finding, Report, Thresholds
 
@@ -53,10 +53,7 @@ def check(
     called unused.
     """
     if threshold_values:
-        known = set(Thresholds.__dataclass_fields__)
-        unknown = sorted(set(threshold_values) - known)
-        if unknown:
-            raise ConfigError(f"unknown threshold {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        check_options(threshold_values, Thresholds.__dataclass_fields__, "indexes.check", what="threshold")
         base = (thresholds or Thresholds()).to_dict()
         thresholds = Thresholds(**{**base, **threshold_values})
     thresholds = thresholds or Thresholds()

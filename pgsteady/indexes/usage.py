@@ -19,7 +19,8 @@ from psycopg.rows import dict_row
 from ..database import describe, scrub
 from . import ddl
 from .foreign_keys import supports
-from .catalog import ForeignKey, Index, Snapshot, human_age, human_bytes, statements_schema
+from .catalog import ForeignKey, Index, Snapshot, human_age, human_bytes
+from .probes import statements_schema
 from .queries import QUERIES
 from .report import Finding
 

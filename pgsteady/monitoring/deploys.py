@@ -98,34 +98,48 @@ def list_deploys(conn: psycopg.Connection, q: Queries, *, limit: int = 20) -> li
 
 
 def compare(conn: psycopg.Connection, q: Queries, *, until: datetime, rule: Rule = Rule(),
-            deploy_id: int | None = None, queue: str | None = None) -> dict[str, Any] | None:
+            deploy_id: int | None = None, queue: str | None = None,
+            settled_cache: dict[tuple, dict[str, Any]] | None = None) -> dict[str, Any] | None:
     """Judge the latest mark (or ``deploy_id``) on counters counted up to
-    ``until``; None when there is no mark."""
+    ``until``; None when there is no mark. ``settled_cache``: a dict the
+    caller keeps (the dashboard does) where comparisons that can no longer
+    change (``settled``) are kept and answered from."""
     with conn.cursor(row_factory=dict_row) as cur:
         deploy = cur.execute(q.get_deploy, dict(id=deploy_id)).fetchone()
         if deploy is None:
             return None
-        marked = deploy["marked_at"]
-        mark_minute = _floor(marked)
-        after_start = mark_minute if marked == mark_minute else mark_minute + timedelta(minutes=1)
-        length = min(rule.window, _floor(until) - after_start)
-        if deploy["previous_at"] is not None:
-            length = min(length, mark_minute - _ceil(deploy["previous_at"]))
-        length = timedelta(minutes=max(0, math.floor(length.total_seconds() / 60)))
-        result: dict[str, Any] = {
-            "deploy": {k: deploy[k] for k in ("id", "version", "note", "marked_at", "marked_by")},
-            "window_minutes": _minutes(length), "rule": rule.describe(),
-            "before": {"from": mark_minute - length, "to": mark_minute},
-            "after": {"from": after_start, "to": after_start + length},
-        }
-        if length < rule.min_window:
-            why = (f"only {_minutes(length)} whole minute(s) comparable around the mark, "
-                   f"{_minutes(rule.min_window)} needed")
-            return {**result, "verdict": NO_DATA, "why": why, "tasks": []}
-        since = mark_minute - length
-        rows = cur.execute(q.window_sums, dict(  # minutes only: an hour row would straddle the mark
-            since=since, split_a=mark_minute, split_b=after_start, until=after_start + length, queue=queue,
-            hours_from=since, hours_to=since)).fetchall()
+        key = (deploy["id"], deploy["marked_at"], deploy["previous_at"], rule, queue)
+        if settled_cache is not None and key in settled_cache:
+            return settled_cache[key]
+        result = _compare(cur, q, deploy, until=until, rule=rule, queue=queue)
+    if settled_cache is not None and settled(result, until=until, rule=rule):
+        settled_cache[key] = result
+    return result
+
+
+def _compare(cur: psycopg.Cursor, q: Queries, deploy: dict[str, Any], *, until: datetime, rule: Rule,
+             queue: str | None) -> dict[str, Any]:
+    marked = deploy["marked_at"]
+    mark_minute = _floor(marked)
+    after_start = mark_minute if marked == mark_minute else mark_minute + timedelta(minutes=1)
+    length = min(rule.window, _floor(until) - after_start)
+    if deploy["previous_at"] is not None:
+        length = min(length, mark_minute - _ceil(deploy["previous_at"]))
+    length = timedelta(minutes=max(0, math.floor(length.total_seconds() / 60)))
+    result: dict[str, Any] = {
+        "deploy": {k: deploy[k] for k in ("id", "version", "note", "marked_at", "marked_by")},
+        "window_minutes": _minutes(length), "rule": rule.describe(),
+        "before": {"from": mark_minute - length, "to": mark_minute},
+        "after": {"from": after_start, "to": after_start + length},
+    }
+    if length < rule.min_window:
+        why = (f"only {_minutes(length)} whole minute(s) comparable around the mark, "
+               f"{_minutes(rule.min_window)} needed")
+        return {**result, "verdict": NO_DATA, "why": why, "tasks": []}
+    since = mark_minute - length
+    rows = cur.execute(q.window_sums, dict(  # minutes only: an hour row would straddle the mark
+        since=since, split_a=mark_minute, split_b=after_start, until=after_start + length, queue=queue,
+        hours_from=since, hours_to=since)).fetchall()
     before: dict[str, Counts] = {}
     after: dict[str, Counts] = {}
     for row in rows:
@@ -139,6 +153,13 @@ def compare(conn: psycopg.Connection, q: Queries, *, until: datetime, rule: Rule
     why = (f"worse for {', '.join(worse)}" if worse else
            "no task had enough data on both sides" if verdict == NO_DATA else f"{verdict} for every task judged")
     return {**result, "verdict": verdict, "why": why, "tasks": tasks}
+
+
+def settled(result: dict[str, Any], *, until: datetime, rule: Rule = Rule()) -> bool:
+    """Whether more counting can no longer change a comparison of ``compare``:
+    its after window is as long as the rule allows and counted before
+    ``until`` (the counters of a counted minute do not change)."""
+    return result["after"]["from"] + rule.window <= _floor(until)
 
 
 def judge_task(task: str, before: Counts, after: Counts, rule: Rule) -> dict[str, Any]:

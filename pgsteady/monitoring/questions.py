@@ -20,7 +20,8 @@ from typing import Callable
 
 from .counts import Counts
 from .deploys import WORSE
-from .snapshot import PastLease, QueueRow, Snapshot, WorkerRow
+from ..queues import QueueRow
+from .snapshot import PastLease, Snapshot, WorkerRow
 
 DOWN, DEGRADED = "down", "degraded"
 
@@ -65,9 +66,10 @@ def live_workers(snap: Snapshot, th: Thresholds) -> list[WorkerRow]:
 
 
 def leader_alive(snap: Snapshot, th: Thresholds) -> bool | None:
-    """True/False for the maintenance leader; None when there is none (or no leader table)."""
+    """True/False for the maintenance leader; None when there is none (or no leader table).
+    The lease row's expiry decides, as it does for the workers that would take over."""
     current = snap.leader()
-    return None if current is None else current.renewed_age <= th.worker_timeout
+    return None if current is None else current.expires_in > 0
 
 
 def queue_slow(q: QueueRow, th: Thresholds) -> bool:
@@ -206,14 +208,23 @@ QUESTIONS: tuple[Question, ...] = (
 )
 
 
-def ask(snap: Snapshot, th: Thresholds, *, readiness_only: bool = False) -> list[Finding]:
-    """Every finding, down ones first (each level in the order of QUESTIONS).
-    Of a database that cannot be read, or a schema that is not current, only
-    those two questions are asked: nothing else was read."""
-    asked = [q for q in QUESTIONS if (q.readiness or not readiness_only)
-             and (snap.schema_current or q.name in ("database", "schema"))]
-    found = [f for q in asked for f in q.ask(snap, th)]
+def answers(snap: Snapshot, th: Thresholds, *, readiness_only: bool = False) -> dict[str, list[Finding]]:
+    """The findings of each question asked, by its name, in the order of
+    QUESTIONS. Of a database that cannot be read, or a schema that is not
+    current, only those two questions are asked: nothing else was read."""
+    return {q.name: q.ask(snap, th) for q in QUESTIONS if (q.readiness or not readiness_only)
+            and (snap.schema_current or q.name in ("database", "schema"))}
+
+
+def ordered(answered: dict[str, list[Finding]]) -> list[Finding]:
+    """Every finding of ``answers``, down ones first (each level in the order of QUESTIONS)."""
+    found = [f for findings in answered.values() for f in findings]
     return [f for f in found if f.level == DOWN] + [f for f in found if f.level != DOWN]
+
+
+def ask(snap: Snapshot, th: Thresholds, *, readiness_only: bool = False) -> list[Finding]:
+    """Every finding, down ones first (see ``answers`` and ``ordered``)."""
+    return ordered(answers(snap, th, readiness_only=readiness_only))
 
 
 def ago(seconds: float | None) -> str:

@@ -51,10 +51,16 @@ UNREACHABLE = "the database cannot be reached (the details are in this server's 
 class MetricsApp:
     """WSGI: /metrics, /healthz and /readyz for one database and schema."""
 
-    def __init__(self, dsn: str, schema: str = "pgsteady", *, max_wait: float = 300.0,
+    def __init__(self, dsn: str | None, schema: str = "pgsteady", *, max_wait: float = 300.0,
                  worker_timeout: float = 60.0, connect_timeout: float = 5.0,
-                 thresholds: Thresholds | None = None) -> None:
+                 thresholds: Thresholds | None = None,
+                 connect: Callable[[], psycopg.Connection] | None = None) -> None:
+        """``connect``: how each request opens its connection (the CLI passes its
+        one way, ``cli.base.connect``); else ``dsn`` is opened with ``connect_timeout``."""
+        if dsn is None and connect is None:
+            raise ValueError("MetricsApp needs a dsn or a connect function")
         self.dsn = dsn
+        self._open = connect
         self.q = for_schema(schema)
         self.thresholds = thresholds or Thresholds(max_wait=max_wait, worker_timeout=worker_timeout)
         self.connect_timeout = connect_timeout
@@ -62,6 +68,8 @@ class MetricsApp:
             "/metrics": self.metrics, "/healthz": self.healthz, "/readyz": self.readyz}
 
     def _connect(self) -> psycopg.Connection:
+        if self._open is not None:
+            return self._open()
         return connect(self.dsn, autocommit=True, connect_timeout=max(1, int(self.connect_timeout)))
 
     def _snapshot(self, read: Callable[[psycopg.Connection], Snapshot]) -> Snapshot:

@@ -24,6 +24,7 @@ from psycopg.rows import class_row, dict_row
 
 from ..migrations import applied_version, latest_version
 from ..queries import Queries
+from ..queues import QueueRow, list_queues
 from .counts import Counts
 from .deploys import Rule, compare
 
@@ -50,19 +51,9 @@ class LeaderRow:
     worker_id: str
     elected_at: datetime
     renewed_at: datetime
+    expires_at: datetime
     renewed_age: float
-
-
-@dataclass(frozen=True)
-class QueueRow:
-    queue: str
-    waiting: int
-    scheduled: int
-    running: int
-    oldest_age: float
-    paused: bool
-    max_running: int | None
-    max_per_second: int | None
+    expires_in: float  # seconds until the lease ends; negative once it has
 
 
 @dataclass(frozen=True)
@@ -145,10 +136,11 @@ def unreachable(schema: str, error: str) -> Snapshot:
 
 
 def read(conn: psycopg.Connection, q: Queries, *, queue: str | None = None, windows: bool = True,
-         totals: bool = False, rule: Rule | None = Rule()) -> Snapshot:
+         totals: bool = False, rule: Rule | None = Rule(), settled_cache: dict | None = None) -> Snapshot:
     """Read one snapshot. ``windows``: the day of counters and top errors
     (status, dashboard); ``totals``: the counters since the beginning
-    (metrics); ``rule``: compare the last deploy (None: skip)."""
+    (metrics); ``rule``: compare the last deploy (None: skip), answered from
+    ``settled_cache`` when it holds that comparison (deploys.compare)."""
     snap = Snapshot(q.schema, queue=queue)
     clock = conn.execute(q.status_clock).fetchone()
     snap.now, snap.server_version = clock[0], clock[1]
@@ -163,8 +155,7 @@ def read(conn: psycopg.Connection, q: Queries, *, queue: str | None = None, wind
             snap.leaders = cur.execute(q.status_leader).fetchall()
     except psycopg.errors.UndefinedTable:
         snap.leaders = None
-    with conn.cursor(row_factory=class_row(QueueRow)) as cur:
-        snap.queues = cur.execute(q.queue_depths, dict(queue=queue)).fetchall()
+    snap.queues = list_queues(conn, q, queue=queue)
     with conn.cursor(row_factory=class_row(PastLease)) as cur:
         snap.past_lease = cur.execute(q.past_lease, dict(queue=queue)).fetchone()
     with conn.cursor(row_factory=class_row(Progress)) as cur:
@@ -176,7 +167,7 @@ def read(conn: psycopg.Connection, q: Queries, *, queue: str | None = None, wind
     if windows:
         _read_windows(conn, q, snap)
     if rule is not None:
-        snap.deploy = compare(conn, q, until=snap.until, rule=rule, queue=queue)
+        snap.deploy = compare(conn, q, until=snap.until, rule=rule, queue=queue, settled_cache=settled_cache)
     return snap
 
 

@@ -18,7 +18,7 @@ stale, no maintenance leader is alive, or the last deploy is worse; else
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,7 +30,7 @@ from ..queries import for_schema
 from . import snapshot as snapshots
 from .counts import Counts
 from .deploys import Rule
-from .questions import (DEGRADED, DOWN, Thresholds, ago, ask, leader_alive, live_workers, queue_slow,
+from .questions import (DEGRADED, DOWN, Thresholds, ago, answers, leader_alive, live_workers, ordered, queue_slow,
                         queue_windows, stuck, task_failing, task_windows, worker_alive)
 from .snapshot import DAY, HOUR, RECENT, Snapshot, floor_minute
 
@@ -47,6 +47,7 @@ class Status:
     checked_at: datetime | None = None
     seconds: float = 0.0
     snapshot: Snapshot | None = None
+    answers: dict[str, list[str]] = field(default_factory=dict)  # each question asked: its findings' texts
 
     @property
     def exit_code(self) -> int:
@@ -71,19 +72,21 @@ def check(dsn: str, schema: str = "pgsteady", *, thresholds: Thresholds = Thresh
 
 
 def collect(conn: psycopg.Connection, schema: str = "pgsteady", *, thresholds: Thresholds = Thresholds(),
-            rule: Rule = Rule(), queue: str | None = None, started: float | None = None) -> Status:
+            rule: Rule = Rule(), queue: str | None = None, started: float | None = None,
+            settled_cache: dict | None = None) -> Status:
     started = started if started is not None else time.perf_counter()
-    snap = snapshots.read(conn, for_schema(schema), queue=queue, rule=rule)
+    snap = snapshots.read(conn, for_schema(schema), queue=queue, rule=rule, settled_cache=settled_cache)
     return judge(snap, thresholds, started=started)
 
 
 def judge(snap: Snapshot, th: Thresholds = Thresholds(), *, started: float | None = None) -> Status:
     """The status of one snapshot: the findings of every question, and the sections to show."""
-    findings = ask(snap, th)
+    answered = answers(snap, th)
+    findings = ordered(answered)
     health = DOWN if any(f.level == DOWN for f in findings) else DEGRADED if findings else HEALTHY
     seconds = time.perf_counter() - started if started is not None else 0.0
     return Status(health, [f.text for f in findings], sections(snap, th), checked_at=snap.now, seconds=seconds,
-                  snapshot=snap)
+                  snapshot=snap, answers={name: [f.text for f in found] for name, found in answered.items()})
 
 
 def sections(snap: Snapshot, th: Thresholds) -> dict[str, Any]:
@@ -118,6 +121,7 @@ def _up(snap: Snapshot, th: Thresholds) -> dict[str, Any]:
     current = snap.leader()
     if current is not None:
         leader.update(worker_id=current.worker_id, elected_at=current.elected_at, renewed_at=current.renewed_at,
+                      expires_at=current.expires_at,
                       alive=leader_alive(snap, th))
     return {"workers": workers, "live_workers": live, "dead_workers": len(workers) - live, "leader": leader}
 

@@ -9,6 +9,8 @@ rule is enforced.
 
 from __future__ import annotations
 
+import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -138,6 +140,34 @@ PROBE_TIMEOUT = 10.0
 PROBE_MAX_BYTES = 1 << 20
 """Most of a page body `cache probe` reads (headers are what it needs)."""
 
+# Read-only sessions (--read-dsn, database.connect(..., read_only=True)) ----------
+
+READ_ONLY_SESSION = {"default_transaction_read_only": "on"}
+"""Set on every --read-dsn session: PostgreSQL refuses any write in it, even on a primary named by mistake."""
+
+READ_STATEMENT_TIMEOUT = 60.0
+"""Seconds one statement of a --read-dsn session may run (PGSTEADY_READ_STATEMENT_TIMEOUT; 0: no limit)."""
+
+READ_STATEMENT_TIMEOUT_ENV = "PGSTEADY_READ_STATEMENT_TIMEOUT"
+
+
+def read_session_settings(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The session settings of a --read-dsn session (topology.Link applies them, whatever the pooler)."""
+    raw = environ.get(READ_STATEMENT_TIMEOUT_ENV, "").strip()
+    seconds = READ_STATEMENT_TIMEOUT
+    if raw:
+        try:
+            seconds = float(raw)
+        except ValueError:
+            seconds = -1.0
+        if not math.isfinite(seconds) or seconds < 0:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"{READ_STATEMENT_TIMEOUT_ENV}={raw!r} is not a number of seconds; "
+                              f"use e.g. {READ_STATEMENT_TIMEOUT:g} (0: no limit)")
+    return {**READ_ONLY_SESSION, "statement_timeout": f"{int(seconds * 1000)}ms"}
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("HSTS max-age the security check accepts", HSTS_MIN_MAX_AGE, "headers",
             "A shorter Strict-Transport-Security lets a browser fall back to plain HTTP soon after each visit."),
@@ -201,6 +231,12 @@ SETTINGS: tuple[Setting, ...] = (
             "A slow live page must not hang a probe run."),
     Setting("cache probe body limit", PROBE_MAX_BYTES, "upload limits",
             "A probe reads headers; a huge or endless body is cut off."),
+    Setting("--read-dsn sessions", READ_ONLY_SESSION, "permissions",
+            "status, jobs and indexes check read there and must write nothing, even when the DSN names a primary; "
+            "every transaction of the session is read-only."),
+    Setting("PGSTEADY_READ_STATEMENT_TIMEOUT (seconds)", READ_STATEMENT_TIMEOUT, "upload limits",
+            "A read of a replica that hangs (a lock, a replication conflict wait, a huge table) must end with an "
+            "error instead of holding the command and a replica backend."),
 )
 
 

@@ -1,6 +1,6 @@
--- Index changes: the record (changes, change_steps) and what the steps read
--- from the catalogue. Catalogue queries name their objects by oid, resolved
--- once through to_regclass, so a name is never spliced into SQL text.
+-- Index changes and migrations: the record (changes, change_steps), the
+-- build's lock, and the rehearsal's session settings. What the steps read
+-- from the catalogue is in pgsteady/indexes/sql/probes.sql.
 
 -- name: upsert_change
 INSERT INTO {schema}.changes AS c (id, title, owner, reason, file_path, statement, rollback, file_sha)
@@ -34,9 +34,6 @@ SET status = %(to)s,
     updated_at = now()
 WHERE id = %(id)s AND status = ANY(%(allowed)s::text[])
 RETURNING status;
-
--- name: set_change_rollback
-UPDATE {schema}.changes SET rollback = %(rollback)s, updated_at = now() WHERE id = %(id)s;
 
 -- name: set_change_plan
 UPDATE {schema}.changes SET plan = %(figures)s, updated_at = now() WHERE id = %(id)s;
@@ -77,97 +74,41 @@ ORDER BY id;
 SELECT id, change_id, step, status, file_sha FROM {schema}.change_steps
 WHERE job_id = %(job_id)s ORDER BY id DESC LIMIT 1;
 
--- name: job_outcome
-SELECT state::text AS state, attempt, max_attempts, errors -> -1 ->> 'error' AS last_error, finished_at
-FROM {schema}.jobs WHERE id = %(id)s;
+-- name: take_build_slot
+-- One build per table: the slot row (changes/slots.py). Won when nobody
+-- holds it or the holder's lease has passed; every win increments the
+-- fencing token. Returns nothing while another build's lease runs.
+INSERT INTO {schema}.build_slots AS s (table_oid, holder, job_id, fencing_token, taken_at, renewed_at, expires_at)
+VALUES (%(table_oid)s::oid, %(holder)s, %(job_id)s, 1, now(), now(), now() + %(lease)s::interval)
+ON CONFLICT (table_oid) DO UPDATE SET
+    holder = EXCLUDED.holder, job_id = EXCLUDED.job_id, taken_at = now(), renewed_at = now(),
+    expires_at = EXCLUDED.expires_at, fencing_token = s.fencing_token + 1
+WHERE s.expires_at <= now()
+RETURNING fencing_token;
 
--- name: job_failure_window
--- Finished jobs in a time window, for the watch after a release.
-SELECT count(*) FILTER (WHERE state = 'failed') AS failed,
-       count(*) FILTER (WHERE state = 'succeeded') AS succeeded,
-       count(*) AS finished
-FROM {schema}.jobs
-WHERE finished_at >= %(since)s AND finished_at < %(until)s;
+-- name: renew_build_slot
+-- Matches nothing once the lease has passed or another build holds the slot.
+UPDATE {schema}.build_slots SET renewed_at = now(), expires_at = now() + %(lease)s::interval
+WHERE table_oid = %(table_oid)s::oid AND holder = %(holder)s AND fencing_token = %(fencing_token)s
+  AND expires_at > now()
+RETURNING fencing_token;
 
--- name: try_build_lock
--- One build per table: a session advisory lock keyed on the table's oid,
--- held on the build connection until the build and its cleanup are over.
-SELECT pg_try_advisory_lock(%(space)s, %(table_oid)s::oid::int) AS got;
+-- name: release_build_slot
+-- Ends the lease at once, so a waiting build takes the slot at its next try;
+-- the row (and its fencing token) stays.
+UPDATE {schema}.build_slots SET expires_at = now()
+WHERE table_oid = %(table_oid)s::oid AND holder = %(holder)s AND fencing_token = %(fencing_token)s
+  AND expires_at > now();
 
--- name: release_build_lock
-SELECT pg_advisory_unlock(%(space)s, %(table_oid)s::oid::int) AS released;
-
--- name: build_lock_holder
-SELECT l.pid, a.application_name, a.query, a.state
-FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
-WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND l.classid = %(space)s::int::oid AND l.objid = %(table_oid)s::oid AND l.objsubid = 2;
-
--- name: build_progress
-SELECT p.pid, p.relid AS table_oid, p.index_relid AS index_oid, p.command, p.phase,
-       p.lockers_total, p.lockers_done, p.current_locker_pid,
-       p.blocks_total, p.blocks_done, p.tuples_total, p.tuples_done,
-       p.partitions_total, p.partitions_done,
-       a.wait_event_type, a.wait_event
-FROM pg_stat_progress_create_index p LEFT JOIN pg_stat_activity a ON a.pid = p.pid
-WHERE p.pid = %(pid)s;
-
--- name: backend_activity
-SELECT pid, state, wait_event_type, wait_event, query, backend_start, xact_start
-FROM pg_stat_activity WHERE pid = %(pid)s;
-
--- name: blockers
--- Who a backend waits for, with what they are running.
-SELECT b.pid, a.usename AS role, a.application_name, a.state, a.query,
-       extract(epoch FROM now() - a.xact_start)::float AS xact_seconds
-FROM unnest(pg_blocking_pids(%(pid)s)) AS b(pid)
-LEFT JOIN pg_stat_activity a ON a.pid = b.pid
-ORDER BY b.pid;
-
--- name: table_lockers
--- Sessions that hold a lock on the table that a concurrent index build
--- (SHARE UPDATE EXCLUSIVE) has to wait for: asked after a lock timeout,
--- when the wait itself is over and pg_blocking_pids has nothing to say.
-SELECT DISTINCT l.pid, a.usename AS role, a.application_name, a.state, a.query,
-       extract(epoch FROM now() - a.xact_start)::float AS xact_seconds
-FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
-WHERE l.locktype = 'relation' AND l.relation = %(table_oid)s AND l.granted AND l.pid <> pg_backend_pid()
-  AND l.mode IN ('ShareUpdateExclusiveLock', 'ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
-                 'AccessExclusiveLock')
-ORDER BY l.pid;
-
--- name: hypopg_status
-SELECT EXISTS (SELECT FROM pg_available_extensions WHERE name = 'hypopg') AS available,
-       EXISTS (SELECT FROM pg_extension WHERE extname = 'hypopg') AS installed;
+-- name: build_slot_holder
+-- Who holds the table's slot now, if anyone.
+SELECT holder, job_id, fencing_token, extract(epoch FROM expires_at - now())::float8 AS expires_in
+FROM {schema}.build_slots
+WHERE table_oid = %(table_oid)s::oid AND expires_at > now();
 
 -- name: get_step
 SELECT id, change_id, step, status, command, job_id, summary, details, started_at, finished_at
 FROM {schema}.change_steps WHERE id = %(id)s;
-
--- name: hypopg_create
--- A hypothetical index: in this backend's memory only, seen by EXPLAIN (not ANALYZE).
-SELECT indexrelid, indexname FROM hypopg_create_index(%(ddl)s);
-
--- name: hypopg_size
-SELECT hypopg_relation_size(%(oid)s) AS bytes;
-
--- name: statements_for_table
--- The statements whose text names the table, for the watch after a release.
-SELECT queryid, calls, total_exec_time, left(query, 200) AS query
-FROM pg_stat_statements WHERE query ILIKE %(pattern)s;
-
--- name: backend_self
-SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid();
-
--- name: live_backends
--- Which backends are alive, for telling a killed command's leftovers from a running one's.
-SELECT pid, backend_start FROM pg_stat_activity WHERE pid = ANY(%(pids)s::int[]);
-
--- name: rehearsal_schemas
--- Scratch schemas of rehearsals, with the comment naming the backend that made each.
-SELECT n.nspname AS schema, obj_description(n.oid, 'pg_namespace') AS owner
-FROM pg_namespace n
-WHERE n.nspname LIKE 'pgsteady\_rehearsal\_%%';
 
 -- name: open_command_steps
 -- Steps a command runs itself (not a job) that are still open.
@@ -180,36 +121,9 @@ ORDER BY id;
 SELECT DISTINCT change_id FROM {schema}.change_steps
 WHERE status IN ('queued', 'running') AND job_id IS NOT NULL;
 
--- name: write_counters
--- What writing to a table costs, cumulative since the statistics reset: rows
--- written, how many updates were HOT (no index touched), the index size, and
--- the WAL position (server-wide) to measure WAL growth between two readings.
-SELECT now() AS at,
-       coalesce(s.n_tup_ins, 0) AS inserted, coalesce(s.n_tup_upd, 0) AS updated,
-       coalesce(s.n_tup_hot_upd, 0) AS hot_updated, coalesce(s.n_tup_del, 0) AS deleted,
-       pg_indexes_size(c.oid) AS index_bytes, pg_relation_size(c.oid) AS table_bytes,
-       CASE WHEN pg_is_in_recovery() THEN NULL
-            ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint END AS wal_position
-FROM pg_class c LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
-WHERE c.oid = %(oid)s;
+-- name: session_paths
+SELECT current_schema() AS home, current_setting('search_path') AS search_path;
 
--- name: partition_write_counters
--- The same counters summed over a partitioned table's partitions.
-SELECT now() AS at,
-       coalesce(sum(s.n_tup_ins), 0)::bigint AS inserted, coalesce(sum(s.n_tup_upd), 0)::bigint AS updated,
-       coalesce(sum(s.n_tup_hot_upd), 0)::bigint AS hot_updated, coalesce(sum(s.n_tup_del), 0)::bigint AS deleted,
-       coalesce(sum(pg_indexes_size(h.inhrelid)), 0)::bigint AS index_bytes,
-       coalesce(sum(pg_relation_size(h.inhrelid)), 0)::bigint AS table_bytes,
-       CASE WHEN pg_is_in_recovery() THEN NULL
-            ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint END AS wal_position
-FROM pg_inherits h LEFT JOIN pg_stat_all_tables s ON s.relid = h.inhrelid
-WHERE h.inhparent = %(oid)s;
-
--- name: write_statements
--- Statements that write and whose text names the table (the caller parses
--- them to keep only those that write to it), with their cumulative times.
-SELECT queryid, calls, total_exec_time, query
-FROM pg_stat_statements
-WHERE query ~* '^\s*(insert|update|delete|with|merge)\M' AND query ILIKE %(pattern)s
-ORDER BY calls DESC
-LIMIT 200;
+-- name: set_search_path
+-- For the rehearsal: the scratch schema first, so unqualified names find the copies.
+SELECT set_config('search_path', %(path)s, false);

@@ -1,17 +1,5 @@
 -- Per-queue controls (the queues table): pause, limits, and what the claim reads.
 
--- name: list_queues
-WITH known AS (
-    SELECT queue FROM {schema}.queues
-    UNION
-    SELECT DISTINCT queue FROM {schema}.jobs WHERE state IN ('waiting', 'running')
-)
-SELECT k.queue, coalesce(q.paused, false) AS paused, q.max_running, q.max_per_second,
-       (SELECT count(*) FROM {schema}.jobs j WHERE j.queue = k.queue AND j.state = 'waiting') AS waiting,
-       (SELECT count(*) FROM {schema}.jobs j WHERE j.queue = k.queue AND j.state = 'running') AS running
-FROM known k LEFT JOIN {schema}.queues q USING (queue)
-ORDER BY k.queue;
-
 -- name: set_queue_paused
 WITH q AS (
     INSERT INTO {schema}.queues (queue, paused) VALUES (%(queue)s, %(paused)s)

@@ -56,12 +56,6 @@ WHERE name = %(name)s;
 INSERT INTO {schema}.events (kind, message, data, worker_id, release)
 VALUES (%(kind)s, %(message)s, %(data)s::jsonb, %(worker_id)s, %(release)s);
 
--- name: list_schedules
-SELECT s.name, s.cron, s.tz, s.task, s.queue, s.on_missed, s.paused, s.next_run_at, s.last_run_at,
-       s.last_job_id, j.state::text AS last_outcome
-FROM {schema}.schedules s LEFT JOIN {schema}.jobs j ON j.id = s.last_job_id
-ORDER BY s.name;
-
 -- name: set_schedule_paused
 UPDATE {schema}.schedules SET paused = %(paused)s, updated_at = now() WHERE name = %(name)s
 RETURNING name;
@@ -90,3 +84,6 @@ SELECT s.name, s.cron, s.tz, s.task, s.queue, s.on_missed, s.paused,
 FROM {schema}.schedules s LEFT JOIN {schema}.jobs j ON j.id = s.last_job_id
 WHERE %(name)s::text IS NULL OR s.name = %(name)s
 ORDER BY s.name;
+
+-- name: prune_schedule_runs
+DELETE FROM {schema}.schedule_runs WHERE enqueued_at < now() - %(retention)s::interval;

@@ -574,7 +574,30 @@ ALTER TABLE {schema}.changes ADD CONSTRAINT changes_status_check CHECK (status I
     'rolled back', 'verified', 'lint failed', 'plan failed', 'rehearse failed', 'apply failed',
     'rollback failed', 'verify failed'));
 
--- 009 jobs fillfactor
+-- 009 build slots
+
+-- One index build per table: the build holds this row (holder, fencing token)
+-- until expires_at, renewing it while the build runs; another build takes it
+-- over only once it has passed (pgsteady/changes/slots.py). No session lock,
+-- so no pooler, killed backend or cut link can strand a table's slot.
+CREATE TABLE {schema}.build_slots (
+    table_oid     oid PRIMARY KEY,
+    holder        text NOT NULL,
+    job_id        bigint,
+    fencing_token bigint NOT NULL DEFAULT 1,
+    taken_at      timestamptz NOT NULL DEFAULT now(),
+    renewed_at    timestamptz NOT NULL DEFAULT now(),
+    expires_at    timestamptz NOT NULL
+);
+
+-- 010 dashboard job indexes
+
+-- The dashboard's job list (sql/jobs.sql): failed and cancelled jobs
+-- newest first, and every job that was given a key, by key.
+CREATE INDEX jobs_ended_badly_idx ON {schema}.jobs (state, id) WHERE state IN ('failed', 'cancelled');
+CREATE INDEX jobs_key_history_idx ON {schema}.jobs (key, id) WHERE key IS NOT NULL;
+
+-- 011 jobs fillfactor
 
 -- Half of each new page of jobs is left free (fillfactor 50), so that the two
 -- updates of a job's life (claimed, then finished) write their new row

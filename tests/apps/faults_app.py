@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from pgsteady import App, Retry
+from pgsteady.imports import run_chunks
 
 app = App(release="faults")
 QUICK = Retry(base=0.05, cap=0.3)
@@ -32,6 +33,16 @@ def leash(ctx) -> None:
     """Records, as its effect, the idle-in-transaction timeout its transaction runs under (ms)."""
     ctx.conn.execute("INSERT INTO effects (n, job_id, attempt) SELECT setting::int, %s, %s FROM pg_settings "
                      "WHERE name = 'idle_in_transaction_session_timeout'", [ctx.id, ctx.attempt])
+
+
+@app.task(name="chunk_leash", max_attempts=100, retry=QUICK)
+def chunk_leash(ctx, chunks: int = 2) -> None:
+    """Records, once per run_chunks chunk, the idle-in-transaction timeout the chunk's transaction runs under."""
+    def handle(conn, chunk) -> None:
+        conn.execute("INSERT INTO effects (n, job_id, attempt) SELECT setting::int, %s, %s FROM pg_settings "
+                     "WHERE name = 'idle_in_transaction_session_timeout'", [ctx.id, ctx.attempt])
+
+    run_chunks(ctx, range(chunks), handle, chunk_size=1)
 
 
 @app.task(name="fail_once", max_attempts=100, retry=QUICK)

@@ -135,6 +135,25 @@ def test_a_worker_through_pgbouncer_runs_every_job_once_and_crashes_never(fault_
     assert all("LISTEN cannot work through it" in log for log in logs), logs
 
 
+def test_run_chunks_transactions_are_on_the_workers_leash_through_a_transaction_pooler(fault_server, fault_db,
+                                                                                     tx_bouncer):
+    """Each chunk's transaction (ctx.connection() + ctx.transaction()) carries
+    the leash SET LOCAL: a cut worker's chunk is ended by the server within a lease."""
+    dsn = fault_server.dsn(fault_db)
+    worker = fleet.start(tx_bouncer.dsn(fault_db), "--concurrency", "2", lease=LEASE)
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("INSERT INTO pgsteady.jobs (queue, task, args, max_attempts) VALUES "
+                         "('default', 'chunk_leash', '{\"chunks\": 3}', 5)")
+        settle(dsn, 1)
+    finally:
+        log = stop(worker, signal.SIGTERM)
+    assert "a connection pooler is in front" in log, log  # detected: the transaction rules apply
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        seen = [r[0] for r in conn.execute("SELECT n FROM effects ORDER BY at")]
+    assert seen == [LEASE * 1000] * 3, seen
+
+
 def test_a_direct_listen_dsn_wakes_a_worker_behind_a_transaction_pooler(fault_server, fault_db, tx_bouncer):
     dsn = fault_server.dsn(fault_db)
     worker = fleet.start(tx_bouncer.dsn(fault_db), "--poll", "600", "--listen-dsn", dsn, lease=LEASE)

@@ -85,3 +85,22 @@ def test_reading_commands_write_nothing_even_when_the_read_dsn_is_a_primary(faul
     r = pgsteady("--dsn", UNREACHABLE, "--read-dsn", primary, *command)
     assert "read-only" not in r.stdout + r.stderr, r.stdout + r.stderr
     assert r.returncode in (0, 1, 2) and r.stdout.strip().startswith(("{", "[")), r.stderr
+
+
+def test_a_read_dsn_session_through_pgbouncer_refuses_writes_and_carries_its_timeout(fault_db, bouncer, monkeypatch):
+    """Session pooling (named, so settings are per session): every statement is
+    read-only and time-limited. Transaction pooling: session settings cannot
+    outlive a transaction, but every transaction still begins READ ONLY."""
+    monkeypatch.setenv("PGSTEADY_READ_STATEMENT_TIMEOUT", "0.25")
+    through = bouncer.dsn(fault_db)
+    with connect(through, autocommit=True, read_only=True, pooler=bouncer.mode) as conn:
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction), conn.transaction():
+            conn.execute("CREATE TABLE written (id int)")
+        if bouncer.mode == "session":
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                conn.execute("CREATE TABLE written (id int)")
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                conn.execute("SELECT pg_sleep(30)")
+    with psycopg.connect(through, autocommit=True) as other:  # nothing leaked to the pool's next client
+        assert other.execute("SHOW default_transaction_read_only").fetchone()[0] == "off"
+        other.execute("CREATE TABLE written (id int)")

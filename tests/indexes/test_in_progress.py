@@ -75,3 +75,29 @@ def test_invalid_index_on_another_table_than_the_build_is_dead(build_in_progress
     failed_builds(build_in_progress, "other", ["CREATE INDEX CONCURRENTLY other_id_idx ON other (id)"])
     states = {f.objects[0]: (f.severity, f.evidence["state"]) for f in check(build_in_progress).findings}
     assert states == {"public.busy_id_idx": ("info", "building"), "public.other_id_idx": ("error", "dead")}
+
+
+def test_one_probe_of_builds_serves_the_checks_the_wait_and_the_dashboard(build_in_progress):
+    """index_builds is the one read of pg_stat_progress_create_index: the
+    checks' snapshot, `change apply --wait` (one pid) and the dashboard all
+    see the same build, with who it waits for."""
+    from pgsteady.dashboard import reads
+    from pgsteady.indexes import catalog, probes
+    from pgsteady.indexes.report import Thresholds
+
+    with psycopg.connect(build_in_progress, autocommit=True) as conn:
+        [build] = probes.index_builds(conn)
+        assert (build["table_name"], build["index_name"]) == ("busy", "busy_id_idx")
+        assert build["command"] == "CREATE INDEX CONCURRENTLY" and build["phase"].startswith("waiting")
+        assert build["table_oid"] in build["locked"]
+        one = probes.index_build(conn, build["pid"])
+        assert one is not None and (one["pid"], one["index_oid"]) == (build["pid"], build["index_oid"])
+        assert probes.index_build(conn, conn.info.backend_pid) is None  # this backend builds nothing
+        assert [b["pid"] for b in reads.index_builds(conn)] == [build["pid"]]
+        snap = catalog.load(conn, schema=None, table_oid=None, thresholds=Thresholds())
+        assert [b["index_oid"] for b in snap.builds] == [build["index_oid"]]
+        [blocker] = probes.blockers(conn, build["pid"])  # the open writer the build waits for
+        assert blocker["query"].startswith("INSERT INTO busy")
+        assert probes.backend(conn, build["pid"])["wait_event_type"] == "Lock"
+        [live] = probes.backends(conn, [build["pid"], 2_000_000_000])  # a pid that is not alive
+        assert live["pid"] == build["pid"] and live["backend_start"] is not None

@@ -78,7 +78,8 @@ class History:
             """, dict(queue=queue, task=task, n=n, due=due))
 
     def worker(self, worker_id: str, *, heartbeat: datetime, started: datetime | None = None,
-               queues: list[str] | None = None, release: str | None = "r1", leader: bool = False) -> None:
+               queues: list[str] | None = None, release: str | None = "r1", leader: bool = False,
+               lease: timedelta = timedelta(seconds=60)) -> None:
         self.conn.execute(
             """
             INSERT INTO pgsteady.workers (id, host, pid, queues, concurrency, release, started_at, heartbeat_at)
@@ -87,8 +88,9 @@ class History:
                       started=started or heartbeat - timedelta(hours=1)))
         if leader:
             self.conn.execute(
-                "INSERT INTO pgsteady.leader (name, worker_id, elected_at, renewed_at) "
-                "VALUES ('maintenance', %s, %s, %s)", [worker_id, heartbeat - timedelta(hours=1), heartbeat])
+                "INSERT INTO pgsteady.leader (name, worker_id, elected_at, renewed_at, expires_at) "
+                "VALUES ('maintenance', %s, %s, %s, %s)",
+                [worker_id, heartbeat - timedelta(hours=1), heartbeat, heartbeat + lease])
 
     def healthy_fleet(self) -> None:
         """One live worker that leads the maintenance duties."""

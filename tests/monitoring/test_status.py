@@ -18,7 +18,8 @@ def test_a_quiet_healthy_fleet_is_healthy(history, dsn):
     up = s.to_dict()["up"]
     assert up["schema"]["current"] and up["live_workers"] == 1
     assert up["leader"] == {"known": True, "worker_id": "w-live", "elected_at": up["leader"]["elected_at"],
-                            "renewed_at": up["leader"]["renewed_at"], "alive": True}
+                            "renewed_at": up["leader"]["renewed_at"], "expires_at": up["leader"]["expires_at"],
+                            "alive": True}
     assert up["workers"][0]["release"] == "r1"
 
 
@@ -32,6 +33,19 @@ def test_a_dead_worker_shows_as_down(history, dsn):
     assert any("no live worker" in r for r in s.reasons)
     assert any("worker w-dead is down: no heartbeat for 5m" in r for r in s.reasons), s.reasons
     assert s.sections["up"]["leader"]["alive"] is False
+
+
+def test_a_leader_whose_lease_row_expired_is_not_alive_even_if_renewed_just_now(history, dsn):
+    # The lease row's expiry is the leadership: a follower may take it over now,
+    # however recent the last renewal looks.
+    history.worker("w-live", heartbeat=history.now, leader=True, lease=timedelta(seconds=-1))
+    history.count()
+    s = check(dsn)
+    assert s.sections["up"]["leader"]["alive"] is False
+    assert any("no live maintenance leader" in r for r in s.reasons), s.reasons
+    history.conn.execute("UPDATE pgsteady.leader SET expires_at = now() + interval '30 seconds', "
+                         "renewed_at = now() - interval '1 hour'")
+    assert check(dsn).sections["up"]["leader"]["alive"] is True
 
 
 def test_one_dead_worker_beside_live_ones_is_degraded_and_old_deaths_are_forgotten(history, dsn):

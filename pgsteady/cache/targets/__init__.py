@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from types import ModuleType
 
-from ...errors import ConfigError
+from ...errors import ConfigError, did_you_mean
 from ...security.settings import PURGE_FROM
 from ..rules import Rules
 
@@ -70,7 +70,7 @@ def targets() -> dict[str, ModuleType]:
 def compile(rules: Rules, target: str, options: Options | None = None) -> str:
     known = targets()
     if target not in known:
-        raise ConfigError(f"unknown target {target!r}; known: {', '.join(sorted(known))}")
+        raise ConfigError(f"unknown target {target!r}; {did_you_mean(target, known)}")
     missing = rules.undefined_bypasses()
     if missing:  # a proxy without that bypass would cache what the rule says it must not
         rule, name = missing[0]

@@ -6,7 +6,6 @@
 -- non-system schema) and %(table_oid)s (NULL = every table). Names come back
 -- already passed through quote_ident() where they end up in generated SQL.
 
-
 -- name: schema_exists
 SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %(schema)s) AS found
 
@@ -122,21 +121,6 @@ SELECT con.conname::text AS name,
    AND (%(table_oid)s::oid IS NULL OR con.conrelid = %(table_oid)s::oid)
  ORDER BY n.nspname, t.relname, con.conname
 
--- name: builds_in_progress
--- Every CREATE INDEX / REINDEX running in this database. A role without
--- pg_read_all_stats sees other roles' rows with relid and index_relid NULL,
--- so the relations each backend has locked come along: a build holds a
--- session lock on its table for the whole build.
-SELECT p.pid,
-       p.relid AS table_oid,
-       p.index_relid AS index_oid,
-       p.command,
-       p.phase,
-       (SELECT array_agg(l.relation) FROM pg_locks l
-         WHERE l.pid = p.pid AND l.locktype = 'relation' AND l.granted) AS locked
-  FROM pg_stat_progress_create_index p
- WHERE p.datname = current_database()
-
 -- name: relation_names
 -- Every name taken in a schema (indexes share the namespace with tables,
 -- views and sequences), read once per schema that needs a new index name.
@@ -190,57 +174,3 @@ SELECT p.oid,
   JOIN pg_namespace pn ON pn.oid = p.relnamespace
  WHERE h.inhparent = %(table_oid)s
  ORDER BY p.relname
-
--- The probes of one relation that the change workflow makes (by name once,
--- through to_regclass, then by oid): the same reader as the health checks.
-
--- name: server_facts
-SELECT current_setting('server_version_num')::int AS version_num,
-       current_setting('server_version') AS version,
-       current_database() AS database,
-       pg_backend_pid() AS pid;
-
--- name: resolve_relation
--- A name as SQL would resolve it (search_path, quoting) to the relation.
-SELECT c.oid, c.relkind::text AS relkind, n.nspname AS schema, c.relname AS name,
-       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.oid = to_regclass(%(name)s);
-
--- name: index_state
--- One index by oid: is it usable, is it unique, what is its definition.
-SELECT i.indexrelid AS oid, i.indrelid AS table_oid, i.indisvalid AS is_valid, i.indisready AS is_ready,
-       i.indisunique AS is_unique, n.nspname AS schema, c.relname AS name,
-       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified,
-       pg_get_indexdef(i.indexrelid) AS indexdef, pg_relation_size(i.indexrelid) AS bytes
-FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE i.indexrelid = %(oid)s;
-
--- name: table_facts
-SELECT c.oid, c.relkind::text AS relkind, n.nspname AS schema, c.relname AS name,
-       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified,
-       pg_relation_size(c.oid) AS heap_bytes, pg_total_relation_size(c.oid) AS total_bytes,
-       pg_indexes_size(c.oid) AS index_bytes,
-       greatest(c.reltuples, 0)::bigint AS estimated_rows, s.n_live_tup AS live_rows,
-       greatest(s.last_analyze, s.last_autoanalyze) AS last_analyzed
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
-WHERE c.oid = %(oid)s;
-
--- name: table_indexes
-SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS indexdef, pg_relation_size(i.indexrelid) AS bytes,
-       i.indisvalid AS is_valid, i.indisunique AS is_unique, s.idx_scan
-FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-LEFT JOIN pg_stat_all_indexes s ON s.indexrelid = i.indexrelid
-WHERE i.indrelid = %(oid)s
-ORDER BY c.relname;
-
--- name: key_widths
--- Average widths of the indexed columns, for the size estimate.
-SELECT coalesce(sum(s.avg_width), 0)::int AS width
-FROM pg_stats s
-WHERE s.schemaname = %(schema)s AND s.tablename = %(table)s AND s.attname = ANY(%(columns)s);
-
-
--- name: relation_size
-SELECT pg_relation_size(%(oid)s) AS bytes;

@@ -41,12 +41,6 @@ SELECT s.relid AS table_oid,
    AND pg_relation_size(s.relid) >= %(min_bytes)s
  ORDER BY s.seq_tup_read DESC
 
--- name: statements_extension
-SELECT n.nspname::text AS schema
-  FROM pg_extension e
-  JOIN pg_namespace n ON n.oid = e.extnamespace
- WHERE e.extname = 'pg_stat_statements'
-
 -- name: heaviest_statements
 -- {pgss} is the extension's schema, filled in with sql.Identifier. The
 -- caller matches table names in the text, so only the heaviest few hundred
@@ -65,12 +59,6 @@ SELECT s.schemaname::text AS schema, s.indexrelname::text AS name, s.idx_scan,
   FROM pg_stat_all_indexes s
  WHERE s.schemaname NOT IN ('pg_catalog', 'information_schema')
    AND s.schemaname !~ '^pg_(toast|temp_|toast_temp_)'
-
--- name: pgstattuple_extension
-SELECT n.nspname::text AS schema
-  FROM pg_extension e
-  JOIN pg_namespace n ON n.oid = e.extnamespace
- WHERE e.extname = 'pgstattuple'
 
 -- name: pgstatindex
 -- {pgst} is the extension's schema, filled in with sql.Identifier. Reads every

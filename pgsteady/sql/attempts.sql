@@ -1,4 +1,6 @@
--- The worker's queries: claim, complete, fail, heartbeat, rescue, hand back.
+-- A job's running attempt (the jobs row while it is 'running'): the claim,
+-- and every write fenced by the attempt's lease token (complete, fail,
+-- cancel, heartbeat, rescue, hand back, checkpoint).
 --
 -- Leases and fencing. A claim gives the attempt a fresh lease_token and a
 -- lease_expires_at. Every later write about that attempt names the job AND
@@ -183,12 +185,6 @@ FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS c(id, token)
 WHERE j.id = c.id AND j.lease_token = c.token AND j.state = 'running'
 RETURNING j.id, j.cancel_requested;
 
--- name: record_lost_leases
-INSERT INTO {schema}.events (job_id, worker_id, release, kind, message)
-SELECT id, %(worker_id)s, %(release)s, 'late_write_rejected',
-       'heartbeat rejected: this attempt no longer holds the lease'
-FROM unnest(%(ids)s::bigint[]) AS c(id);
-
 -- name: expired_leases
 -- Attempts whose lease ran out (worker killed, host lost, network gone),
 -- locked for the rescuing transaction. Any live worker may rescue; SKIP
@@ -242,22 +238,7 @@ SELECT id, attempt + 1, %(worker_id)s, %(release)s, 'handed_back', 'worker shut 
 FROM h
 RETURNING job_id;
 
--- name: log_event
-INSERT INTO {schema}.events (job_id, attempt, worker_id, release, kind, message, data)
-VALUES (%(job_id)s, %(attempt)s, %(worker_id)s, %(release)s, %(kind)s, %(message)s, %(data)s::jsonb);
-
 -- name: save_checkpoint
 UPDATE {schema}.jobs SET checkpoint = %(value)s::jsonb
 WHERE id = %(id)s AND lease_token = %(token)s AND state = 'running'
 RETURNING id;
-
--- name: register_worker
-INSERT INTO {schema}.workers (id, host, pid, queues, concurrency, release)
-VALUES (%(worker_id)s, %(host)s, %(pid)s, %(queues)s, %(concurrency)s, %(release)s)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
-
--- name: unregister_worker
-DELETE FROM {schema}.workers WHERE id = %(worker_id)s;
-
--- name: ensure_event_partitions
-SELECT {schema}.ensure_event_partitions(%(days_ahead)s);

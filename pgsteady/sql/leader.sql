@@ -1,4 +1,5 @@
--- Background duties: leader election, pruning, partitions.
+-- The leader lease of the maintenance duties (the leader table,
+-- pgsteady/maintenance/leader.py).
 
 -- name: take_lead
 -- Wins the leadership when nobody holds it or the holder's lease has passed;
@@ -24,25 +25,3 @@ RETURNING fencing_token;
 -- (and its fencing token) stays.
 UPDATE {schema}.leader SET expires_at = now()
 WHERE name = %(name)s AND worker_id = %(worker_id)s AND fencing_token = %(fencing_token)s;
-
--- name: prune_jobs
--- One small batch of finished jobs older than their state's retention.
-DELETE FROM {schema}.jobs WHERE id IN (
-    SELECT id FROM {schema}.jobs
-    WHERE state = %(state)s::{schema}.job_state AND finished_at IS NOT NULL
-      AND finished_at < now() - %(retention)s::interval
-    LIMIT %(batch)s
-);
-
--- name: prune_schedule_runs
-DELETE FROM {schema}.schedule_runs WHERE enqueued_at < now() - %(retention)s::interval;
-
--- name: prune_workers
--- Rows of workers that stopped heartbeating long ago (killed without a goodbye).
-DELETE FROM {schema}.workers WHERE heartbeat_at < now() - %(retention)s::interval;
-
--- name: event_partitions
-SELECT c.relname, pg_get_expr(c.relpartbound, c.oid)
-FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-WHERE i.inhparent = '{schema}.events'::regclass AND c.relname ~ '^events_[0-9]{{8}}$'
-ORDER BY c.relname;
