@@ -1,6 +1,7 @@
 """Where a pgsteady worker spends its time draining no-op jobs.
 
     .venv/bin/python -m bench.profile_drain [--jobs 20000] [--concurrency 20] [--dsn DSN] [--html out.html]
+                                            [--no-profiler]
 
 Enqueues N async no-op jobs, then drains them with one in-process Worker
 (until idle) under pyinstrument, and prints the profile plus what the
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import sys
 import time
 
@@ -57,12 +59,12 @@ def main() -> None:
     p.add_argument("--dsn")
     p.add_argument("--html", help="also write pyinstrument's HTML report here")
     p.add_argument("--sync", action="store_true", help="a plain def task (thread pool) instead of async")
+    p.add_argument("--no-profiler", action="store_true",
+                   help="no pyinstrument: the drain's own rate and the worker's CPU seconds per job (getrusage)")
     p.add_argument("--analyze", action="store_true",
                    help="ANALYZE pgsteady.jobs after enqueueing (as autovacuum would, later), to see the claim "
                         "with fresh planner statistics")
     a = p.parse_args()
-    from pyinstrument import Profiler
-
     os.environ["BENCH_TASK_STYLE"] = "sync" if a.sync else "async"
     with Server(a.dsn) as server, server.database("profile") as dsn:
         from pgsteady import Worker
@@ -72,20 +74,31 @@ def main() -> None:
             with psycopg.connect(dsn, autocommit=True) as conn:
                 conn.execute("ANALYZE pgsteady.jobs")
         before = db_stats(dsn)
-        profiler = Profiler(async_mode="enabled", interval=0.001)
+        profiler = None
+        if not a.no_profiler:
+            from pyinstrument import Profiler
+
+            profiler = Profiler(async_mode="enabled", interval=0.001)
         worker = Worker(app, concurrency=a.concurrency)
+        cpu = resource.getrusage(resource.RUSAGE_SELF)
         started = time.perf_counter()
-        profiler.start()
+        if profiler:
+            profiler.start()
         stats = asyncio.run(worker.run(until_idle=True))
-        profiler.stop()
+        if profiler:
+            profiler.stop()
         elapsed = time.perf_counter() - started
+        end = resource.getrusage(resource.RUSAGE_SELF)
         after = db_stats(dsn)
         n = stats.succeeded
-        print(profiler.output_text(unicode=True, color=False, show_all=False))
-        if a.html:
-            with open(a.html, "w") as f:
-                f.write(profiler.output_html())
-        print(f"{n} jobs in {elapsed:.2f}s under the profiler: {n / elapsed:,.0f} jobs/s "
+        if profiler:
+            print(profiler.output_text(unicode=True, color=False, show_all=False))
+            if a.html:
+                with open(a.html, "w") as f:
+                    f.write(profiler.output_html())
+        used = end.ru_utime - cpu.ru_utime + end.ru_stime - cpu.ru_stime
+        print(f"{n} jobs in {elapsed:.2f}s{' under the profiler' if profiler else ''}: {n / elapsed:,.0f} jobs/s, "
+              f"worker CPU {used / n * 1e6:.1f} µs per job (load average {os.getloadavg()[0]:.1f}) "
               f"(concurrency {a.concurrency}, {'sync' if a.sync else 'async'} task"
               f"{', analysed before the drain' if a.analyze else ''})")
         print(f"per job: {(after[0] - before[0]) / n:.3f} commits, {(after[1] - before[1]) / n:.2f} rows written, "

@@ -18,7 +18,9 @@ import asyncio
 import logging
 import time
 import traceback
-from collections.abc import Callable, Coroutine
+import types
+from collections import deque
+from collections.abc import Callable, Coroutine, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -36,6 +38,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pgsteady.worker")
 T = TypeVar("T")
+
+# A slot task gives the loop a turn after this many attempts that ended in
+# their first step, so that a claimer lane woken meanwhile sends its round
+# while the worker runs the rest (rounds and jobs overlap, as they did when
+# every attempt was a task of its own).
+SLOT_BURST = 20
 
 
 class TimedOut(Exception):
@@ -82,6 +90,30 @@ async def within(seconds: float | None, awaitable: Any) -> Any:
         raise
 
 
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, Any], step: Any) -> Generator[Any, Any, Any]:
+    """Go on running ``coro``, which was started by hand (``coro.send(None)``)
+    and gave ``step`` (the future it awaits) as its first step: what
+    ``await coro`` does, from the second step on. The enclosing task hands
+    every value and exception on to ``coro``."""
+    while True:
+        try:
+            value = yield step
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                step = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                step = coro.send(value)
+            except StopIteration as stop:
+                return stop.value
+
+
 def bind(task: Task, ctx: Context) -> Callable[[], Any]:
     """A zero-argument callable that runs the task with the job's arguments."""
     if task.takes_ctx:
@@ -106,10 +138,74 @@ class Runner:
         self.threads = ThreadPoolExecutor(max_workers=concurrency + 4, thread_name_prefix="pgsteady-task")
         self._sync_pool: ConnectionPool | None = None
         self.link: Link | None = None  # how sessions reach the server; given by open_sync_pool
+        self._pending: deque[Attempt] = deque()  # given a slot, not begun yet
+        self._taking = False  # a slot task is taking from _pending
+        self._slot_tasks: set[asyncio.Task] = set()
 
     def start(self, att: Attempt) -> None:
+        """Give ``att`` a slot; a slot task runs it soon (see _slot_task)."""
         self.running += 1
-        att.runner = asyncio.create_task(self._run(att))
+        self._pending.append(att)
+        if not self._taking:
+            self._new_slot_task()
+
+    def _new_slot_task(self) -> None:
+        self._taking = True
+        task = asyncio.get_running_loop().create_task(self._slot_task())
+        self._slot_tasks.add(task)  # the loop keeps only a weak reference
+        task.add_done_callback(self._slot_tasks.discard)
+
+    async def _slot_task(self) -> None:
+        """Run the attempts given a slot, one after the other, while each
+        ends without awaiting anything (a no-op job ends in its first step):
+        no asyncio task and no hop through the loop per job. When one
+        awaits, the rest go to a new slot task and this one stays with it,
+        so every attempt that awaits runs in one task for its whole life
+        (its timeout, cancellation and log fields are that task's); when it
+        ends, this task takes the next ones, unless another is taking them.
+        A task that was cancelled (interrupt) ends with its attempt.
+
+        The attempts run by one task share its context: the job's log
+        fields are set anew for each (logs.enter_job), but a context
+        variable that a task function sets stays for the next job of that
+        slot task, as a thread-local stays for the next job of a thread."""
+        me = asyncio.current_task()
+        pending = self._pending
+        ran = 0
+        while pending:
+            ran += 1
+            if ran % SLOT_BURST == 0:
+                await asyncio.sleep(0)  # let the claimer send its round while the rest wait their turn
+                if not pending:
+                    break
+            att = pending.popleft()
+            if att.lost:  # its lease went before it began: another worker owns the job now
+                self.running -= 1
+                self.on_finished()
+                continue
+            att.runner = me
+            coro = self._run(att)
+            try:
+                step = coro.send(None)
+            except StopIteration:
+                att.runner = None
+                continue
+            except asyncio.CancelledError:  # raised by the job itself; its own task would have ended with it
+                att.runner = None
+                continue
+            self._taking = False
+            if pending:
+                self._new_slot_task()
+            try:
+                await _resume(coro, step)
+            except asyncio.CancelledError:
+                return
+            finally:
+                att.runner = None
+            if me.cancelling() or self._taking:
+                return
+            self._taking = True
+        self._taking = False
 
     async def _run(self, att: Attempt) -> None:
         # Every log line written while this attempt runs carries its job id,
@@ -173,7 +269,10 @@ class Runner:
     async def _call(self, task: Task, att: Attempt) -> None:
         call = bind(task, att.ctx)
         if task.is_async:
-            await within(task.timeout, call())
+            if task.timeout is None:
+                await call()
+            else:
+                await within(task.timeout, call())
         else:
             await self._in_thread(task, att, logs.in_current_context(call))
 

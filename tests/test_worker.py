@@ -521,6 +521,60 @@ def test_short_jobs_drain_on_two_claim_lanes_each_run_once(app, dsn):
 
 
 
+def test_quick_attempts_share_slot_tasks_and_one_that_awaits_keeps_its_own(app, dsn):
+    """Attempts that end in their first step run back to back on a few slot
+    tasks (no task each); one that awaits stays on one task from its first
+    line to its last, and every attempt logs with its own job's fields."""
+    from pgsteady.monitoring import logs
+
+    quick_tasks: list[asyncio.Task] = []
+    wrong_fields: list[int] = []
+    kept: dict[int, bool] = {}
+
+    @app.task(name="quick")
+    async def quick(ctx, i: int) -> None:
+        quick_tasks.append(asyncio.current_task())
+        if (logs.current_job() or {}).get("job_id") != ctx.id:
+            wrong_fields.append(ctx.id)
+
+    @app.task(name="awaits")
+    async def awaits(ctx, i: int) -> None:
+        first = asyncio.current_task()
+        await asyncio.sleep(0.01)
+        kept[i] = asyncio.current_task() is first and logs.current_job()["job_id"] == ctx.id
+
+    app.enqueue_many([("quick", {"i": i}) for i in range(2_000)] + [("awaits", {"i": i}) for i in range(50)])
+    stats = drain(app, concurrency=20)
+    assert stats.succeeded == 2_050 and states(dsn) == {"succeeded": 2_050}
+    assert len(quick_tasks) == 2_000 and len(set(quick_tasks)) < 200  # a task per attempt would be 2,000
+    assert not wrong_fields
+    assert sorted(kept) == list(range(50)) and all(kept.values())
+
+
+def test_a_job_keeps_its_page_through_claim_and_completion(app, dsn):
+    """The two updates of a job's life write their row versions on the job's
+    own page (fillfactor 50, migration 011): an update that finds its page
+    full must also lock the old version in a WAL record of its own and
+    extend the table, which made every round slower. On full pages (as
+    before 011) 99% of jobs move; here about 40% still do, because a page
+    is pruned of its old versions only once no snapshot (the other claim
+    lane's round) can see them, so the bound is two thirds."""
+
+    @app.task(name="quick")
+    async def quick(i: int) -> None: ...
+
+    app.enqueue_many([("quick", {"i": i}) for i in range(4_000)])
+    page = "SELECT id, (ctid::text::point)[0]::bigint FROM pgsteady.jobs"
+    with psycopg.connect(dsn) as conn:
+        before = dict(conn.execute(page).fetchall())
+    stats = drain(app, concurrency=20)
+    with psycopg.connect(dsn) as conn:
+        after = dict(conn.execute(page).fetchall())
+    assert stats.succeeded == 4_000 and states(dsn) == {"succeeded": 4_000}
+    moved = sum(before[i] != after[i] for i in before)
+    assert moved < len(before) * 2 // 3, f"{moved} of {len(before)} jobs left their page"
+
+
 def test_a_worker_runs_until_idle_again_for_jobs_enqueued_since(app, dsn):
     seen = []
 
