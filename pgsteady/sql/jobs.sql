@@ -95,6 +95,20 @@ WHERE finished_at >= %(since)s AND finished_at < %(until)s;
 -- same with ten million jobs as with ten. Figures: bench/dashboard.py and
 -- docs/benchmarks.md ("Dashboard at scale").
 
+-- name: _dashboard_job_row
+-- The columns of a row of the dashboard's job list (every query below).
+id, queue, task, state::text AS state, attempt, max_attempts, key, run_at, created_at, started_at,
+finished_at, worker_id, CASE WHEN state <> 'succeeded' THEN errors -> -1 ->> 'error' END AS last_error
+
+-- name: _dashboard_job_filters
+-- The list's filters besides the state, applied after each query's index
+-- walk (every query below).
+(%(queue)s::text IS NULL OR queue = %(queue)s)
+AND (%(task)s::text IS NULL OR task = %(task)s)
+AND (%(key)s::text IS NULL OR key = %(key)s)
+AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s)
+AND (%(text)s::text IS NULL OR strpos(lower(args::text), lower(%(text)s)) > 0)
+
 -- name: dashboard_jobs
 -- No state, or succeeded (most of the history): the inner query is a
 -- backward index scan of jobs_pkey from %(before)s that stops after %(scan)s
@@ -104,9 +118,7 @@ WHERE finished_at >= %(since)s AND finished_at < %(until)s;
 -- the next scan (dashboard_jobs_scanned tells where it ended), rather than
 -- walking the whole history. The text filter is a plain substring of the
 -- arguments' JSON (strpos: no LIKE wildcards to escape), case-insensitive.
-SELECT id, queue, task, state::text AS state, attempt, max_attempts, key, run_at, created_at, started_at,
-       finished_at, worker_id,
-       CASE WHEN state <> 'succeeded' THEN errors -> -1 ->> 'error' END AS last_error
+SELECT {_dashboard_job_row}
 FROM (
     SELECT * FROM {schema}.jobs
     WHERE (%(before)s::bigint IS NULL OR id < %(before)s)
@@ -115,11 +127,7 @@ FROM (
     LIMIT %(scan)s
 ) AS recent
 WHERE (%(state)s::text IS NULL OR state = %(state)s::{schema}.job_state)
-  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
-  AND (%(task)s::text IS NULL OR task = %(task)s)
-  AND (%(key)s::text IS NULL OR key = %(key)s)
-  AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s)
-  AND (%(text)s::text IS NULL OR strpos(lower(args::text), lower(%(text)s)) > 0)
+  AND {_dashboard_job_filters}
 ORDER BY id DESC
 LIMIT %(limit)s;
 
@@ -145,9 +153,7 @@ FROM (SELECT id FROM {schema}.jobs
 -- the IN list here as well would let a generic plan use the index, but the
 -- planner then multiplies the two selectivities, expects a few thousand
 -- rows and sorts 300,000 instead: 2.4 s at ten million jobs.)
-SELECT id, queue, task, state::text AS state, attempt, max_attempts, key, run_at, created_at, started_at,
-       finished_at, worker_id,
-       CASE WHEN state <> 'succeeded' THEN errors -> -1 ->> 'error' END AS last_error
+SELECT {_dashboard_job_row}
 FROM (
     SELECT * FROM {schema}.jobs
     WHERE state = %(state)s::{schema}.job_state AND (%(before)s::bigint IS NULL OR id < %(before)s)
@@ -155,11 +161,7 @@ FROM (
     LIMIT %(scan)s
 ) AS recent
 WHERE (%(state)s::text IS NULL OR state = %(state)s::{schema}.job_state)
-  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
-  AND (%(task)s::text IS NULL OR task = %(task)s)
-  AND (%(key)s::text IS NULL OR key = %(key)s)
-  AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s)
-  AND (%(text)s::text IS NULL OR strpos(lower(args::text), lower(%(text)s)) > 0)
+  AND {_dashboard_job_filters}
 ORDER BY id DESC
 LIMIT %(limit)s;
 
@@ -176,17 +178,11 @@ FROM (SELECT id FROM {schema}.jobs
 -- A key is given: the jobs with that key (a handful) through the partial
 -- index jobs_key_history_idx (key, id), newest first; no scan bound is
 -- needed, whatever the other filters. Jobs without a key are not in it.
-SELECT id, queue, task, state::text AS state, attempt, max_attempts, key, run_at, created_at, started_at,
-       finished_at, worker_id,
-       CASE WHEN state <> 'succeeded' THEN errors -> -1 ->> 'error' END AS last_error
+SELECT {_dashboard_job_row}
 FROM {schema}.jobs
 WHERE key IS NOT NULL AND key = %(key)s AND (%(before)s::bigint IS NULL OR id < %(before)s)
   AND (%(state)s::text IS NULL OR state = %(state)s::{schema}.job_state)
-  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
-  AND (%(task)s::text IS NULL OR task = %(task)s)
-  AND (%(key)s::text IS NULL OR key = %(key)s)
-  AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s)
-  AND (%(text)s::text IS NULL OR strpos(lower(args::text), lower(%(text)s)) > 0)
+  AND {_dashboard_job_filters}
 ORDER BY key, id DESC
 LIMIT %(limit)s;
 
@@ -194,16 +190,11 @@ LIMIT %(limit)s;
 -- Waiting or running jobs: few, and each state has its partial index
 -- (jobs_claim_idx, jobs_lease_idx), so these pages filter without a scan
 -- bound: a bitmap scan of the state's index, sorted by id.
-SELECT id, queue, task, state::text AS state, attempt, max_attempts, key, run_at, created_at, started_at,
-       finished_at, worker_id, errors -> -1 ->> 'error' AS last_error
+SELECT {_dashboard_job_row}
 FROM {schema}.jobs
 WHERE state = %(state)s::{schema}.job_state
   AND (%(before)s::bigint IS NULL OR id < %(before)s)
-  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
-  AND (%(task)s::text IS NULL OR task = %(task)s)
-  AND (%(key)s::text IS NULL OR key = %(key)s)
-  AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s)
-  AND (%(text)s::text IS NULL OR strpos(lower(args::text), lower(%(text)s)) > 0)
+  AND {_dashboard_job_filters}
 ORDER BY id DESC
 LIMIT %(limit)s;
 
