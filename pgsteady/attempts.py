@@ -15,6 +15,7 @@ so two attempts of one job never overlap.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 import traceback
@@ -91,25 +92,26 @@ async def within(seconds: float | None, awaitable: Any) -> Any:
 
 
 @types.coroutine
-def _resume(coro: Coroutine[Any, Any, Any], step: Any) -> Generator[Any, Any, Any]:
-    """Go on running ``coro``, which was started by hand (``coro.send(None)``)
+def _resume(coro: Coroutine[Any, Any, Any], step: Any, context: contextvars.Context) -> Generator[Any, Any, Any]:
+    """Go on running ``coro``, which was started by hand (``context.run(coro.send, None)``)
     and gave ``step`` (the future it awaits) as its first step: what
-    ``await coro`` does, from the second step on. The enclosing task hands
-    every value and exception on to ``coro``."""
+    ``await coro`` does, from the second step on, every step in the
+    attempt's own ``context``. The enclosing task hands every value and
+    exception on to ``coro``."""
     while True:
         try:
             value = yield step
         except GeneratorExit:
-            coro.close()
+            context.run(coro.close)
             raise
         except BaseException as exc:
             try:
-                step = coro.throw(exc)
+                step = context.run(coro.throw, exc)
             except StopIteration as stop:
                 return stop.value
         else:
             try:
-                step = coro.send(value)
+                step = context.run(coro.send, value)
             except StopIteration as stop:
                 return stop.value
 
@@ -165,10 +167,10 @@ class Runner:
         ends, this task takes the next ones, unless another is taking them.
         A task that was cancelled (interrupt) ends with its attempt.
 
-        The attempts run by one task share its context: the job's log
-        fields are set anew for each (logs.enter_job), but a context
-        variable that a task function sets stays for the next job of that
-        slot task, as a thread-local stays for the next job of a thread."""
+        Each attempt runs every step in a context of its own (a copy of
+        the slot task's, as an asyncio task would get), so its log fields
+        and any context variable its task function sets end with it and
+        are never seen by the next job of that slot task."""
         me = asyncio.current_task()
         pending = self._pending
         ran = 0
@@ -185,8 +187,9 @@ class Runner:
                 continue
             att.runner = me
             coro = self._run(att)
+            context = contextvars.copy_context()
             try:
-                step = coro.send(None)
+                step = context.run(coro.send, None)
             except StopIteration:
                 att.runner = None
                 continue
@@ -197,7 +200,7 @@ class Runner:
             if pending:
                 self._new_slot_task()
             try:
-                await _resume(coro, step)
+                await _resume(coro, step, context)
             except asyncio.CancelledError:
                 return
             finally:
@@ -211,7 +214,7 @@ class Runner:
         # Every log line written while this attempt runs carries its job id,
         # task, attempt and release (the context follows the asyncio task).
         started = time.monotonic()
-        logs.enter_job(att.id, att.task_name, att.attempt, self.app.release)  # this task's own context
+        logs.enter_job(att.id, att.task_name, att.attempt, self.app.release)  # this attempt's own context (_slot_task)
         try:
             await self._attempt(att)
         except psycopg.OperationalError as exc:

@@ -551,6 +551,35 @@ def test_quick_attempts_share_slot_tasks_and_one_that_awaits_keeps_its_own(app, 
     assert sorted(kept) == list(range(50)) and all(kept.values())
 
 
+def test_a_context_variable_set_by_one_job_is_not_seen_by_the_next(app, dsn):
+    """Quick attempts share slot tasks, but each runs in a context of its
+    own: a request id or tenant a task function puts in a ContextVar must
+    not leak into the next job run by the same slot task, nor into a job
+    that awaits."""
+    import contextvars
+
+    tenant: contextvars.ContextVar[int | None] = contextvars.ContextVar("tenant", default=None)
+    seen: list[int | None] = []
+
+    @app.task(name="quick")
+    async def quick(i: int) -> None:
+        seen.append(tenant.get())
+        tenant.set(i)
+
+    @app.task(name="awaits")
+    async def awaits(i: int) -> None:
+        seen.append(tenant.get())
+        tenant.set(i)
+        await asyncio.sleep(0.001)
+        assert tenant.get() == i  # its own value survives its awaits
+        seen.append(tenant.get() if tenant.get() != i else None)
+
+    app.enqueue_many([("quick", {"i": i}) for i in range(500)] + [("awaits", {"i": i}) for i in range(20)])
+    stats = drain(app, concurrency=20)
+    assert stats.succeeded == 520 and states(dsn) == {"succeeded": 520}
+    assert len(seen) == 540 and set(seen) == {None}
+
+
 def test_a_job_keeps_its_page_through_claim_and_completion(app, dsn):
     """The two updates of a job's life write their row versions on the job's
     own page (fillfactor 50, migration 011): an update that finds its page
