@@ -143,6 +143,10 @@ class Runner:
         self._pending: deque[Attempt] = deque()  # given a slot, not begun yet
         self._taking = False  # a slot task is taking from _pending
         self._slot_tasks: set[asyncio.Task] = set()
+        # What every attempt's context is copied from: the worker's own, never
+        # a job's (a slot task may be started from a job's context, when its
+        # end lets the claimer hand out the next attempts).
+        self._context = contextvars.copy_context()
 
     def start(self, att: Attempt) -> None:
         """Give ``att`` a slot; a slot task runs it soon (see _slot_task)."""
@@ -153,7 +157,7 @@ class Runner:
 
     def _new_slot_task(self) -> None:
         self._taking = True
-        task = asyncio.get_running_loop().create_task(self._slot_task())
+        task = asyncio.get_running_loop().create_task(self._slot_task(), context=self._context.copy())
         self._slot_tasks.add(task)  # the loop keeps only a weak reference
         task.add_done_callback(self._slot_tasks.discard)
 
@@ -168,7 +172,7 @@ class Runner:
         A task that was cancelled (interrupt) ends with its attempt.
 
         Each attempt runs every step in a context of its own (a copy of
-        the slot task's, as an asyncio task would get), so its log fields
+        the worker's, as an asyncio task would get), so its log fields
         and any context variable its task function sets end with it and
         are never seen by the next job of that slot task."""
         me = asyncio.current_task()
@@ -187,7 +191,7 @@ class Runner:
                 continue
             att.runner = me
             coro = self._run(att)
-            context = contextvars.copy_context()
+            context = self._context.copy()
             try:
                 step = context.run(coro.send, None)
             except StopIteration:

@@ -97,6 +97,30 @@ def test_backoff_schedules_the_retry_in_the_future(app, dsn):
     assert 590 < wait_s <= 600
 
 
+def test_a_task_that_raises_retry_in_waits_at_least_that_long(app, dsn):
+    """RetryIn(seconds): the next attempt no sooner than asked, even when the
+    task's own policy would retry at once; a longer policy wins over it."""
+    from pgsteady import RetryIn
+
+    @app.task(name="throttled", retry=Retry(base=0, jitter=0))
+    async def throttled() -> None:
+        raise RetryIn(300, "the provider asked for 300 s")
+
+    @app.task(name="patient", retry=Retry(base=900, jitter=0))
+    def patient() -> None:
+        raise RetryIn(5)
+
+    short, long_ = app.enqueue("throttled", {}), app.enqueue("patient", {})
+    drain(app)
+    wait = "SELECT extract(epoch FROM run_at - now()) FROM pgsteady.jobs WHERE id = %s"
+    assert 290 < scalar(dsn, wait, [short.id]) <= 300
+    assert 890 < scalar(dsn, wait, [long_.id]) <= 900
+    assert job(dsn, short.id)["errors"][-1]["error"] == "RetryIn: the provider asked for 300 s"
+    assert app.retries.after_failure("throttled", 1, at_least=1e300) == 7 * 24 * 3600.0  # clamped like a policy
+    with pytest.raises(ValueError):
+        RetryIn(float("nan"))
+
+
 def test_retry_policy_grows_exponentially_with_jitter_and_cap():
     r = Retry(base=2, cap=60, jitter=0.5)
     for attempt, full in [(1, 2), (2, 4), (3, 8), (10, 60)]:
@@ -551,11 +575,13 @@ def test_quick_attempts_share_slot_tasks_and_one_that_awaits_keeps_its_own(app, 
     assert sorted(kept) == list(range(50)) and all(kept.values())
 
 
-def test_a_context_variable_set_by_one_job_is_not_seen_by_the_next(app, dsn):
+@pytest.mark.parametrize("concurrency", [1, 20])
+def test_a_context_variable_set_by_one_job_is_not_seen_by_the_next(app, dsn, concurrency):
     """Quick attempts share slot tasks, but each runs in a context of its
     own: a request id or tenant a task function puts in a ContextVar must
     not leak into the next job run by the same slot task, nor into a job
-    that awaits."""
+    that awaits, nor into the slot task that the end of a job starts (at
+    concurrency 1, every job after one that awaited)."""
     import contextvars
 
     tenant: contextvars.ContextVar[int | None] = contextvars.ContextVar("tenant", default=None)
@@ -575,7 +601,7 @@ def test_a_context_variable_set_by_one_job_is_not_seen_by_the_next(app, dsn):
         seen.append(tenant.get() if tenant.get() != i else None)
 
     app.enqueue_many([("quick", {"i": i}) for i in range(500)] + [("awaits", {"i": i}) for i in range(20)])
-    stats = drain(app, concurrency=20)
+    stats = drain(app, concurrency=concurrency)
     assert stats.succeeded == 520 and states(dsn) == {"succeeded": 520}
     assert len(seen) == 540 and set(seen) == {None}
 
