@@ -6,7 +6,7 @@ The public API is what this module exports; everything else is internal.
 from .app import App, JobRef
 from .errors import PgsteadyError
 from .retries import Retry
-from .tasks import Cancelled, Context, Discard, Task
+from .tasks import Cancelled, Context, Discard, RetryIn, Task
 from .worker import Worker, run_worker
 
-__all__ = ["App", "Cancelled", "Context", "Discard", "JobRef", "PgsteadyError", "Retry", "Task", "Worker", "run_worker"]
+__all__ = ["App", "Cancelled", "Context", "Discard", "JobRef", "PgsteadyError", "Retry", "RetryIn", "Task", "Worker", "run_worker"]

@@ -30,7 +30,7 @@ from .attempts import Attempt, WorkerStats
 from .queries import Queries
 from .retries import Retries
 from .security.settings import MAX_ERROR_CHARS, MAX_TRACEBACK_CHARS
-from .tasks import Context, LeaseLost
+from .tasks import Context, LeaseLost, RetryIn
 
 log = logging.getLogger("pgsteady.worker")
 
@@ -139,12 +139,13 @@ class Completer:
 
     async def failed(self, att: Attempt, error: BaseException | str, tb: str | None, *, retry: bool) -> None:
         att.finished = True  # a terminal write is under way: the heartbeat must not call this lease lost
+        asked = error.seconds if isinstance(error, RetryIn) else 0.0
         if isinstance(error, BaseException):
             tb = format_traceback(error) if tb is None else tb
             error = describe(error)
         else:
             error, tb = storable(error, MAX_ERROR_CHARS), storable(tb or "", MAX_TRACEBACK_CHARS, keep_end=True)
-        backoff = self.retries.after_failure(att.task_name, att.attempt) if retry else 0.0
+        backoff = self.retries.after_failure(att.task_name, att.attempt, at_least=asked) if retry else 0.0
         params = dict(id=att.id, token=att.token, retry=retry, backoff=timedelta(seconds=backoff), error=error,
                       traceback=tb, worker_id=self.worker_id, release=self.release)
         try:

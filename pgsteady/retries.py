@@ -3,6 +3,7 @@
 This is the one place that decides a backoff. Every path asks it:
 
     a task raised, or ran past its timeout     the task's policy (Retry, or a function)
+    a task raised RetryIn(seconds)             the longer of those seconds and the policy's
     a job of a task this worker does not know  UNKNOWN_TASK (another release may know it)
     a lease expired and the job is rescued     the task's policy, as for a failure
     an index build hit its lock timeout        Retry(...).backoff(n), see changes/build.py
@@ -87,10 +88,13 @@ class Retries:
     def __init__(self, tasks: Mapping[str, Task]) -> None:
         self._tasks = tasks
 
-    def after_failure(self, task_name: str, attempt: int) -> float:
+    def after_failure(self, task_name: str, attempt: int, *, at_least: float = 0.0) -> float:
+        """Seconds until the next attempt; ``at_least``: what the task asked
+        for (RetryIn), clamped like any policy's answer."""
         task = self._tasks.get(task_name)
         try:
-            return delay(task.retry if task is not None else UNKNOWN_TASK, attempt)
+            seconds = delay(task.retry if task is not None else UNKNOWN_TASK, attempt)
         except Exception:  # the failure path must not fail: a broken policy gets the default
             log.exception("retry policy of task %r failed; using the default backoff", task_name)
-            return delay(DEFAULT, attempt)
+            seconds = delay(DEFAULT, attempt)
+        return max(seconds, min(at_least, MAX_BACKOFF)) if at_least > 0 else seconds

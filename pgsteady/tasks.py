@@ -29,6 +29,19 @@ class Discard(Exception):
     """Raise from a task to fail the job at once, without further attempts."""
 
 
+class RetryIn(Exception):
+    """Raise from a task to try the job again no sooner than ``seconds`` from
+    now: a provider's Retry-After, a window that opens later. The attempt
+    counts and is recorded as a failure with ``message``; when the task's
+    retry policy asks for longer, the longer wait wins (retries.py decides)."""
+
+    def __init__(self, seconds: float, message: str = "") -> None:
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+            raise ValueError(f"RetryIn needs a number of seconds >= 0, not {seconds!r}")
+        super().__init__(message or f"try again in {seconds:g}s")
+        self.seconds = float(seconds)
+
+
 class Cancelled(Exception):
     """Raise from a sync task that saw ``ctx.cancelled`` (``ctx.raise_if_cancelled()``
     does it): the attempt ends as cancelled. A task that returns has finished,

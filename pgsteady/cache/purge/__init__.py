@@ -23,7 +23,7 @@ Guarantees, and who provides them:
   adapter's defaults with ``App.set_queue_limits``; every worker obeys them);
 - retried on 429/5xx: a Retry-After of at most PURGE_MAX_RETRY_AFTER seconds
   is waited out inside the attempt; anything longer, or none, fails the attempt
-  into the job's retry with backoff (never shorter than the Retry-After given);
+  into the job's retry with backoff (a longer one as RetryIn: never sooner than asked);
 - recorded: every batch's answer goes into the job history (``ctx.log``).
 """
 
@@ -38,7 +38,7 @@ from typing import Any
 
 from ...errors import ConfigError, InvalidPayload
 from ...security.settings import PURGE_MAX_RETRY_AFTER, PURGE_RESPONSE_LOG_BYTES
-from ...tasks import Retry
+from ...tasks import Retry, RetryIn
 from .adapters import KEY, ADAPTERS, Cloudflare, Fastly, Nginx, Refused, Throttled, Varnish, from_config
 
 TASK = "pgsteady.cdn_purge"
@@ -53,19 +53,6 @@ def purge_key(urls: list[str], keys: list[str], version: str) -> str:
     """The idempotency key of one purge: the same targets at the same version are one job."""
     digest = hashlib.sha256(json.dumps([sorted(set(urls)), sorted(set(keys)), version]).encode()).hexdigest()
     return f"cdn_purge:{digest[:40]}"
-
-
-class _RetryAfterBackoff:
-    """The task's retry policy: exponential backoff, but never sooner than the
-    Retry-After a provider last asked for in this process (a 429 means wait)."""
-
-    def __init__(self, base: Retry) -> None:
-        self.base = base
-        self.asked = 0.0
-
-    def __call__(self, attempt: int) -> float:
-        wait, self.asked = max(self.base.backoff(attempt), self.asked), 0.0
-        return wait
 
 
 @dataclass
@@ -114,24 +101,22 @@ def register(app: Any, adapter: Any, *, queue: str = QUEUE, max_attempts: int = 
         raise ConfigError("adapter must be a pgsteady.cache.purge adapter (Nginx, Varnish, Fastly, Cloudflare) or a config mapping")
     if TASK in app.tasks:
         raise ConfigError(f"{TASK} is already registered on this App; call purge.register once")
-    policy = _RetryAfterBackoff(retry)
-
-    @app.task(name=TASK, queue=queue, max_attempts=max_attempts, retry=policy)
+    @app.task(name=TASK, queue=queue, max_attempts=max_attempts, retry=retry)
     def cdn_purge(ctx, urls: list[str] = (), keys: list[str] = (), version: str = "") -> dict[str, Any]:
         """Purge URLs and surrogate keys through the configured adapter (pgsteady/cache/purge)."""
-        return _run(ctx, adapter, policy, {"urls": list(urls), "keys": list(keys)})
+        return _run(ctx, adapter, {"urls": list(urls), "keys": list(keys)})
 
     return Purger(app, adapter, queue)
 
 
-def _run(ctx: Any, adapter: Any, policy: _RetryAfterBackoff, targets: dict[str, list[str]]) -> dict[str, Any]:
+def _run(ctx: Any, adapter: Any, targets: dict[str, list[str]]) -> dict[str, Any]:
     done = dict(ctx.last_checkpoint or {"urls": 0, "keys": 0})
     sent = 0
     for kind, size in (("urls", adapter.url_batch), ("keys", adapter.key_batch)):
         items = targets[kind]
         for start in range(done.get(kind, 0), len(items), max(size, 1)):
             batch = items[start:start + size]
-            answer = _send(ctx, adapter, policy, kind, batch)
+            answer = _send(ctx, adapter, kind, batch)
             ctx.log(f"{adapter.name} purged {len(batch)} {kind[:-1] if len(batch) == 1 else kind}: HTTP {answer.status}",
                     adapter=adapter.name, kind=kind, targets=batch, status=answer.status,
                     response=answer.body[:PURGE_RESPONSE_LOG_BYTES])
@@ -141,15 +126,16 @@ def _run(ctx: Any, adapter: Any, policy: _RetryAfterBackoff, targets: dict[str, 
     return {"adapter": adapter.name, "urls": len(targets["urls"]), "keys": len(targets["keys"]), "requests": sent}
 
 
-def _send(ctx: Any, adapter: Any, policy: _RetryAfterBackoff, kind: str, batch: list[str]) -> Any:
+def _send(ctx: Any, adapter: Any, kind: str, batch: list[str]) -> Any:
     try:
         return adapter.purge(kind, batch)
     except Throttled as exc:
         ctx.log(f"{adapter.name} answered {exc}", adapter=adapter.name, kind=kind, targets=batch,
                 status=exc.status, response=exc.body[:PURGE_RESPONSE_LOG_BYTES], retry_after=exc.retry_after)
-        if exc.retry_after is None or exc.retry_after > PURGE_MAX_RETRY_AFTER:
-            policy.asked = exc.retry_after or 0.0
+        if exc.retry_after is None:
             raise
+        if exc.retry_after > PURGE_MAX_RETRY_AFTER:  # the job's backoff, but never sooner than asked
+            raise RetryIn(exc.retry_after, f"{type(exc).__name__}: {exc}") from exc
         time.sleep(exc.retry_after)  # short enough to wait out here rather than give the slot back
         return adapter.purge(kind, batch)
     except Refused as exc:
