@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shlex
 from pathlib import Path
 
@@ -21,23 +20,15 @@ from ..changes.steps import ChangeFailed, ChangeRefused, Session, one_line
 from ..errors import ConfigError
 from ..indexes.catalog import human_bytes
 from ..queries import for_schema
-from .base import answer_no, connect, echo_json, json_option
+from .base import answer_no, clean, connect, echo_json, json_option
 
 FILE = click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 err = Console(stderr=True)
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def plain(value: object) -> str:
-    """Stored text made safe for a terminal: control characters (escape sequences) shown as '?'."""
-    return _CONTROL.sub("?", "" if value is None else str(value))
-
-
 def shown(value: object) -> Text:
     """A table cell from stored data: never read as rich markup (a title may hold "[/x]")."""
-    return Text(plain(value))
+    return Text(clean(value))
 
 
 def _command(ctx: click.Context, file: Path, flags: dict) -> str:
@@ -81,9 +72,9 @@ def _print_sql_lint(file: Path, result, as_json: bool) -> None:
         echo_json({**result.to_json(), "file": str(file), "statements": len(result.steps)})
         return
     for f in result.findings:
-        click.echo(plain(f"{file}:{f.line}: {f.severity} {f.rule}: {f.reason}\n    {f.message}"))
+        click.echo(clean(f"{file}:{f.line}: {f.severity} {f.rule}: {f.reason}\n    {f.message}"))
         if f.route and f.severity == "refuse":
-            click.echo("    fix: " + plain(f.route).replace("\n", "\n         "))
+            click.echo("    fix: " + clean(f.route).replace("\n", "\n         "))
     refused = sum(f.severity == "refuse" for f in result.findings)
     click.echo(f"lint: {len(result.steps)} statements, " +
                (f"{refused} refused" if refused else "ok" + (" (with notes)" if result.findings else "")))
@@ -230,7 +221,7 @@ def register(cli: click.Group) -> None:
                        f"{w['updated']:,} updated{hot}, {w['deleted']:,} deleted; verify compares the write cost "
                        "after the apply")
         for warning in figures.get("write_warnings") or ():
-            click.echo(plain(f"warning: {warning}"))
+            click.echo(clean(f"warning: {warning}"))
         est = figures.get("estimate")
         if est:
             click.echo(f"estimate: index about {human_bytes(est['index_bytes'])} ({est['basis']}), "
@@ -255,11 +246,11 @@ def register(cli: click.Group) -> None:
                    f"(whole table: about {figures['build_seconds_estimate']}s); {figures['seconds']:.2f}s in all, copy dropped")
         for st in figures.get("statements", []):  # a migration: what each statement cost on the copy
             if st["status"] == "done":
-                click.echo(plain(f"{st['index']}. line {st['line']}: {st['seconds']:.3f}s, {st['strongest'] or 'no lock'}"
+                click.echo(clean(f"{st['index']}. line {st['line']}: {st['seconds']:.3f}s, {st['strongest'] or 'no lock'}"
                                       f" held {st['held_seconds']:.3f}s (blocks {st['blocks']}), "
                                       f"{'rewrote ' + ', '.join(st['rewrote']) if st['rewrote'] else 'no rewrite'}"))
             else:
-                click.echo(plain(f"{st['index']}. line {st['line']}: {st['status']}: {st.get('why') or st.get('error')}"))
+                click.echo(clean(f"{st['index']}. line {st['line']}: {st['status']}: {st.get('why') or st.get('error')}"))
         for q in figures["queries"]:
             click.echo(f"{q['name']}: {q['before']['median_ms']:.2f} ms -> {q['after']['median_ms']:.2f} ms")
             click.echo("  before: " + " / ".join(s.strip() for s in q["before"]["plan_lines"]))
@@ -312,7 +303,7 @@ def register(cli: click.Group) -> None:
             click.echo(figures["watch"]["summary"])
             if figures.get("writes"):
                 for line in writes.describe(figures["writes"]):
-                    click.echo(plain(line))
+                    click.echo(clean(line))
             click.echo(f"verdict: {figures['verdict']} ({figures['why']})")
         if figures["verdict"] in ("worse", "not met", "mixed"):
             answer_no()
@@ -362,7 +353,7 @@ def register(cli: click.Group) -> None:
         if as_json:
             echo_json(found)
             return
-        safe = {k: plain(v) for k, v in found.items() if isinstance(v, str)}
+        safe = {k: clean(v) for k, v in found.items() if isinstance(v, str)}
         click.echo(f"{safe['id']}: {safe['title']}\nowner: {safe['owner']}\nstatus: {safe['status']}"
                    + (f" (verdict: {safe['verdict']})" if found["verdict"] else "")
                    + f"\nfile: {safe['file_path']}\nchange: {safe['statement']}\nrollback: {safe.get('rollback') or '-'}")
@@ -376,7 +367,7 @@ def register(cli: click.Group) -> None:
         Console().print(table)
         for s in found["steps"]:  # a migration: each statement of its apply and rollback steps
             for st in (s["details"] or {}).get("statements", []) if s["step"] in ("apply", "rollback") else ():
-                click.echo(plain(f"  {s['step']} step {s['id']}, statement {st['index']}/{st['of']} (line {st['line']}): "
+                click.echo(clean(f"  {s['step']} step {s['id']}, statement {st['index']}/{st['of']} (line {st['line']}): "
                                  f"{st['status']} in {st.get('seconds', 0):.3f}s, {st['attempts']} attempt(s)"
                                  + (f", {st['lock_timeouts']} lock timeout(s)" if st["lock_timeouts"] else "")
                                  + (f": {st['error']}" if st.get("error") else "")))

@@ -7,7 +7,6 @@ that does not exist, an unreachable database).
 
 from __future__ import annotations
 
-import re
 
 import click
 from rich.console import Console
@@ -19,15 +18,12 @@ from ..security import roles as security_roles
 from ..security import settings as security_settings
 from ..security.report import AREAS, FAIL, PASS, SKIP, WARN, Report
 from ..security.runner import check as run_check
-from .base import answer_no, echo_json, json_option
+from .base import answer_no, clean, echo_json, json_option
 
 _STYLE = {FAIL: "bold red", WARN: "yellow", PASS: "green", SKIP: "dim"}
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
 def plain(value: object) -> Text:
-    """Text shown as is: no rich markup, no terminal escape sequences."""
-    return Text(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value)))
+    """Text shown as is: no rich markup, no terminal escape or bidi characters (base.clean)."""
+    return Text(clean(value))
 
 
 def render(report: Report, console: Console, *, verbose: bool) -> None:
